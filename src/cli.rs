@@ -1,0 +1,139 @@
+//! The raw command line, as clap parses it. Nothing here is validated beyond
+//! types; `run` turns it into checked settings before any loss sees it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::loss::Reduction;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "losscope",
+    version,
+    about = "Evaluate loss functions on dumped tensors and show where the loss comes from",
+    long_about = "Evaluate loss functions on tensors dumped from training code (.npy, .npz, JSON) \
+                  with PyTorch's exact semantics, computed in float64, and show where the loss \
+                  comes from: per class, easy versus hard examples, and how concentrated it is.",
+    help_expected = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Cross entropy over class logits, as F.cross_entropy
+    Ce(CeArgs),
+    /// Binary cross entropy with logits, as F.binary_cross_entropy_with_logits
+    Bce(BceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CeArgs {
+    /// A bundle (.npz or JSON object) holding arrays named logits, targets and,
+    /// optionally, weight; flags override its members
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: Option<String>,
+    /// Logits [N, C], [N, C, d1, …] or class-last with --class-axis -1 (FILE or FILE:KEY)
+    #[arg(long, value_name = "SPEC")]
+    pub logits: Option<String>,
+    /// Class indices (any integer dtype) or float probabilities shaped like the logits
+    #[arg(long, value_name = "SPEC")]
+    pub targets: Option<String>,
+    /// Per-class weights: an inline list (1,2,0.5) or an array file
+    #[arg(long, value_name = "LIST|SPEC", allow_hyphen_values = true)]
+    pub weight: Option<String>,
+    /// Targets equal to this are skipped, as PyTorch's ignore_index
+    #[arg(long, default_value_t = -100, allow_negative_numbers = true)]
+    pub ignore_index: i64,
+    /// Label smoothing ε in [0, 1]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub label_smoothing: f64,
+    /// How the per-example losses are reduced to the value
+    #[arg(long, value_enum, default_value_t = Reduction::Mean)]
+    pub reduction: Reduction,
+    /// The axis of the classes [default: 1, as PyTorch; 0 for a single example]
+    #[arg(long, allow_negative_numbers = true)]
+    pub class_axis: Option<i64>,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BceArgs {
+    /// A bundle (.npz or JSON object) holding arrays named logits, targets and,
+    /// optionally, weight and pos_weight; flags override its members
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: Option<String>,
+    /// Logits of any shape (FILE or FILE:KEY)
+    #[arg(long, value_name = "SPEC")]
+    pub logits: Option<String>,
+    /// Targets of the logits' shape, 0/1 or soft
+    #[arg(long, value_name = "SPEC")]
+    pub targets: Option<String>,
+    /// Weights broadcast to the logits: an inline list or an array file
+    #[arg(long, value_name = "LIST|SPEC", allow_hyphen_values = true)]
+    pub weight: Option<String>,
+    /// Positive-class weights broadcast along the last axis: an inline list or an array file
+    #[arg(long, value_name = "LIST|SPEC", allow_hyphen_values = true)]
+    pub pos_weight: Option<String>,
+    /// How the per-element losses are reduced to the value
+    #[arg(long, value_enum, default_value_t = Reduction::Mean)]
+    pub reduction: Reduction,
+    /// The axis whose index is the class in the per-class table [default: the last]
+    #[arg(long, allow_negative_numbers = true)]
+    pub class_axis: Option<i64>,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Markdown,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Write the report to this file (atomically) instead of stdout
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Class names: a file (one per line, or a JSON list) or an inline list a,b,c
+    #[arg(long, value_name = "FILE|LIST")]
+    pub class_names: Option<String>,
+    /// Examples with p_t above this are easy
+    #[arg(long, default_value_t = 0.5)]
+    pub easy_threshold: f64,
+    /// Bins of the p_t histogram
+    #[arg(long, default_value_t = 10)]
+    pub bins: usize,
+    /// Show only the N classes with the largest share (table and markdown)
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
+    /// Exit 1 when the value differs from this
+    #[arg(long, value_name = "VALUE", allow_negative_numbers = true)]
+    pub expect: Option<f64>,
+    /// Relative tolerance of --expect
+    #[arg(long, default_value_t = 1e-6, requires = "expect")]
+    pub rtol: f64,
+    /// Absolute tolerance of --expect
+    #[arg(long, default_value_t = 0.0, requires = "expect")]
+    pub atol: f64,
+    /// Compute even when logits hold NaN or infinities (the loss may then be NaN)
+    #[arg(long)]
+    pub allow_nonfinite: bool,
+    /// No progress bar
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Worker threads [default: one per core]; results do not depend on it
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}

@@ -1,0 +1,293 @@
+//! The in-memory form of every input array: native byte order, C order, one
+//! of the NumPy element types, either memory-mapped in place or owned.
+
+use half::f16;
+use memmap2::Mmap;
+
+/// The element types losscope reads, named as NumPy names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DType {
+    Bool,
+    I8,
+    I16,
+    I32,
+    I64,
+    U8,
+    U16,
+    U32,
+    U64,
+    F16,
+    F32,
+    F64,
+}
+
+impl DType {
+    pub fn size(self) -> usize {
+        match self {
+            DType::Bool | DType::I8 | DType::U8 => 1,
+            DType::I16 | DType::U16 | DType::F16 => 2,
+            DType::I32 | DType::U32 | DType::F32 => 4,
+            DType::I64 | DType::U64 | DType::F64 => 8,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::Bool => "bool",
+            DType::I8 => "int8",
+            DType::I16 => "int16",
+            DType::I32 => "int32",
+            DType::I64 => "int64",
+            DType::U8 => "uint8",
+            DType::U16 => "uint16",
+            DType::U32 => "uint32",
+            DType::U64 => "uint64",
+            DType::F16 => "float16",
+            DType::F32 => "float32",
+            DType::F64 => "float64",
+        }
+    }
+
+    pub fn is_float(self) -> bool {
+        matches!(self, DType::F16 | DType::F32 | DType::F64)
+    }
+}
+
+/// A numeric element that every per-example pass can read as f64.
+pub trait Element: Copy + Send + Sync + bytemuck::Pod + 'static {
+    fn to_f64(self) -> f64;
+}
+
+macro_rules! lossless_element {
+    ($($t:ty),*) => {$(
+        impl Element for $t {
+            #[inline(always)]
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+        }
+    )*};
+}
+lossless_element!(i8, i16, i32, i64, u8, u16, u32, u64, f32, f64);
+
+impl Element for f16 {
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        f16::to_f64(self)
+    }
+}
+
+/// A borrowed, typed view of a tensor's elements. Booleans are validated to
+/// be 0 or 1 on load and then read as `U8`.
+#[derive(Clone, Copy)]
+pub enum Values<'a> {
+    I8(&'a [i8]),
+    I16(&'a [i16]),
+    I32(&'a [i32]),
+    I64(&'a [i64]),
+    U8(&'a [u8]),
+    U16(&'a [u16]),
+    U32(&'a [u32]),
+    U64(&'a [u64]),
+    F16(&'a [f16]),
+    F32(&'a [f32]),
+    F64(&'a [f64]),
+}
+
+/// Runs `$body` with `$slice` bound to the typed slice inside a [`Values`],
+/// so a generic kernel is chosen once per tensor, not once per element.
+#[macro_export]
+macro_rules! with_slice {
+    ($values:expr, $slice:ident => $body:expr) => {
+        match $values {
+            $crate::input::Values::I8($slice) => $body,
+            $crate::input::Values::I16($slice) => $body,
+            $crate::input::Values::I32($slice) => $body,
+            $crate::input::Values::I64($slice) => $body,
+            $crate::input::Values::U8($slice) => $body,
+            $crate::input::Values::U16($slice) => $body,
+            $crate::input::Values::U32($slice) => $body,
+            $crate::input::Values::U64($slice) => $body,
+            $crate::input::Values::F16($slice) => $body,
+            $crate::input::Values::F32($slice) => $body,
+            $crate::input::Values::F64($slice) => $body,
+        }
+    };
+}
+
+impl Values<'_> {
+    /// Element `i` as f64 (exact for every type but the largest 64-bit integers).
+    #[inline]
+    pub fn get(&self, i: usize) -> f64 {
+        with_slice!(self, s => s[i].to_f64())
+    }
+
+    /// Element `i` as an integer, when it is one: integer types always, floats
+    /// only when they hold an integral value.
+    #[inline]
+    pub fn get_index(&self, i: usize) -> Option<i64> {
+        match self {
+            Values::I8(s) => Some(s[i] as i64),
+            Values::I16(s) => Some(s[i] as i64),
+            Values::I32(s) => Some(s[i] as i64),
+            Values::I64(s) => Some(s[i]),
+            Values::U8(s) => Some(s[i] as i64),
+            Values::U16(s) => Some(s[i] as i64),
+            Values::U32(s) => Some(s[i] as i64),
+            Values::U64(s) => i64::try_from(s[i]).ok(),
+            Values::F16(_) | Values::F32(_) | Values::F64(_) => {
+                let v = self.get(i);
+                (v.fract() == 0.0 && v.abs() < 9.0e15).then_some(v as i64)
+            }
+        }
+    }
+}
+
+/// Owned elements, for inputs that had to be decoded (npz members, JSON,
+/// big-endian or Fortran-order files).
+pub enum Column {
+    I8(Vec<i8>),
+    I16(Vec<i16>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+    U32(Vec<u32>),
+    U64(Vec<u64>),
+    F16(Vec<f16>),
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+}
+
+impl Column {
+    fn values(&self) -> Values<'_> {
+        match self {
+            Column::I8(v) => Values::I8(v),
+            Column::I16(v) => Values::I16(v),
+            Column::I32(v) => Values::I32(v),
+            Column::I64(v) => Values::I64(v),
+            Column::U8(v) => Values::U8(v),
+            Column::U16(v) => Values::U16(v),
+            Column::U32(v) => Values::U32(v),
+            Column::U64(v) => Values::U64(v),
+            Column::F16(v) => Values::F16(v),
+            Column::F32(v) => Values::F32(v),
+            Column::F64(v) => Values::F64(v),
+        }
+    }
+}
+
+pub(crate) enum Storage {
+    /// The payload read in place from a memory-mapped `.npy` file.
+    Mapped {
+        map: Mmap,
+        offset: usize,
+        len: usize,
+    },
+    Owned(Column),
+}
+
+/// One input array with its provenance.
+pub struct Tensor {
+    pub origin: crate::error::Origin,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    /// Whether the payload is read in place from a memory map.
+    pub mapped: bool,
+    storage: Storage,
+}
+
+impl Tensor {
+    pub(crate) fn new(
+        origin: crate::error::Origin,
+        dtype: DType,
+        shape: Vec<usize>,
+        storage: Storage,
+    ) -> Self {
+        let mapped = matches!(storage, Storage::Mapped { .. });
+        Tensor {
+            origin,
+            dtype,
+            shape,
+            mapped,
+            storage,
+        }
+    }
+
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn values(&self) -> Values<'_> {
+        match &self.storage {
+            Storage::Owned(column) => column.values(),
+            Storage::Mapped { map, offset, len } => {
+                let bytes = &map[*offset..*offset + *len];
+                // Alignment was checked when the map was accepted.
+                match self.dtype {
+                    DType::Bool | DType::U8 => Values::U8(bytes),
+                    DType::I8 => Values::I8(bytemuck::cast_slice(bytes)),
+                    DType::I16 => Values::I16(bytemuck::cast_slice(bytes)),
+                    DType::I32 => Values::I32(bytemuck::cast_slice(bytes)),
+                    DType::I64 => Values::I64(bytemuck::cast_slice(bytes)),
+                    DType::U16 => Values::U16(bytemuck::cast_slice(bytes)),
+                    DType::U32 => Values::U32(bytemuck::cast_slice(bytes)),
+                    DType::U64 => Values::U64(bytemuck::cast_slice(bytes)),
+                    DType::F16 => Values::F16(bytemuck::cast_slice(bytes)),
+                    DType::F32 => Values::F32(bytemuck::cast_slice(bytes)),
+                    DType::F64 => Values::F64(bytemuck::cast_slice(bytes)),
+                }
+            }
+        }
+    }
+
+    /// All elements as f64: for the small arrays (weights) that are read often.
+    pub fn to_f64_vec(&self) -> Vec<f64> {
+        with_slice!(self.values(), s => s.iter().map(|v| v.to_f64()).collect())
+    }
+
+    /// The shape as NumPy prints it, `[4, 3]`.
+    pub fn shape_text(&self) -> String {
+        shape_text(&self.shape)
+    }
+}
+
+pub fn shape_text(shape: &[usize]) -> String {
+    let parts: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+impl Values<'_> {
+    /// Copies `out.len()` elements, starting at `start` and `stride` apart,
+    /// into `out` as f64. One type dispatch per call keeps the per-element
+    /// loop monomorphic.
+    #[inline]
+    pub fn copy_to_f64(&self, start: usize, stride: usize, out: &mut [f64]) {
+        #[inline(always)]
+        fn copy<T: Element>(s: &[T], start: usize, stride: usize, out: &mut [f64]) {
+            if stride == 1 {
+                let len = out.len();
+                for (o, v) in out.iter_mut().zip(&s[start..start + len]) {
+                    *o = v.to_f64();
+                }
+            } else {
+                for (k, o) in out.iter_mut().enumerate() {
+                    *o = s[start + k * stride].to_f64();
+                }
+            }
+        }
+        with_slice!(self, s => copy(s, start, stride, out))
+    }
+}
+
+impl Tensor {
+    /// A one-dimensional float64 tensor from values typed on the command line.
+    pub fn from_list(origin: crate::error::Origin, values: Vec<f64>) -> Tensor {
+        Tensor::new(
+            origin,
+            DType::F64,
+            vec![values.len()],
+            Storage::Owned(Column::F64(values)),
+        )
+    }
+}

@@ -1,0 +1,20 @@
+//! losscope: evaluate loss functions on tensors dumped from training code,
+//! with the reference implementations' exact semantics, and show where the
+//! loss comes from.
+//!
+//! Data flows one way: [`input`] reads arrays, a [`loss`] validates them and
+//! evaluates examples into a [`tally`], the tally becomes a [`report`], and a
+//! [`format`] renders it.
+
+pub mod cli;
+pub mod error;
+pub mod format;
+pub mod input;
+pub mod loss;
+pub mod output;
+pub mod progress;
+pub mod report;
+pub mod run;
+pub mod tally;
+
+pub use run::{Outcome, run};

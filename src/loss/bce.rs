@@ -1,0 +1,231 @@
+//! Binary cross entropy with logits, as `F.binary_cross_entropy_with_logits`:
+//! `loss = w · ((1 - t)·x - (1 + (pw - 1)·t)·logσ(x))` with the stable
+//! `logσ(x) = min(x, 0) - log1p(exp(-|x|))`, mean over every element.
+//! `weight` broadcasts to the input, `pos_weight` along its last axis.
+
+use std::ops::Range;
+
+use crate::error::{Error, Result};
+use crate::input::{Tensor, Values, shape_text};
+use crate::report::Totals;
+use crate::tally::{Example, Grouping, Tally};
+
+use super::{ClassLayout, PerExample, Reduction, check_weights, resolve_axis};
+
+pub struct BceParams<'a> {
+    pub weight: Option<&'a Tensor>,
+    pub pos_weight: Option<&'a Tensor>,
+    pub reduction: Reduction,
+    /// The axis whose index is the class; `None` takes the last axis.
+    pub class_axis: Option<i64>,
+}
+
+/// A small array read through NumPy broadcasting against the input's shape.
+struct Broadcast {
+    values: Vec<f64>,
+    /// One stride per input axis; 0 where the array is broadcast.
+    strides: Vec<usize>,
+}
+
+impl Broadcast {
+    fn new(tensor: &Tensor, target: &[usize], what: &str) -> Result<Broadcast> {
+        let fail = || {
+            Error::input(
+                &tensor.origin,
+                format!(
+                    "shape {} does not broadcast to the logits' shape {} ({what})",
+                    tensor.shape_text(),
+                    shape_text(target)
+                ),
+            )
+        };
+        if tensor.shape.len() > target.len() {
+            return Err(fail());
+        }
+        let values = tensor.to_f64_vec();
+        check_weights(&values, &tensor.shape, &tensor.origin)?;
+        let offset = target.len() - tensor.shape.len();
+        let mut strides = vec![0; target.len()];
+        let mut stride = 1;
+        for (axis, &len) in tensor.shape.iter().enumerate().rev() {
+            let along = offset + axis;
+            if len == target[along] {
+                strides[along] = if len == 1 { 0 } else { stride };
+            } else if len != 1 {
+                return Err(fail());
+            }
+            stride *= len;
+        }
+        Ok(Broadcast { values, strides })
+    }
+}
+
+pub struct Bce<'a> {
+    logits: Values<'a>,
+    targets: Values<'a>,
+    shape: Vec<usize>,
+    /// Length of the last axis: elements are walked in runs of it.
+    run: usize,
+    classes: ClassLayout,
+    weight: Option<Broadcast>,
+    pos_weight: Option<Broadcast>,
+    reduction: Reduction,
+}
+
+impl<'a> Bce<'a> {
+    pub fn new(logits: &'a Tensor, targets: &'a Tensor, params: &BceParams) -> Result<Self> {
+        if logits.shape.is_empty() {
+            return Err(Error::input(
+                &logits.origin,
+                "is a scalar: BCE needs at least one axis",
+            ));
+        }
+        if targets.shape != logits.shape {
+            return Err(Error::input(
+                &targets.origin,
+                format!(
+                    "shape {} differs from the logits' shape {}: BCE needs one target per logit",
+                    targets.shape_text(),
+                    logits.shape_text()
+                ),
+            ));
+        }
+        let rank = logits.shape.len();
+        let axis = resolve_axis(params.class_axis.unwrap_or(-1), rank, &logits.origin)?;
+        let weight = params
+            .weight
+            .map(|w| Broadcast::new(w, &logits.shape, "weight"))
+            .transpose()?;
+        let pos_weight = params
+            .pos_weight
+            .map(|w| Broadcast::new(w, &logits.shape, "pos_weight"))
+            .transpose()?;
+        Ok(Bce {
+            logits: logits.values(),
+            targets: targets.values(),
+            run: logits.shape[rank - 1],
+            classes: ClassLayout::new(&logits.shape, axis),
+            shape: logits.shape.clone(),
+            weight,
+            pos_weight,
+            reduction: params.reduction,
+        })
+    }
+
+    pub fn layout(&self) -> ClassLayout {
+        self.classes
+    }
+
+    /// Where element `first` of run `run` sits in a broadcast array, and the
+    /// step to the next element of the run.
+    fn cursor<'b>(
+        &self,
+        broadcast: &'b Broadcast,
+        run: usize,
+        first: usize,
+    ) -> (&'b [f64], usize, usize) {
+        let last = self.shape.len() - 1;
+        let mut rest = run;
+        let mut offset = 0;
+        for axis in (0..last).rev() {
+            let len = self.shape[axis];
+            offset += (rest % len) * broadcast.strides[axis];
+            rest /= len;
+        }
+        let step = broadcast.strides[last];
+        (&broadcast.values, offset + first * step, step)
+    }
+}
+
+/// `log σ(x)`, stable for every finite x.
+#[inline(always)]
+pub fn log_sigmoid(x: f64) -> f64 {
+    x.min(0.0) - (-x.abs()).exp().ln_1p()
+}
+
+const BLOCK: usize = 1024;
+
+impl PerExample for Bce<'_> {
+    fn units(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    fn unit_cost(&self) -> usize {
+        1
+    }
+
+    fn classes(&self) -> usize {
+        self.classes.classes
+    }
+
+    fn grouping(&self) -> Grouping {
+        Grouping::PositivesNegatives
+    }
+
+    fn eval(&self, units: Range<usize>, tally: &mut Tally) {
+        self.eval_runs(units, tally)
+    }
+
+    fn totals(&self, tally: &Tally) -> Totals {
+        let sum = tally.total.value();
+        let normalizer = self.units() as f64;
+        Totals {
+            value: self.reduction.apply(sum, normalizer),
+            sum,
+            normalizer,
+        }
+    }
+}
+
+impl Bce<'_> {
+    fn eval_runs(&self, units: Range<usize>, tally: &mut Tally) {
+        let last = self.shape.len() - 1;
+        let mut x = [0.0; BLOCK];
+        let mut t = [0.0; BLOCK];
+        let mut start = units.start;
+        while start < units.end {
+            // A block never crosses the end of a run, so the broadcast
+            // offsets and the class (off the last axis) are fixed within it.
+            let run = start / self.run;
+            let run_end = (run + 1) * self.run;
+            let end = units.end.min(run_end).min(start + BLOCK);
+            let len = end - start;
+            let first = start - run * self.run;
+            self.logits.copy_to_f64(start, 1, &mut x[..len]);
+            self.targets.copy_to_f64(start, 1, &mut t[..len]);
+            if let Some(bad) = x[..len].iter().position(|v| !v.is_finite()) {
+                let count = x[..len].iter().filter(|v| !v.is_finite()).count();
+                tally.add_nonfinite(count as u64, start + bad);
+            }
+            let weight = self.weight.as_ref().map(|b| self.cursor(b, run, first));
+            let pos_weight = self.pos_weight.as_ref().map(|b| self.cursor(b, run, first));
+            let run_class = (start / self.classes.inner) % self.classes.classes;
+            for k in 0..len {
+                let (x, t) = (x[k], t[k]);
+                let log_sig = log_sigmoid(x);
+                let mut weighted_log_sig = log_sig;
+                if let Some((values, base, step)) = pos_weight {
+                    weighted_log_sig *= (values[base + k * step] - 1.0) * t + 1.0;
+                }
+                let mut loss = (1.0 - t) * x - weighted_log_sig;
+                if let Some((values, base, step)) = weight {
+                    loss *= values[base + k * step];
+                }
+                let p = log_sig.exp();
+                let class = if self.classes.axis == last {
+                    first + k
+                } else {
+                    run_class
+                };
+                tally.add(Example {
+                    class,
+                    loss,
+                    p_t: p * t + (1.0 - p) * (1.0 - t),
+                    correct: (x > 0.0) == (t > 0.5),
+                    positive: t > 0.5,
+                });
+            }
+            start = end;
+        }
+    }
+}

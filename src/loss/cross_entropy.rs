@@ -1,0 +1,307 @@
+//! Cross entropy with PyTorch's semantics (`F.cross_entropy`): class-index
+//! targets with weight, ignore index and label smoothing, or probability
+//! targets. The mean divides by Σ w[y] over counted targets for index
+//! targets and by the number of examples for probability targets.
+
+use std::ops::Range;
+
+use crate::error::{Error, Origin, Result, index_in};
+use crate::input::{Tensor, Values, shape_text};
+use crate::report::Totals;
+use crate::tally::{Example, Grouping, Tally};
+
+use super::{ClassLayout, PerExample, Reduction, check_class_weights, resolve_axis};
+
+/// The parameters of `F.cross_entropy`, plus where the classes sit.
+#[derive(Debug, Clone)]
+pub struct CrossEntropyParams {
+    /// Per-class weights, and where they came from.
+    pub weight: Option<(Vec<f64>, Origin)>,
+    pub ignore_index: i64,
+    /// ε in [0, 1].
+    pub label_smoothing: f64,
+    pub reduction: Reduction,
+    /// The class axis; `None` takes PyTorch's (1, or 0 for a single example).
+    pub class_axis: Option<i64>,
+}
+
+#[derive(Clone, Copy)]
+enum Targets<'a> {
+    /// One class index per example.
+    Indices(Values<'a>),
+    /// A probability per class, shaped like the logits.
+    Probabilities(Values<'a>),
+}
+
+pub struct CrossEntropy<'a> {
+    logits: Values<'a>,
+    targets: Targets<'a>,
+    layout: ClassLayout,
+    weight: Option<Vec<f64>>,
+    ignore_index: i64,
+    smoothing: f64,
+    reduction: Reduction,
+    /// Facts about the inputs the user should hear of.
+    pub warnings: Vec<String>,
+}
+
+impl<'a> CrossEntropy<'a> {
+    pub fn new(
+        logits: &'a Tensor,
+        targets: &'a Tensor,
+        params: &CrossEntropyParams,
+    ) -> Result<Self> {
+        if logits.shape.is_empty() {
+            return Err(Error::input(
+                &logits.origin,
+                "is a scalar: logits need a class axis",
+            ));
+        }
+        let default_axis = if logits.shape.len() == 1 { 0 } else { 1 };
+        let axis = resolve_axis(
+            params.class_axis.unwrap_or(default_axis),
+            logits.shape.len(),
+            &logits.origin,
+        )?;
+        let layout = ClassLayout::new(&logits.shape, axis);
+        if layout.classes == 0 {
+            return Err(Error::input(
+                &logits.origin,
+                format!("class axis {axis} has length 0"),
+            ));
+        }
+        let mut index_shape = logits.shape.clone();
+        index_shape.remove(axis);
+        let mut warnings = Vec::new();
+        let targets_view = if targets.shape == logits.shape {
+            if !targets.dtype.is_float() {
+                return Err(Error::input(
+                    &targets.origin,
+                    format!(
+                        "{} targets shaped like the logits {}: probability targets must be float, class indices need shape {}",
+                        targets.dtype.name(),
+                        logits.shape_text(),
+                        shape_text(&index_shape)
+                    ),
+                ));
+            }
+            if params.ignore_index >= 0 {
+                return Err(Error::usage(format!(
+                    "--ignore-index {} is not supported with probability targets (PyTorch refuses it too)",
+                    params.ignore_index
+                )));
+            }
+            Targets::Probabilities(targets.values())
+        } else if targets.shape == index_shape {
+            check_indices(targets, layout.classes, params.ignore_index)?;
+            if targets.dtype.is_float() {
+                warnings.push(format!(
+                    "targets are {} with integral values: read as class indices",
+                    targets.dtype.name()
+                ));
+            }
+            Targets::Indices(targets.values())
+        } else {
+            return Err(Error::input(
+                &targets.origin,
+                format!(
+                    "shape {} fits neither class indices {} nor probabilities {} for logits {} with class axis {axis}",
+                    targets.shape_text(),
+                    shape_text(&index_shape),
+                    logits.shape_text(),
+                    logits.shape_text()
+                ),
+            ));
+        };
+        if let Some((weight, origin)) = &params.weight {
+            check_class_weights(weight, layout.classes, origin)?;
+        }
+        Ok(CrossEntropy {
+            logits: logits.values(),
+            targets: targets_view,
+            layout,
+            weight: params.weight.as_ref().map(|(w, _)| w.clone()),
+            ignore_index: params.ignore_index,
+            smoothing: params.label_smoothing,
+            reduction: params.reduction,
+            warnings,
+        })
+    }
+
+    pub fn layout(&self) -> ClassLayout {
+        self.layout
+    }
+
+    pub fn target_mode(&self) -> &'static str {
+        match self.targets {
+            Targets::Indices(_) => "indices",
+            Targets::Probabilities(_) => "probabilities",
+        }
+    }
+
+    #[inline(always)]
+    fn class_weight(&self, class: usize) -> f64 {
+        self.weight.as_ref().map_or(1.0, |w| w[class])
+    }
+}
+
+/// Every target is an integer (integral, for float dumps) that is a class or
+/// the ignore index; the first one that is not is reported.
+fn check_indices(targets: &Tensor, classes: usize, ignore_index: i64) -> Result<()> {
+    let values = targets.values();
+    for i in 0..targets.numel() {
+        let at = || index_in(&targets.shape, i);
+        let Some(label) = values.get_index(i) else {
+            return Err(Error::input(
+                &targets.origin,
+                format!(
+                    "target {} at index {} is not a class index (not an integer)",
+                    values.get(i),
+                    at()
+                ),
+            ));
+        };
+        if label == ignore_index {
+            continue;
+        }
+        if label < 0 {
+            return Err(Error::input(
+                &targets.origin,
+                format!(
+                    "negative label {label} at index {} is not the ignore index ({ignore_index})",
+                    at()
+                ),
+            ));
+        }
+        if label as u64 >= classes as u64 {
+            return Err(Error::input(
+                &targets.origin,
+                format!(
+                    "label {label} at index {} is out of range for {classes} classes",
+                    at()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The shifted log-sum-exp of a row: its maximum `m`, `ln Σ exp(x - m)`, and
+/// the index of the first maximum. `log p_c = (x_c - m) - ln_sum`, the order
+/// PyTorch's log_softmax uses.
+#[inline(always)]
+fn log_sum_exp(row: &[f64]) -> (f64, f64, usize) {
+    let mut max = row[0];
+    let mut argmax = 0;
+    for (c, &v) in row.iter().enumerate().skip(1) {
+        if v > max {
+            max = v;
+            argmax = c;
+        }
+    }
+    let sum: f64 = row.iter().map(|&v| (v - max).exp()).sum();
+    (max, sum.ln(), argmax)
+}
+
+fn first_max(row: &[f64]) -> usize {
+    let mut best = 0;
+    for (c, &v) in row.iter().enumerate().skip(1) {
+        if v > row[best] {
+            best = c;
+        }
+    }
+    best
+}
+
+impl PerExample for CrossEntropy<'_> {
+    fn units(&self) -> usize {
+        self.layout.examples()
+    }
+
+    fn unit_cost(&self) -> usize {
+        self.layout.classes
+    }
+
+    fn classes(&self) -> usize {
+        self.layout.classes
+    }
+
+    fn grouping(&self) -> Grouping {
+        Grouping::All
+    }
+
+    fn eval(&self, units: Range<usize>, tally: &mut Tally) {
+        let classes = self.layout.classes;
+        let eps = self.smoothing;
+        let mut row = vec![0.0; classes];
+        let mut target_row = vec![0.0; classes];
+        for i in units {
+            let (start, stride) = self.layout.row(i);
+            self.logits.copy_to_f64(start, stride, &mut row);
+            if let Some(first) = row.iter().position(|v| !v.is_finite()) {
+                let bad = row.iter().filter(|v| !v.is_finite()).count();
+                tally.add_nonfinite(bad as u64, start + first * stride);
+            }
+            let (max, ln_sum, argmax) = log_sum_exp(&row);
+            let log_p = |c: usize| (row[c] - max) - ln_sum;
+            match self.targets {
+                Targets::Indices(targets) => {
+                    let label = targets.get_index(i).expect("targets were checked");
+                    if label == self.ignore_index {
+                        tally.ignored += 1;
+                        continue;
+                    }
+                    let y = label as usize;
+                    let w_y = self.class_weight(y);
+                    let log_p_y = log_p(y);
+                    let mut loss = -log_p_y * w_y;
+                    if eps > 0.0 {
+                        let smooth: f64 = -(0..classes)
+                            .map(|c| log_p(c) * self.class_weight(c))
+                            .sum::<f64>();
+                        loss = (1.0 - eps) * loss + smooth * (eps / classes as f64);
+                    }
+                    tally.normalizer.add(w_y);
+                    tally.add(Example {
+                        class: y,
+                        loss,
+                        p_t: log_p_y.exp(),
+                        correct: argmax == y,
+                        positive: false,
+                    });
+                }
+                Targets::Probabilities(targets) => {
+                    targets.copy_to_f64(start, stride, &mut target_row);
+                    let y = first_max(&target_row);
+                    let mut weighted = 0.0;
+                    for (c, &t) in target_row.iter().enumerate() {
+                        let t = if eps > 0.0 {
+                            t * (1.0 - eps) + eps / classes as f64
+                        } else {
+                            t
+                        };
+                        weighted += log_p(c) * t * self.class_weight(c);
+                    }
+                    tally.normalizer.add(1.0);
+                    tally.add(Example {
+                        class: y,
+                        loss: -weighted,
+                        p_t: log_p(y).exp(),
+                        correct: argmax == y,
+                        positive: false,
+                    });
+                }
+            }
+        }
+    }
+
+    fn totals(&self, tally: &Tally) -> Totals {
+        let sum = tally.total.value();
+        let normalizer = tally.normalizer.value();
+        Totals {
+            value: self.reduction.apply(sum, normalizer),
+            sum,
+            normalizer,
+        }
+    }
+}

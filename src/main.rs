@@ -1,0 +1,22 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = match losscope::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with exit 0; usage errors exit 2.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match losscope::run(cli) {
+        Ok(losscope::Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(losscope::Outcome::CheckFailed) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("losscope: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Delivering the rendered report: stdout (a closed pipe is not an error),
+//! or a file written through a temporary file and a rename, so a reader
+//! never sees half a report.
+
+use std::io::{self, Write};
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Writes `text` to stdout; a reader that went away (`| head`) is fine.
+pub fn to_stdout(text: &str) -> Result<()> {
+    let mut stdout = io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(Error::Output {
+            path: "stdout".into(),
+            message: e.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Checks, before any work, that `path` can be written.
+pub fn check_destination(path: &Path) -> Result<()> {
+    let fail = |message: &str| Error::Output {
+        path: path.display().to_string(),
+        message: message.into(),
+    };
+    if path.is_dir() {
+        return Err(fail("is a directory"));
+    }
+    let folder = folder_of(path);
+    if !folder.is_dir() {
+        return Err(fail("its folder does not exist"));
+    }
+    Ok(())
+}
+
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Writes `text` to `path` atomically: a temporary file in the same folder,
+/// then a rename over the destination.
+pub fn to_file(path: &Path, text: &str) -> Result<()> {
+    let fail = |e: io::Error| Error::Output {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    check_destination(path)?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(".losscope-")
+        .suffix(".tmp")
+        .tempfile_in(folder_of(path))
+        .map_err(fail)?;
+    temp.write_all(text.as_bytes()).map_err(fail)?;
+    temp.as_file().sync_all().map_err(fail)?;
+    temp.persist(path).map_err(|e| fail(e.error))?;
+    Ok(())
+}

@@ -1,0 +1,345 @@
+//! The report: one data model behind every output format. These structs are
+//! the JSON schema (`docs/report-schema.md` documents each field); a number
+//! that is not finite is written as `null` and explained in `warnings`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::tally::{Grouping, Tally};
+
+/// Changes only when a field changes meaning or disappears.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The fractions of hardest examples whose share of the loss is reported.
+pub const HARDEST_FRACTIONS: [f64; 4] = [0.01, 0.05, 0.10, 0.25];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Version of this layout.
+    pub schema_version: u32,
+    /// The loss: `ce` or `bce`.
+    pub loss: String,
+    /// Every parameter of the loss as it was resolved (defaults included).
+    pub parameters: BTreeMap<String, Value>,
+    /// The arrays read, in the order the loss takes them.
+    pub inputs: Vec<InputInfo>,
+    /// The loss as the reference returns it with the chosen reduction.
+    pub value: Option<f64>,
+    /// The loss with `reduction='sum'`.
+    pub sum: Option<f64>,
+    /// The mean's divisor: `value = sum / normalizer` under `reduction=mean`.
+    pub normalizer: Option<f64>,
+    /// Examples counted (CE: non-ignored rows; BCE: elements).
+    pub count: u64,
+    /// Examples skipped because their target is the ignore index.
+    pub ignored: u64,
+    /// One row per class, in class order.
+    pub classes: Vec<ClassRow>,
+    /// Easy versus hard examples.
+    pub difficulty: Difficulty,
+    /// Everything the user should know about this result.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputInfo {
+    /// What the array is for: `logits`, `targets`, `weight`, `pos_weight`.
+    pub role: String,
+    /// The file, and the member of a bundle when there is one (`file.npz:key`).
+    pub source: String,
+    pub shape: Vec<usize>,
+    /// NumPy's name of the element type (`float32`, `int64`, …).
+    pub dtype: String,
+    /// Whether the array was read in place from a memory map.
+    pub memory_mapped: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassRow {
+    /// The class index.
+    pub class: usize,
+    /// The name given with `--class-names`.
+    pub name: Option<String>,
+    /// Examples of this class (CE: targets of this class; BCE: elements of its column).
+    pub count: u64,
+    /// `count` over all counted examples.
+    pub frequency: Option<f64>,
+    /// This class's part of `sum`.
+    pub loss_sum: Option<f64>,
+    /// `loss_sum / sum`.
+    pub loss_share: Option<f64>,
+    /// `loss_sum / count`.
+    pub mean_loss: Option<f64>,
+    /// Mean probability given to the true outcome.
+    pub mean_p_t: Option<f64>,
+    /// Fraction predicted right (CE: argmax; BCE: sign of the logit).
+    pub accuracy: Option<f64>,
+    /// BCE: elements whose target is above 0.5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub positives: Option<u64>,
+    /// BCE: loss of the positive elements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub positive_loss_sum: Option<f64>,
+    /// BCE: loss of the negative elements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub negative_loss_sum: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Difficulty {
+    /// Examples with `p_t` above this are easy.
+    pub easy_threshold: f64,
+    pub easy: Share,
+    pub hard: Share,
+    /// Histogram of `p_t` in equal-width bins over [0, 1].
+    pub bins: Vec<Bin>,
+    /// Share of the loss carried by the hardest examples.
+    pub concentration: Concentration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Share {
+    pub count: u64,
+    pub loss_sum: Option<f64>,
+    /// `loss_sum / sum`.
+    pub loss_share: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bin {
+    /// Lower edge of `p_t` (inclusive).
+    pub lower: f64,
+    /// Upper edge of `p_t` (exclusive, but the last bin includes 1).
+    pub upper: f64,
+    pub count: u64,
+    pub loss_sum: Option<f64>,
+    pub loss_share: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Concentration {
+    /// All counted examples (CE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all: Option<Hardest>,
+    /// Positive examples only (BCE: target above 0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub positives: Option<Hardest>,
+    /// Negative examples only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub negatives: Option<Hardest>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hardest {
+    /// Examples in the group.
+    pub count: u64,
+    /// One entry per fraction: 1%, 5%, 10%, 25%.
+    pub levels: Vec<Level>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Level {
+    /// The fraction of the group taken, hardest (largest loss) first.
+    pub fraction: f64,
+    /// Examples taken: `ceil(fraction × count)`.
+    pub count: u64,
+    /// Their share of the group's loss.
+    pub loss_share: Option<f64>,
+}
+
+/// The reduced figures of a loss, computed by the loss from its tally.
+pub struct Totals {
+    pub value: f64,
+    pub sum: f64,
+    pub normalizer: f64,
+}
+
+/// Everything besides the tally that goes into a report.
+pub struct Header {
+    pub loss: &'static str,
+    pub parameters: BTreeMap<String, Value>,
+    pub inputs: Vec<InputInfo>,
+    pub class_names: Option<Vec<String>>,
+    pub warnings: Vec<String>,
+}
+
+pub fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
+}
+
+fn ratio(part: f64, whole: f64) -> Option<f64> {
+    if whole == 0.0 {
+        None
+    } else {
+        finite(part / whole)
+    }
+}
+
+impl Report {
+    pub fn build(header: Header, totals: Totals, mut tally: Tally, with_positives: bool) -> Report {
+        let Header {
+            loss,
+            parameters,
+            inputs,
+            class_names,
+            mut warnings,
+        } = header;
+        let sum = totals.sum;
+        let counted: u64 = tally.classes.iter().map(|c| c.all.count).sum();
+        let classes = tally
+            .classes
+            .iter()
+            .enumerate()
+            .map(|(class, row)| {
+                let loss_sum = row.all.loss.value();
+                let count = row.all.count;
+                let negatives_loss = loss_sum - row.positives.loss.value();
+                ClassRow {
+                    class,
+                    name: class_names
+                        .as_ref()
+                        .and_then(|names| names.get(class).cloned()),
+                    count,
+                    frequency: ratio(count as f64, counted as f64),
+                    loss_sum: finite(loss_sum),
+                    loss_share: ratio(loss_sum, sum),
+                    mean_loss: ratio(loss_sum, count as f64),
+                    mean_p_t: ratio(row.p_t.value(), count as f64),
+                    accuracy: ratio(row.correct as f64, count as f64),
+                    positives: with_positives.then_some(row.positives.count),
+                    positive_loss_sum: if with_positives {
+                        finite(row.positives.loss.value())
+                    } else {
+                        None
+                    },
+                    negative_loss_sum: if with_positives {
+                        finite(negatives_loss)
+                    } else {
+                        None
+                    },
+                }
+            })
+            .collect();
+        let share = |bucket: &crate::tally::Bucket| Share {
+            count: bucket.count,
+            loss_sum: finite(bucket.loss.value()),
+            loss_share: ratio(bucket.loss.value(), sum),
+        };
+        let nbins = tally.bins.len();
+        let bins = tally
+            .bins
+            .iter()
+            .enumerate()
+            .map(|(i, bucket)| Bin {
+                lower: i as f64 / nbins as f64,
+                upper: (i + 1) as f64 / nbins as f64,
+                count: bucket.count,
+                loss_sum: finite(bucket.loss.value()),
+                loss_share: ratio(bucket.loss.value(), sum),
+            })
+            .collect();
+        let concentration = match tally.settings.grouping {
+            Grouping::All => Concentration {
+                all: Some(hardest(&mut tally.losses[0])),
+                positives: None,
+                negatives: None,
+            },
+            Grouping::PositivesNegatives => Concentration {
+                all: None,
+                negatives: Some(hardest(&mut tally.losses[0])),
+                positives: Some(hardest(&mut tally.losses[1])),
+            },
+        };
+        for (name, x) in [("value", totals.value), ("sum", totals.sum)] {
+            if !x.is_finite() {
+                warnings.push(format!("{name} is {x} and is written as null"));
+            }
+        }
+        Report {
+            schema_version: SCHEMA_VERSION,
+            loss: loss.to_string(),
+            parameters,
+            inputs,
+            value: finite(totals.value),
+            sum: finite(totals.sum),
+            normalizer: finite(totals.normalizer),
+            count: counted,
+            ignored: tally.ignored,
+            classes,
+            difficulty: Difficulty {
+                easy_threshold: tally.settings.easy_threshold,
+                easy: share(&tally.easy),
+                hard: share(&tally.hard),
+                bins,
+                concentration,
+            },
+            warnings,
+        }
+    }
+}
+
+/// Shares of the group's loss carried by its hardest examples. Selection, not
+/// sorting: each level is chosen inside the previous, larger one.
+fn hardest(losses: &mut [f32]) -> Hardest {
+    let n = losses.len();
+    let total: f64 = losses.iter().map(|&l| l as f64).sum();
+    let descending = |a: &f32, b: &f32| b.total_cmp(a);
+    let mut levels = Vec::with_capacity(HARDEST_FRACTIONS.len());
+    let mut prefix = n;
+    for &fraction in HARDEST_FRACTIONS.iter().rev() {
+        let take = ((fraction * n as f64).ceil() as usize).min(n);
+        if take > 0 && take < prefix {
+            losses[..prefix].select_nth_unstable_by(take - 1, descending);
+        }
+        prefix = take;
+        let top: f64 = losses[..take].iter().map(|&l| l as f64).sum();
+        levels.push(Level {
+            fraction,
+            count: take as u64,
+            loss_share: ratio(top, total),
+        });
+    }
+    levels.reverse();
+    Hardest {
+        count: n as u64,
+        levels,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hardest_shares_come_from_the_largest_losses() {
+        let mut losses: Vec<f32> = (1..=100).map(|i| i as f32).collect();
+        losses.reverse();
+        losses.swap(3, 70);
+        let h = hardest(&mut losses);
+        let total = 5050.0;
+        assert_eq!(h.count, 100);
+        assert_eq!(h.levels[0].count, 1);
+        assert_eq!(h.levels[0].loss_share, Some(100.0 / total));
+        assert_eq!(
+            h.levels[1].loss_share,
+            Some((96..=100).sum::<i32>() as f64 / total)
+        );
+        assert_eq!(
+            h.levels[3].loss_share,
+            Some((76..=100).sum::<i32>() as f64 / total)
+        );
+    }
+
+    #[test]
+    fn hardest_of_nothing_is_empty() {
+        let h = hardest(&mut []);
+        assert_eq!(h.count, 0);
+        assert!(
+            h.levels
+                .iter()
+                .all(|l| l.count == 0 && l.loss_share.is_none())
+        );
+    }
+}

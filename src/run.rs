@@ -1,0 +1,425 @@
+//! The pipeline behind every subcommand: flags → checked settings → inputs →
+//! loss → one pass into a tally → report → rendered output.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::cli::{BceArgs, CeArgs, Cli, Command, Format, ReportArgs};
+use crate::error::{Error, Origin, Result, index_in};
+use crate::format::{self, Layout};
+use crate::input::{self, Spec, Tensor};
+use crate::loss::{Bce, BceParams, CrossEntropy, CrossEntropyParams, PerExample};
+use crate::output;
+use crate::progress::Progress;
+use crate::report::{Header, InputInfo, Report};
+use crate::tally::{self, Tally, TallySettings};
+
+/// How a run ended, when it did not end in an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    /// `--expect` was given and the value is outside the tolerance.
+    CheckFailed,
+}
+
+pub fn run(cli: Cli) -> Result<Outcome> {
+    match cli.command {
+        Command::Ce(args) => ce(args),
+        Command::Bce(args) => bce(args),
+    }
+}
+
+/// The report flags, checked.
+struct ReportSettings {
+    format: Format,
+    output: Option<PathBuf>,
+    class_names: Option<Vec<String>>,
+    easy_threshold: f64,
+    bins: usize,
+    layout: Layout,
+    expect: Option<Expectation>,
+    allow_nonfinite: bool,
+    quiet: bool,
+    threads: Option<usize>,
+}
+
+struct Expectation {
+    value: f64,
+    rtol: f64,
+    atol: f64,
+}
+
+impl ReportSettings {
+    fn new(args: ReportArgs) -> Result<Self> {
+        if !(0.0..=1.0).contains(&args.easy_threshold) {
+            return Err(Error::usage(format!(
+                "--easy-threshold {} is outside [0, 1]",
+                args.easy_threshold
+            )));
+        }
+        if args.bins == 0 || args.bins > 1000 {
+            return Err(Error::usage(format!(
+                "--bins {} is outside 1..=1000",
+                args.bins
+            )));
+        }
+        if args.top == Some(0) {
+            return Err(Error::usage("--top must be at least 1"));
+        }
+        if args.threads == Some(0) {
+            return Err(Error::usage("--threads must be at least 1"));
+        }
+        let expect = match args.expect {
+            Some(value) if !value.is_finite() => {
+                return Err(Error::usage(format!(
+                    "--expect {value} is not a finite number"
+                )));
+            }
+            Some(value) => {
+                if !(args.rtol >= 0.0 && args.atol >= 0.0) {
+                    return Err(Error::usage("--rtol and --atol must be non-negative"));
+                }
+                Some(Expectation {
+                    value,
+                    rtol: args.rtol,
+                    atol: args.atol,
+                })
+            }
+            None => None,
+        };
+        if let Some(path) = &args.output {
+            output::check_destination(path)?;
+        }
+        let class_names = args
+            .class_names
+            .as_deref()
+            .map(read_class_names)
+            .transpose()?;
+        Ok(ReportSettings {
+            format: args.format,
+            output: args.output,
+            class_names,
+            easy_threshold: args.easy_threshold,
+            bins: args.bins,
+            layout: Layout { top: args.top },
+            expect,
+            allow_nonfinite: args.allow_nonfinite,
+            quiet: args.quiet,
+            threads: args.threads,
+        })
+    }
+}
+
+/// Class names from a file (a JSON list of strings, or one name per line) or
+/// an inline comma-separated list.
+fn read_class_names(text: &str) -> Result<Vec<String>> {
+    let path = Path::new(text);
+    if !path.is_file() {
+        return Ok(text.split(',').map(|s| s.trim().to_string()).collect());
+    }
+    let origin = Origin::new("class names", text);
+    let content = std::fs::read_to_string(path)
+        .map_err(|e| Error::input(&origin, format!("cannot read: {e}")))?;
+    if content.trim_start().starts_with('[') {
+        return serde_json::from_str(&content)
+            .map_err(|e| Error::input(&origin, format!("not a JSON list of strings: {e}")));
+    }
+    Ok(content
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect())
+}
+
+/// The arrays of a subcommand: from flags, else from the bundle.
+struct Sources {
+    bundle: Option<(PathBuf, Vec<String>)>,
+}
+
+impl Sources {
+    fn new(bundle: Option<&str>) -> Result<Self> {
+        let bundle = match bundle {
+            Some(text) => {
+                let path = PathBuf::from(text);
+                let members = input::bundle_members(&path)?;
+                Some((path, members))
+            }
+            None => None,
+        };
+        Ok(Sources { bundle })
+    }
+
+    /// The spec for `role`: the flag's, or the bundle member of that name.
+    fn spec(&self, flag: Option<&str>, role: &str) -> Option<Spec> {
+        if let Some(text) = flag {
+            return Some(Spec::parse(text));
+        }
+        let (path, members) = self.bundle.as_ref()?;
+        members
+            .iter()
+            .any(|m| m == role)
+            .then(|| Spec::member(path, role))
+    }
+
+    fn required(&self, flag: Option<&str>, role: &str) -> Result<Tensor> {
+        let spec = self.spec(flag, role).ok_or_else(|| {
+            let hint = match &self.bundle {
+                Some((path, _)) => format!(" ({} holds no array named '{role}')", path.display()),
+                None => String::new(),
+            };
+            Error::usage(format!(
+                "no {role}: pass --{role} FILE or a bundle holding '{role}'{hint}"
+            ))
+        })?;
+        input::load(&spec, role)
+    }
+
+    /// An optional array that may also be typed inline: `1,2,0.5`.
+    fn optional(&self, flag: Option<&str>, role: &str) -> Result<Option<Tensor>> {
+        let flag_name = format!("--{}", role.replace('_', "-"));
+        if let Some(text) = flag
+            && let Some(values) = inline_list(text, &flag_name)?
+        {
+            return Ok(Some(Tensor::from_list(
+                Origin::new(role, flag_name),
+                values,
+            )));
+        }
+        self.spec(flag, role)
+            .map(|spec| input::load(&spec, role))
+            .transpose()
+    }
+}
+
+/// Numbers typed on the command line, or `None` when the text names a file.
+fn inline_list(text: &str, flag: &str) -> Result<Option<Vec<f64>>> {
+    let looks_inline = !Path::new(text).exists()
+        && !text.contains(['/', '\\', ':'])
+        && text.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '-' | '+' | '.'));
+    if !looks_inline {
+        return Ok(None);
+    }
+    text.split(',')
+        .enumerate()
+        .map(|(i, part)| {
+            part.trim().parse::<f64>().map_err(|_| {
+                Error::usage(format!(
+                    "{flag} {text}: entry {i} ('{}') is not a number",
+                    part.trim()
+                ))
+            })
+        })
+        .collect::<Result<Vec<f64>>>()
+        .map(Some)
+}
+
+fn describe(tensors: &[&Tensor]) -> Vec<InputInfo> {
+    tensors
+        .iter()
+        .map(|t| InputInfo {
+            role: t.origin.role.clone(),
+            source: t.origin.spec.clone(),
+            shape: t.shape.clone(),
+            dtype: t.dtype.name().into(),
+            memory_mapped: t.mapped,
+        })
+        .collect()
+}
+
+fn ce(args: CeArgs) -> Result<Outcome> {
+    let settings = ReportSettings::new(args.report)?;
+    if !(0.0..=1.0).contains(&args.label_smoothing) {
+        return Err(Error::usage(format!(
+            "--label-smoothing {} is outside [0, 1]",
+            args.label_smoothing
+        )));
+    }
+    let sources = Sources::new(args.bundle.as_deref())?;
+    let logits = sources.required(args.logits.as_deref(), "logits")?;
+    let targets = sources.required(args.targets.as_deref(), "targets")?;
+    let weight = sources.optional(args.weight.as_deref(), "weight")?;
+    let weight_values = match &weight {
+        Some(w) if w.shape.len() != 1 => {
+            return Err(Error::input(
+                &w.origin,
+                format!("shape {} is not one weight per class", w.shape_text()),
+            ));
+        }
+        Some(w) => Some((w.to_f64_vec(), w.origin.clone())),
+        None => None,
+    };
+    let params = CrossEntropyParams {
+        weight: weight_values,
+        ignore_index: args.ignore_index,
+        label_smoothing: args.label_smoothing,
+        reduction: args.reduction,
+        class_axis: args.class_axis,
+    };
+    let loss = CrossEntropy::new(&logits, &targets, &params)?;
+    let mut parameters = BTreeMap::new();
+    parameters.insert("reduction".into(), json!(args.reduction.name()));
+    parameters.insert("ignore_index".into(), json!(args.ignore_index));
+    parameters.insert("label_smoothing".into(), json!(args.label_smoothing));
+    parameters.insert(
+        "weight".into(),
+        params
+            .weight
+            .as_ref()
+            .map_or(Value::Null, |(w, _)| json!(w)),
+    );
+    parameters.insert("class_axis".into(), json!(loss.layout().axis));
+    parameters.insert("target_mode".into(), json!(loss.target_mode()));
+    let mut inputs = vec![&logits, &targets];
+    inputs.extend(weight.as_ref());
+    let header = Header {
+        loss: "ce",
+        parameters,
+        inputs: describe(&inputs),
+        class_names: None,
+        warnings: loss.warnings.clone(),
+    };
+    finish(&loss, &logits, header, settings, false)
+}
+
+fn bce(args: BceArgs) -> Result<Outcome> {
+    let settings = ReportSettings::new(args.report)?;
+    let sources = Sources::new(args.bundle.as_deref())?;
+    let logits = sources.required(args.logits.as_deref(), "logits")?;
+    let targets = sources.required(args.targets.as_deref(), "targets")?;
+    let weight = sources.optional(args.weight.as_deref(), "weight")?;
+    let pos_weight = sources.optional(args.pos_weight.as_deref(), "pos_weight")?;
+    let params = BceParams {
+        weight: weight.as_ref(),
+        pos_weight: pos_weight.as_ref(),
+        reduction: args.reduction,
+        class_axis: args.class_axis,
+    };
+    let loss = Bce::new(&logits, &targets, &params)?;
+    let mut parameters = BTreeMap::new();
+    parameters.insert("reduction".into(), json!(args.reduction.name()));
+    parameters.insert("class_axis".into(), json!(loss.layout().axis));
+    parameters.insert(
+        "weight".into(),
+        json!(weight.as_ref().map(|w| w.origin.spec.clone())),
+    );
+    parameters.insert(
+        "pos_weight".into(),
+        json!(pos_weight.as_ref().map(|w| w.origin.spec.clone())),
+    );
+    let mut inputs = vec![&logits, &targets];
+    inputs.extend(weight.as_ref());
+    inputs.extend(pos_weight.as_ref());
+    let header = Header {
+        loss: "bce",
+        parameters,
+        inputs: describe(&inputs),
+        class_names: None,
+        warnings: Vec::new(),
+    };
+    finish(&loss, &logits, header, settings, true)
+}
+
+/// The shared tail of every subcommand: the pass, the report, the output.
+fn finish(
+    loss: &dyn PerExample,
+    logits: &Tensor,
+    mut header: Header,
+    settings: ReportSettings,
+    with_positives: bool,
+) -> Result<Outcome> {
+    let tally = pass(loss, &settings)?;
+    if tally.nonfinite > 0 {
+        let at = index_in(&logits.shape, tally.first_nonfinite.unwrap_or(0));
+        let what = format!(
+            "{} non-finite values (NaN or ±inf), the first at index {at}",
+            tally.nonfinite
+        );
+        if !settings.allow_nonfinite {
+            return Err(Error::input(
+                &logits.origin,
+                format!("{what}; pass --allow-nonfinite to compute anyway"),
+            ));
+        }
+        header.warnings.push(format!("logits hold {what}"));
+    }
+    if let Some(names) = &settings.class_names {
+        if names.len() != loss.classes() {
+            header.warnings.push(format!(
+                "{} class names given for {} classes",
+                names.len(),
+                loss.classes()
+            ));
+        }
+        header.class_names = Some(names.clone());
+    }
+    if tally.classes.iter().all(|c| c.all.count == 0) && loss.units() > 0 {
+        header.warnings.push(
+            "no example is counted: every target is ignored, so the mean is NaN as in PyTorch"
+                .into(),
+        );
+    } else if loss.units() == 0 {
+        header
+            .warnings
+            .push("the input holds no examples, so the mean is NaN as in PyTorch".into());
+    }
+    let totals = loss.totals(&tally);
+    let report = Report::build(header, totals, tally, with_positives);
+    deliver(&report, &settings)
+}
+
+fn pass(loss: &dyn PerExample, settings: &ReportSettings) -> Result<Tally> {
+    let tally_settings = TallySettings {
+        classes: loss.classes(),
+        easy_threshold: settings.easy_threshold,
+        bins: settings.bins,
+        grouping: loss.grouping(),
+    };
+    let progress = Progress::new(loss.units() as u64, loss.unit_cost() as u64, settings.quiet);
+    let work = || {
+        tally::run(
+            loss.units(),
+            loss.unit_cost(),
+            &tally_settings,
+            &|n| progress.advance(n),
+            |range, t| loss.eval(range, t),
+        )
+    };
+    let tally = match settings.threads {
+        Some(n) => rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .map_err(|e| Error::usage(format!("--threads {n}: {e}")))?
+            .install(work),
+        None => work(),
+    };
+    progress.finish();
+    Ok(tally)
+}
+
+fn deliver(report: &Report, settings: &ReportSettings) -> Result<Outcome> {
+    let text = format::exporter(settings.format, settings.layout).render(report);
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
+    match &settings.output {
+        Some(path) => output::to_file(path, &text)?,
+        None => output::to_stdout(&text)?,
+    }
+    let Some(expect) = &settings.expect else {
+        return Ok(Outcome::Ok);
+    };
+    let tolerance = expect.atol + expect.rtol * expect.value.abs();
+    match report.value {
+        Some(value) if (value - expect.value).abs() <= tolerance => Ok(Outcome::Ok),
+        value => {
+            let shown = value.map_or_else(|| "NaN".to_string(), |v| v.to_string());
+            eprintln!(
+                "losscope: check failed: value {shown} differs from the expected {} by more than {tolerance:e} (rtol {}, atol {})",
+                expect.value, expect.rtol, expect.atol
+            );
+            Ok(Outcome::CheckFailed)
+        }
+    }
+}

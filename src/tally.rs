@@ -1,0 +1,286 @@
+//! Accumulation shared by every loss: each loss turns a range of examples
+//! into [`Example`]s and hands them to a [`Tally`]; tallies of fixed chunks
+//! are merged in chunk order, so the result is the same for any thread count.
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+/// What one counted example contributes.
+#[derive(Debug, Clone, Copy)]
+pub struct Example {
+    /// The class the example is filed under (its target class, or its column).
+    pub class: usize,
+    /// The example's loss, with every weight applied.
+    pub loss: f64,
+    /// The probability the model gives the true outcome.
+    pub p_t: f64,
+    /// Whether the prediction is right (argmax, or the sign of the logit).
+    pub correct: bool,
+    /// Positive (a target class that is not background) or negative.
+    pub positive: bool,
+}
+
+/// How examples are grouped for the concentration figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grouping {
+    /// One group of all examples.
+    All,
+    /// Positives and negatives apart.
+    PositivesNegatives,
+}
+
+/// Fixed settings of a tally.
+#[derive(Debug, Clone)]
+pub struct TallySettings {
+    pub classes: usize,
+    pub easy_threshold: f64,
+    pub bins: usize,
+    pub grouping: Grouping,
+}
+
+/// A compensated (Neumaier) sum: exact enough that sums of millions of
+/// examples stay within 1e-15 of the true value, whatever their order.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sum {
+    sum: f64,
+    compensation: f64,
+}
+
+impl Sum {
+    #[inline(always)]
+    pub fn add(&mut self, x: f64) {
+        let t = self.sum + x;
+        if self.sum.abs() >= x.abs() {
+            self.compensation += (self.sum - t) + x;
+        } else {
+            self.compensation += (x - t) + self.sum;
+        }
+        self.sum = t;
+    }
+
+    pub fn merge(&mut self, other: &Sum) {
+        self.add(other.sum);
+        self.add(other.compensation);
+    }
+
+    pub fn value(&self) -> f64 {
+        self.sum + self.compensation
+    }
+}
+
+/// Count and loss of a set of examples.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Bucket {
+    pub count: u64,
+    pub loss: Sum,
+}
+
+impl Bucket {
+    #[inline(always)]
+    fn add(&mut self, loss: f64) {
+        self.count += 1;
+        self.loss.add(loss);
+    }
+
+    fn merge(&mut self, other: &Bucket) {
+        self.count += other.count;
+        self.loss.merge(&other.loss);
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ClassTally {
+    pub all: Bucket,
+    pub positives: Bucket,
+    pub p_t: Sum,
+    pub correct: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tally {
+    pub settings: TallySettings,
+    pub classes: Vec<ClassTally>,
+    pub total: Sum,
+    /// The mean's divisor, as each loss defines it (Σ w[y] for weighted CE).
+    pub normalizer: Sum,
+    pub easy: Bucket,
+    pub hard: Bucket,
+    pub bins: Vec<Bucket>,
+    pub ignored: u64,
+    pub nonfinite: u64,
+    pub first_nonfinite: Option<usize>,
+    /// Per-example losses for the concentration figures: one list per group
+    /// (`[all]`, or `[negatives, positives]`). Stored as f32: they only rank
+    /// examples and give shares, never the reported sums.
+    pub losses: [Vec<f32>; 2],
+}
+
+impl Tally {
+    pub fn new(settings: &TallySettings) -> Self {
+        Tally {
+            classes: vec![ClassTally::default(); settings.classes],
+            total: Sum::default(),
+            normalizer: Sum::default(),
+            easy: Bucket::default(),
+            hard: Bucket::default(),
+            bins: vec![Bucket::default(); settings.bins],
+            ignored: 0,
+            nonfinite: 0,
+            first_nonfinite: None,
+            losses: [Vec::new(), Vec::new()],
+            settings: settings.clone(),
+        }
+    }
+
+    #[inline]
+    pub fn add(&mut self, example: Example) {
+        let Example {
+            class,
+            loss,
+            p_t,
+            correct,
+            positive,
+        } = example;
+        self.total.add(loss);
+        let row = &mut self.classes[class];
+        row.all.add(loss);
+        if positive {
+            row.positives.add(loss);
+        }
+        row.p_t.add(p_t);
+        row.correct += correct as u64;
+        if p_t > self.settings.easy_threshold {
+            self.easy.add(loss);
+        } else {
+            self.hard.add(loss);
+        }
+        let bins = self.bins.len();
+        let bin = ((p_t * bins as f64) as usize).min(bins - 1);
+        self.bins[bin].add(loss);
+        let group = match self.settings.grouping {
+            Grouping::All => 0,
+            Grouping::PositivesNegatives => positive as usize,
+        };
+        self.losses[group].push(loss as f32);
+    }
+
+    /// Records `count` non-finite inputs, the first of them at flat index `at`.
+    #[inline]
+    pub fn add_nonfinite(&mut self, count: u64, at: usize) {
+        if count > 0 {
+            self.nonfinite += count;
+            self.first_nonfinite.get_or_insert(at);
+        }
+    }
+
+    fn merge_counts(&mut self, other: &Tally) {
+        for (mine, theirs) in self.classes.iter_mut().zip(&other.classes) {
+            mine.all.merge(&theirs.all);
+            mine.positives.merge(&theirs.positives);
+            mine.p_t.merge(&theirs.p_t);
+            mine.correct += theirs.correct;
+        }
+        self.total.merge(&other.total);
+        self.normalizer.merge(&other.normalizer);
+        self.easy.merge(&other.easy);
+        self.hard.merge(&other.hard);
+        for (mine, theirs) in self.bins.iter_mut().zip(&other.bins) {
+            mine.merge(theirs);
+        }
+        self.ignored += other.ignored;
+        self.nonfinite += other.nonfinite;
+        if self.first_nonfinite.is_none() {
+            self.first_nonfinite = other.first_nonfinite;
+        }
+    }
+}
+
+/// The most chunks one pass is cut into: enough to keep both cores busy, few
+/// enough that per-chunk class tables stay small with 10,000 classes.
+const MAX_CHUNKS: usize = 64;
+/// The least work, in input elements, worth a chunk of its own.
+const MIN_CHUNK_ELEMENTS: usize = 1 << 16;
+
+/// Splits `units` units of `unit_cost` elements each into fixed chunks. The
+/// split depends on the input's size only, never on the thread count.
+pub fn chunks(units: usize, unit_cost: usize) -> Vec<Range<usize>> {
+    let min_units = (MIN_CHUNK_ELEMENTS / unit_cost.max(1)).max(1);
+    let per_chunk = units.div_ceil(MAX_CHUNKS).max(min_units);
+    (0..units)
+        .step_by(per_chunk.max(1))
+        .map(|start| start..(start + per_chunk).min(units))
+        .collect()
+}
+
+/// Runs `eval` over fixed chunks of `units` in parallel and merges the
+/// chunk tallies in order. `on_chunk` reports progress (units done).
+pub fn run<F>(
+    units: usize,
+    unit_cost: usize,
+    settings: &TallySettings,
+    on_chunk: &(dyn Fn(u64) + Sync),
+    eval: F,
+) -> Tally
+where
+    F: Fn(Range<usize>, &mut Tally) + Sync,
+{
+    let parts: Vec<Tally> = chunks(units, unit_cost)
+        .into_par_iter()
+        .map(|range| {
+            let len = range.len() as u64;
+            let mut tally = Tally::new(settings);
+            eval(range, &mut tally);
+            on_chunk(len);
+            tally
+        })
+        .collect();
+    let mut merged = Tally::new(settings);
+    for group in 0..2 {
+        let len = parts.iter().map(|p| p.losses[group].len()).sum();
+        merged.losses[group].reserve_exact(len);
+    }
+    for mut part in parts {
+        merged.merge_counts(&part);
+        for group in 0..2 {
+            merged.losses[group].extend_from_slice(&part.losses[group]);
+            part.losses[group] = Vec::new();
+        }
+    }
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compensated_sum_keeps_small_terms() {
+        let mut s = Sum::default();
+        s.add(1e16);
+        for _ in 0..1000 {
+            s.add(1.0);
+        }
+        s.add(-1e16);
+        assert_eq!(s.value(), 1000.0);
+    }
+
+    #[test]
+    fn chunks_cover_every_unit_once_and_ignore_threads() {
+        for &(units, cost) in &[
+            (0usize, 3usize),
+            (1, 1),
+            (10_007, 37),
+            (1_000_000, 100),
+            (7, 100_000),
+        ] {
+            let parts = chunks(units, cost);
+            assert!(parts.len() <= MAX_CHUNKS);
+            let covered: usize = parts.iter().map(|r| r.len()).sum();
+            assert_eq!(covered, units);
+            for pair in parts.windows(2) {
+                assert_eq!(pair[0].end, pair[1].start);
+            }
+        }
+    }
+}

@@ -299,7 +299,7 @@ fn bce(args: BceArgs) -> Result<Outcome> {
     let loss = Bce::new(&logits, &targets, &params)?;
     let mut parameters = BTreeMap::new();
     parameters.insert("reduction".into(), json!(args.reduction.name()));
-    parameters.insert("class_axis".into(), json!(loss.layout().axis));
+    parameters.insert("class_axis".into(), json!(loss.class_axis()));
     parameters.insert(
         "weight".into(),
         json!(weight.as_ref().map(|w| w.origin.spec.clone())),

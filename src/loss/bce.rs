@@ -16,7 +16,8 @@ pub struct BceParams<'a> {
     pub weight: Option<&'a Tensor>,
     pub pos_weight: Option<&'a Tensor>,
     pub reduction: Reduction,
-    /// The axis whose index is the class; `None` takes the last axis.
+    /// The axis whose index is the class; `None` takes the last axis, or a
+    /// single class for one-dimensional input (N binary predictions).
     pub class_axis: Option<i64>,
 }
 
@@ -66,7 +67,8 @@ pub struct Bce<'a> {
     shape: Vec<usize>,
     /// Length of the last axis: elements are walked in runs of it.
     run: usize,
-    classes: ClassLayout,
+    /// Where the classes sit; `None` when every element is of one class.
+    classes: Option<ClassLayout>,
     weight: Option<Broadcast>,
     pos_weight: Option<Broadcast>,
     reduction: Reduction,
@@ -91,7 +93,13 @@ impl<'a> Bce<'a> {
             ));
         }
         let rank = logits.shape.len();
-        let axis = resolve_axis(params.class_axis.unwrap_or(-1), rank, &logits.origin)?;
+        let classes = match (params.class_axis, rank) {
+            (None, 1) => None,
+            (axis, _) => {
+                let axis = resolve_axis(axis.unwrap_or(-1), rank, &logits.origin)?;
+                Some(ClassLayout::new(&logits.shape, axis))
+            }
+        };
         let weight = params
             .weight
             .map(|w| Broadcast::new(w, &logits.shape, "weight"))
@@ -104,7 +112,7 @@ impl<'a> Bce<'a> {
             logits: logits.values(),
             targets: targets.values(),
             run: logits.shape[rank - 1],
-            classes: ClassLayout::new(&logits.shape, axis),
+            classes,
             shape: logits.shape.clone(),
             weight,
             pos_weight,
@@ -112,8 +120,9 @@ impl<'a> Bce<'a> {
         })
     }
 
-    pub fn layout(&self) -> ClassLayout {
-        self.classes
+    /// The class axis, or `None` for a single class.
+    pub fn class_axis(&self) -> Option<usize> {
+        self.classes.map(|c| c.axis)
     }
 
     /// Where element `first` of run `run` sits in a broadcast array, and the
@@ -155,7 +164,7 @@ impl PerExample for Bce<'_> {
     }
 
     fn classes(&self) -> usize {
-        self.classes.classes
+        self.classes.map_or(1, |c| c.classes)
     }
 
     fn grouping(&self) -> Grouping {
@@ -199,7 +208,12 @@ impl Bce<'_> {
             }
             let weight = self.weight.as_ref().map(|b| self.cursor(b, run, first));
             let pos_weight = self.pos_weight.as_ref().map(|b| self.cursor(b, run, first));
-            let run_class = (start / self.classes.inner) % self.classes.classes;
+            // The class is the position in the run when the classes sit on
+            // the last axis, and fixed for the whole run otherwise.
+            let (run_class, along_run) = match self.classes {
+                None => (0, false),
+                Some(layout) => ((start / layout.inner) % layout.classes, layout.axis == last),
+            };
             for k in 0..len {
                 let (x, t) = (x[k], t[k]);
                 let log_sig = log_sigmoid(x);
@@ -212,11 +226,7 @@ impl Bce<'_> {
                     loss *= values[base + k * step];
                 }
                 let p = log_sig.exp();
-                let class = if self.classes.axis == last {
-                    first + k
-                } else {
-                    run_class
-                };
+                let class = if along_run { first + k } else { run_class };
                 tally.add(Example {
                     class,
                     loss,

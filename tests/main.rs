@@ -1,0 +1,10 @@
+//! The integration tests: one binary, one module per concern.
+
+mod util;
+
+mod bad_input;
+mod inputs;
+mod output;
+mod parity;
+mod properties;
+mod schema;

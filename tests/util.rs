@@ -1,0 +1,47 @@
+//! Helpers shared by the integration tests.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+/// The fixtures folder, where every case's relative paths start.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// The losscope binary, run from the fixtures folder.
+pub fn losscope() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_losscope"));
+    cmd.current_dir(fixtures());
+    cmd.env_remove("NO_COLOR");
+    cmd
+}
+
+/// Runs losscope with `args` plus `--format json` and parses the report.
+pub fn json_report(args: &[&str]) -> serde_json::Value {
+    let output = losscope()
+        .args(args)
+        .args(["--format", "json"])
+        .output()
+        .expect("losscope runs");
+    assert!(
+        output.status.success(),
+        "losscope {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("stdout is JSON")
+}
+
+/// `|a - b| <= rtol · max(|a|, |b|)`, with exact equality for zeros.
+pub fn close(a: f64, b: f64, rtol: f64) -> bool {
+    a == b || (a - b).abs() <= rtol * a.abs().max(b.abs())
+}
+
+/// Asserts that `actual` matches `expected` to `rtol`, naming the quantity.
+pub fn assert_close(what: &str, actual: f64, expected: f64, rtol: f64) {
+    assert!(
+        close(actual, expected, rtol),
+        "{what}: got {actual:e}, reference {expected:e} (relative difference {:e})",
+        (actual - expected).abs() / expected.abs()
+    );
+}

@@ -13,10 +13,7 @@ pub struct Origin {
 
 impl Origin {
     pub fn new(role: impl Into<String>, spec: impl Into<String>) -> Self {
-        Origin {
-            role: role.into(),
-            spec: spec.into(),
-        }
+        Origin { role: role.into(), spec: spec.into() }
     }
 }
 
@@ -45,10 +42,7 @@ impl Error {
     }
 
     pub fn input(origin: &Origin, message: impl Into<String>) -> Self {
-        Error::Input {
-            origin: origin.clone(),
-            message: message.into(),
-        }
+        Error::Input { origin: origin.clone(), message: message.into() }
     }
 }
 

@@ -10,24 +10,17 @@ use crate::error::{Error, Result};
 /// Writes `text` to stdout; a reader that went away (`| head`) is fine.
 pub fn to_stdout(text: &str) -> Result<()> {
     let mut stdout = io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(Error::Output {
-            path: "stdout".into(),
-            message: e.to_string(),
-        }),
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            Err(Error::Output { path: "stdout".into(), message: e.to_string() })
+        }
         _ => Ok(()),
     }
 }
 
 /// Checks, before any work, that `path` can be written.
 pub fn check_destination(path: &Path) -> Result<()> {
-    let fail = |message: &str| Error::Output {
-        path: path.display().to_string(),
-        message: message.into(),
-    };
+    let fail = |message: &str| Error::Output { path: path.display().to_string(), message: message.into() };
     if path.is_dir() {
         return Err(fail("is a directory"));
     }
@@ -48,10 +41,7 @@ fn folder_of(path: &Path) -> &Path {
 /// Writes `text` to `path` atomically: a temporary file in the same folder,
 /// then a rename over the destination.
 pub fn to_file(path: &Path, text: &str) -> Result<()> {
-    let fail = |e: io::Error| Error::Output {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    };
+    let fail = |e: io::Error| Error::Output { path: path.display().to_string(), message: e.to_string() };
     check_destination(path)?;
     let mut temp = tempfile::Builder::new()
         .prefix(".losscope-")

@@ -170,22 +170,12 @@ pub fn finite(x: f64) -> Option<f64> {
 }
 
 fn ratio(part: f64, whole: f64) -> Option<f64> {
-    if whole == 0.0 {
-        None
-    } else {
-        finite(part / whole)
-    }
+    if whole == 0.0 { None } else { finite(part / whole) }
 }
 
 impl Report {
     pub fn build(header: Header, totals: Totals, mut tally: Tally, with_positives: bool) -> Report {
-        let Header {
-            loss,
-            parameters,
-            inputs,
-            class_names,
-            mut warnings,
-        } = header;
+        let Header { loss, parameters, inputs, class_names, mut warnings } = header;
         let sum = totals.sum;
         let counted: u64 = tally.classes.iter().map(|c| c.all.count).sum();
         let classes = tally
@@ -198,9 +188,7 @@ impl Report {
                 let negatives_loss = loss_sum - row.positives.loss.value();
                 ClassRow {
                     class,
-                    name: class_names
-                        .as_ref()
-                        .and_then(|names| names.get(class).cloned()),
+                    name: class_names.as_ref().and_then(|names| names.get(class).cloned()),
                     count,
                     frequency: ratio(count as f64, counted as f64),
                     loss_sum: finite(loss_sum),
@@ -209,16 +197,8 @@ impl Report {
                     mean_p_t: ratio(row.p_t.value(), count as f64),
                     accuracy: ratio(row.correct as f64, count as f64),
                     positives: with_positives.then_some(row.positives.count),
-                    positive_loss_sum: if with_positives {
-                        finite(row.positives.loss.value())
-                    } else {
-                        None
-                    },
-                    negative_loss_sum: if with_positives {
-                        finite(negatives_loss)
-                    } else {
-                        None
-                    },
+                    positive_loss_sum: if with_positives { finite(row.positives.loss.value()) } else { None },
+                    negative_loss_sum: if with_positives { finite(negatives_loss) } else { None },
                 }
             })
             .collect();
@@ -241,11 +221,9 @@ impl Report {
             })
             .collect();
         let concentration = match tally.settings.grouping {
-            Grouping::All => Concentration {
-                all: Some(hardest(&mut tally.losses[0])),
-                positives: None,
-                negatives: None,
-            },
+            Grouping::All => {
+                Concentration { all: Some(hardest(&mut tally.losses[0])), positives: None, negatives: None }
+            }
             Grouping::PositivesNegatives => Concentration {
                 all: None,
                 negatives: Some(hardest(&mut tally.losses[0])),
@@ -295,17 +273,10 @@ fn hardest(losses: &mut [f32]) -> Hardest {
         }
         prefix = take;
         let top: f64 = losses[..take].iter().map(|&l| l as f64).sum();
-        levels.push(Level {
-            fraction,
-            count: take as u64,
-            loss_share: ratio(top, total),
-        });
+        levels.push(Level { fraction, count: take as u64, loss_share: ratio(top, total) });
     }
     levels.reverse();
-    Hardest {
-        count: n as u64,
-        levels,
-    }
+    Hardest { count: n as u64, levels }
 }
 
 #[cfg(test)]
@@ -322,24 +293,14 @@ mod tests {
         assert_eq!(h.count, 100);
         assert_eq!(h.levels[0].count, 1);
         assert_eq!(h.levels[0].loss_share, Some(100.0 / total));
-        assert_eq!(
-            h.levels[1].loss_share,
-            Some((96..=100).sum::<i32>() as f64 / total)
-        );
-        assert_eq!(
-            h.levels[3].loss_share,
-            Some((76..=100).sum::<i32>() as f64 / total)
-        );
+        assert_eq!(h.levels[1].loss_share, Some((96..=100).sum::<i32>() as f64 / total));
+        assert_eq!(h.levels[3].loss_share, Some((76..=100).sum::<i32>() as f64 / total));
     }
 
     #[test]
     fn hardest_of_nothing_is_empty() {
         let h = hardest(&mut []);
         assert_eq!(h.count, 0);
-        assert!(
-            h.levels
-                .iter()
-                .all(|l| l.count == 0 && l.loss_share.is_none())
-        );
+        assert!(h.levels.iter().all(|l| l.count == 0 && l.loss_share.is_none()));
     }
 }

@@ -54,16 +54,10 @@ struct Expectation {
 impl ReportSettings {
     fn new(args: ReportArgs) -> Result<Self> {
         if !(0.0..=1.0).contains(&args.easy_threshold) {
-            return Err(Error::usage(format!(
-                "--easy-threshold {} is outside [0, 1]",
-                args.easy_threshold
-            )));
+            return Err(Error::usage(format!("--easy-threshold {} is outside [0, 1]", args.easy_threshold)));
         }
         if args.bins == 0 || args.bins > 1000 {
-            return Err(Error::usage(format!(
-                "--bins {} is outside 1..=1000",
-                args.bins
-            )));
+            return Err(Error::usage(format!("--bins {} is outside 1..=1000", args.bins)));
         }
         if args.top == Some(0) {
             return Err(Error::usage("--top must be at least 1"));
@@ -73,30 +67,20 @@ impl ReportSettings {
         }
         let expect = match args.expect {
             Some(value) if !value.is_finite() => {
-                return Err(Error::usage(format!(
-                    "--expect {value} is not a finite number"
-                )));
+                return Err(Error::usage(format!("--expect {value} is not a finite number")));
             }
             Some(value) => {
                 if !(args.rtol >= 0.0 && args.atol >= 0.0) {
                     return Err(Error::usage("--rtol and --atol must be non-negative"));
                 }
-                Some(Expectation {
-                    value,
-                    rtol: args.rtol,
-                    atol: args.atol,
-                })
+                Some(Expectation { value, rtol: args.rtol, atol: args.atol })
             }
             None => None,
         };
         if let Some(path) = &args.output {
             output::check_destination(path)?;
         }
-        let class_names = args
-            .class_names
-            .as_deref()
-            .map(read_class_names)
-            .transpose()?;
+        let class_names = args.class_names.as_deref().map(read_class_names).transpose()?;
         Ok(ReportSettings {
             format: args.format,
             output: args.output,
@@ -120,17 +104,13 @@ fn read_class_names(text: &str) -> Result<Vec<String>> {
         return Ok(text.split(',').map(|s| s.trim().to_string()).collect());
     }
     let origin = Origin::new("class names", text);
-    let content = std::fs::read_to_string(path)
-        .map_err(|e| Error::input(&origin, format!("cannot read: {e}")))?;
+    let content =
+        std::fs::read_to_string(path).map_err(|e| Error::input(&origin, format!("cannot read: {e}")))?;
     if content.trim_start().starts_with('[') {
         return serde_json::from_str(&content)
             .map_err(|e| Error::input(&origin, format!("not a JSON list of strings: {e}")));
     }
-    Ok(content
-        .lines()
-        .map(|l| l.trim().to_string())
-        .filter(|l| !l.is_empty())
-        .collect())
+    Ok(content.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect())
 }
 
 /// The arrays of a subcommand: from flags, else from the bundle.
@@ -157,10 +137,7 @@ impl Sources {
             return Some(Spec::parse(text));
         }
         let (path, members) = self.bundle.as_ref()?;
-        members
-            .iter()
-            .any(|m| m == role)
-            .then(|| Spec::member(path, role))
+        members.iter().any(|m| m == role).then(|| Spec::member(path, role))
     }
 
     fn required(&self, flag: Option<&str>, role: &str) -> Result<Tensor> {
@@ -169,9 +146,7 @@ impl Sources {
                 Some((path, _)) => format!(" ({} holds no array named '{role}')", path.display()),
                 None => String::new(),
             };
-            Error::usage(format!(
-                "no {role}: pass --{role} FILE or a bundle holding '{role}'{hint}"
-            ))
+            Error::usage(format!("no {role}: pass --{role} FILE or a bundle holding '{role}'{hint}"))
         })?;
         input::load(&spec, role)
     }
@@ -182,14 +157,9 @@ impl Sources {
         if let Some(text) = flag
             && let Some(values) = inline_list(text, &flag_name)?
         {
-            return Ok(Some(Tensor::from_list(
-                Origin::new(role, flag_name),
-                values,
-            )));
+            return Ok(Some(Tensor::from_list(Origin::new(role, flag_name), values)));
         }
-        self.spec(flag, role)
-            .map(|spec| input::load(&spec, role))
-            .transpose()
+        self.spec(flag, role).map(|spec| input::load(&spec, role)).transpose()
     }
 }
 
@@ -205,10 +175,7 @@ fn inline_list(text: &str, flag: &str) -> Result<Option<Vec<f64>>> {
         .enumerate()
         .map(|(i, part)| {
             part.trim().parse::<f64>().map_err(|_| {
-                Error::usage(format!(
-                    "{flag} {text}: entry {i} ('{}') is not a number",
-                    part.trim()
-                ))
+                Error::usage(format!("{flag} {text}: entry {i} ('{}') is not a number", part.trim()))
             })
         })
         .collect::<Result<Vec<f64>>>()
@@ -231,10 +198,7 @@ fn describe(tensors: &[&Tensor]) -> Vec<InputInfo> {
 fn ce(args: CeArgs) -> Result<Outcome> {
     let settings = ReportSettings::new(args.report)?;
     if !(0.0..=1.0).contains(&args.label_smoothing) {
-        return Err(Error::usage(format!(
-            "--label-smoothing {} is outside [0, 1]",
-            args.label_smoothing
-        )));
+        return Err(Error::usage(format!("--label-smoothing {} is outside [0, 1]", args.label_smoothing)));
     }
     let sources = Sources::new(args.bundle.as_deref())?;
     let logits = sources.required(args.logits.as_deref(), "logits")?;
@@ -262,13 +226,7 @@ fn ce(args: CeArgs) -> Result<Outcome> {
     parameters.insert("reduction".into(), json!(args.reduction.name()));
     parameters.insert("ignore_index".into(), json!(args.ignore_index));
     parameters.insert("label_smoothing".into(), json!(args.label_smoothing));
-    parameters.insert(
-        "weight".into(),
-        params
-            .weight
-            .as_ref()
-            .map_or(Value::Null, |(w, _)| json!(w)),
-    );
+    parameters.insert("weight".into(), params.weight.as_ref().map_or(Value::Null, |(w, _)| json!(w)));
     parameters.insert("class_axis".into(), json!(loss.layout().axis));
     parameters.insert("target_mode".into(), json!(loss.target_mode()));
     let mut inputs = vec![&logits, &targets];
@@ -300,14 +258,8 @@ fn bce(args: BceArgs) -> Result<Outcome> {
     let mut parameters = BTreeMap::new();
     parameters.insert("reduction".into(), json!(args.reduction.name()));
     parameters.insert("class_axis".into(), json!(loss.class_axis()));
-    parameters.insert(
-        "weight".into(),
-        json!(weight.as_ref().map(|w| w.origin.spec.clone())),
-    );
-    parameters.insert(
-        "pos_weight".into(),
-        json!(pos_weight.as_ref().map(|w| w.origin.spec.clone())),
-    );
+    parameters.insert("weight".into(), json!(weight.as_ref().map(|w| w.origin.spec.clone())));
+    parameters.insert("pos_weight".into(), json!(pos_weight.as_ref().map(|w| w.origin.spec.clone())));
     let mut inputs = vec![&logits, &targets];
     inputs.extend(weight.as_ref());
     inputs.extend(pos_weight.as_ref());
@@ -332,10 +284,7 @@ fn finish(
     let tally = pass(loss, &settings)?;
     if tally.nonfinite > 0 {
         let at = index_in(&logits.shape, tally.first_nonfinite.unwrap_or(0));
-        let what = format!(
-            "{} non-finite values (NaN or ±inf), the first at index {at}",
-            tally.nonfinite
-        );
+        let what = format!("{} non-finite values (NaN or ±inf), the first at index {at}", tally.nonfinite);
         if !settings.allow_nonfinite {
             return Err(Error::input(
                 &logits.origin,
@@ -346,23 +295,16 @@ fn finish(
     }
     if let Some(names) = &settings.class_names {
         if names.len() != loss.classes() {
-            header.warnings.push(format!(
-                "{} class names given for {} classes",
-                names.len(),
-                loss.classes()
-            ));
+            header.warnings.push(format!("{} class names given for {} classes", names.len(), loss.classes()));
         }
         header.class_names = Some(names.clone());
     }
     if tally.classes.iter().all(|c| c.all.count == 0) && loss.units() > 0 {
-        header.warnings.push(
-            "no example is counted: every target is ignored, so the mean is NaN as in PyTorch"
-                .into(),
-        );
-    } else if loss.units() == 0 {
         header
             .warnings
-            .push("the input holds no examples, so the mean is NaN as in PyTorch".into());
+            .push("no example is counted: every target is ignored, so the mean is NaN as in PyTorch".into());
+    } else if loss.units() == 0 {
+        header.warnings.push("the input holds no examples, so the mean is NaN as in PyTorch".into());
     }
     let totals = loss.totals(&tally);
     let report = Report::build(header, totals, tally, with_positives);
@@ -378,13 +320,9 @@ fn pass(loss: &dyn PerExample, settings: &ReportSettings) -> Result<Tally> {
     };
     let progress = Progress::new(loss.units() as u64, loss.unit_cost() as u64, settings.quiet);
     let work = || {
-        tally::run(
-            loss.units(),
-            loss.unit_cost(),
-            &tally_settings,
-            &|n| progress.advance(n),
-            |range, t| loss.eval(range, t),
-        )
+        tally::run(loss.units(), loss.unit_cost(), &tally_settings, &|n| progress.advance(n), |range, t| {
+            loss.eval(range, t)
+        })
     };
     let tally = match settings.threads {
         Some(n) => rayon::ThreadPoolBuilder::new()

@@ -19,6 +19,11 @@ pub struct Example {
     pub correct: bool,
     /// Positive (a target class that is not background) or negative.
     pub positive: bool,
+    /// The same example's plain, unweighted CE (BCE for sigmoid losses): the
+    /// baseline that weighted and focal losses are compared with.
+    pub baseline: f64,
+    /// GHM's gradient norm: |p - t| for sigmoid losses, 1 - p_t for softmax.
+    pub grad_norm: f64,
 }
 
 /// How examples are grouped for the concentration figures.
@@ -69,24 +74,35 @@ impl Sum {
     }
 }
 
-/// Count and loss of a set of examples.
+/// Count, loss and baseline loss of a set of examples.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Bucket {
     pub count: u64,
     pub loss: Sum,
+    pub baseline: Sum,
 }
 
 impl Bucket {
     #[inline(always)]
-    fn add(&mut self, loss: f64) {
+    fn add(&mut self, loss: f64, baseline: f64) {
         self.count += 1;
         self.loss.add(loss);
+        self.baseline.add(baseline);
     }
 
     fn merge(&mut self, other: &Bucket) {
         self.count += other.count;
         self.loss.merge(&other.loss);
+        self.baseline.merge(&other.baseline);
     }
+}
+
+/// Bins of GHM's gradient norm over [0, 1].
+pub const GRADIENT_BINS: usize = 10;
+
+#[inline(always)]
+fn bin_of(x: f64, bins: usize) -> usize {
+    ((x * bins as f64) as usize).min(bins - 1)
 }
 
 #[derive(Debug, Clone, Default)]
@@ -102,11 +118,13 @@ pub struct Tally {
     pub settings: TallySettings,
     pub classes: Vec<ClassTally>,
     pub total: Sum,
+    pub baseline: Sum,
     /// The mean's divisor, as each loss defines it (Σ w[y] for weighted CE).
     pub normalizer: Sum,
     pub easy: Bucket,
     pub hard: Bucket,
     pub bins: Vec<Bucket>,
+    pub gradient_bins: [Bucket; GRADIENT_BINS],
     pub ignored: u64,
     pub nonfinite: u64,
     pub first_nonfinite: Option<usize>,
@@ -121,10 +139,12 @@ impl Tally {
         Tally {
             classes: vec![ClassTally::default(); settings.classes],
             total: Sum::default(),
+            baseline: Sum::default(),
             normalizer: Sum::default(),
             easy: Bucket::default(),
             hard: Bucket::default(),
             bins: vec![Bucket::default(); settings.bins],
+            gradient_bins: [Bucket::default(); GRADIENT_BINS],
             ignored: 0,
             nonfinite: 0,
             first_nonfinite: None,
@@ -135,29 +155,24 @@ impl Tally {
 
     #[inline]
     pub fn add(&mut self, example: Example) {
-        let Example {
-            class,
-            loss,
-            p_t,
-            correct,
-            positive,
-        } = example;
+        let Example { class, loss, p_t, correct, positive, baseline, grad_norm } = example;
         self.total.add(loss);
+        self.baseline.add(baseline);
         let row = &mut self.classes[class];
-        row.all.add(loss);
+        row.all.add(loss, baseline);
         if positive {
-            row.positives.add(loss);
+            row.positives.add(loss, baseline);
         }
         row.p_t.add(p_t);
         row.correct += correct as u64;
         if p_t > self.settings.easy_threshold {
-            self.easy.add(loss);
+            self.easy.add(loss, baseline);
         } else {
-            self.hard.add(loss);
+            self.hard.add(loss, baseline);
         }
         let bins = self.bins.len();
-        let bin = ((p_t * bins as f64) as usize).min(bins - 1);
-        self.bins[bin].add(loss);
+        self.bins[bin_of(p_t, bins)].add(loss, baseline);
+        self.gradient_bins[bin_of(grad_norm, GRADIENT_BINS)].add(loss, baseline);
         let group = match self.settings.grouping {
             Grouping::All => 0,
             Grouping::PositivesNegatives => positive as usize,
@@ -182,10 +197,14 @@ impl Tally {
             mine.correct += theirs.correct;
         }
         self.total.merge(&other.total);
+        self.baseline.merge(&other.baseline);
         self.normalizer.merge(&other.normalizer);
         self.easy.merge(&other.easy);
         self.hard.merge(&other.hard);
         for (mine, theirs) in self.bins.iter_mut().zip(&other.bins) {
+            mine.merge(theirs);
+        }
+        for (mine, theirs) in self.gradient_bins.iter_mut().zip(&other.gradient_bins) {
             mine.merge(theirs);
         }
         self.ignored += other.ignored;
@@ -207,10 +226,7 @@ const MIN_CHUNK_ELEMENTS: usize = 1 << 16;
 pub fn chunks(units: usize, unit_cost: usize) -> Vec<Range<usize>> {
     let min_units = (MIN_CHUNK_ELEMENTS / unit_cost.max(1)).max(1);
     let per_chunk = units.div_ceil(MAX_CHUNKS).max(min_units);
-    (0..units)
-        .step_by(per_chunk.max(1))
-        .map(|start| start..(start + per_chunk).min(units))
-        .collect()
+    (0..units).step_by(per_chunk.max(1)).map(|start| start..(start + per_chunk).min(units)).collect()
 }
 
 /// Runs `eval` over fixed chunks of `units` in parallel and merges the
@@ -267,13 +283,7 @@ mod tests {
 
     #[test]
     fn chunks_cover_every_unit_once_and_ignore_threads() {
-        for &(units, cost) in &[
-            (0usize, 3usize),
-            (1, 1),
-            (10_007, 37),
-            (1_000_000, 100),
-            (7, 100_000),
-        ] {
+        for &(units, cost) in &[(0usize, 3usize), (1, 1), (10_007, 37), (1_000_000, 100), (7, 100_000)] {
             let parts = chunks(units, cost);
             assert!(parts.len() <= MAX_CHUNKS);
             let covered: usize = parts.iter().map(|r| r.len()).sum();

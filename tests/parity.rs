@@ -33,9 +33,7 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     let text = std::fs::read(fixtures().join("expected.json")).expect("fixtures/expected.json");
-    serde_json::from_slice::<Expected>(&text)
-        .expect("expected.json parses")
-        .cases
+    serde_json::from_slice::<Expected>(&text).expect("expected.json parses").cases
 }
 
 fn check(case: &Case) {
@@ -43,24 +41,10 @@ fn check(case: &Case) {
     let report = json_report(&args);
     let what = |field: &str| format!("{} [{}] {field}", case.name, case.reference);
     match case.value {
-        Some(value) => assert_close(
-            &what("value"),
-            report["value"].as_f64().expect("value"),
-            value,
-            RTOL,
-        ),
-        None => assert!(
-            report["value"].is_null(),
-            "{}: value should be null",
-            what("value")
-        ),
+        Some(value) => assert_close(&what("value"), report["value"].as_f64().expect("value"), value, RTOL),
+        None => assert!(report["value"].is_null(), "{}: value should be null", what("value")),
     }
-    assert_close(
-        &what("sum"),
-        report["sum"].as_f64().expect("sum"),
-        case.sum,
-        RTOL,
-    );
+    assert_close(&what("sum"), report["sum"].as_f64().expect("sum"), case.sum, RTOL);
     assert_close(
         &what("normalizer"),
         report["normalizer"].as_f64().expect("normalizer"),
@@ -70,12 +54,7 @@ fn check(case: &Case) {
     assert_eq!(report["count"], case.count, "{}", what("count"));
     assert_eq!(report["ignored"], case.ignored, "{}", what("ignored"));
     let classes = report["classes"].as_array().expect("classes");
-    assert_eq!(
-        classes.len(),
-        case.class_loss_sums.len(),
-        "{}",
-        what("class count")
-    );
+    assert_eq!(classes.len(), case.class_loss_sums.len(), "{}", what("class count"));
     for (c, row) in classes.iter().enumerate() {
         let class_what = |field: &str| what(&format!("class {c} {field}"));
         assert_close(
@@ -84,28 +63,15 @@ fn check(case: &Case) {
             case.class_loss_sums[c],
             RTOL,
         );
-        assert_eq!(
-            row["count"],
-            case.class_counts[c],
-            "{}",
-            class_what("count")
-        );
+        assert_eq!(row["count"], case.class_counts[c], "{}", class_what("count"));
         match case.class_mean_p_t[c] {
-            Some(p) => assert_close(
-                &class_what("mean_p_t"),
-                row["mean_p_t"].as_f64().expect("mean_p_t"),
-                p,
-                RTOL,
-            ),
+            Some(p) => {
+                assert_close(&class_what("mean_p_t"), row["mean_p_t"].as_f64().expect("mean_p_t"), p, RTOL)
+            }
             None => assert!(row["mean_p_t"].is_null(), "{}", class_what("mean_p_t")),
         }
         if let Some(positives) = &case.class_positives {
-            assert_eq!(
-                row["positives"],
-                positives[c],
-                "{}",
-                class_what("positives")
-            );
+            assert_eq!(row["positives"], positives[c], "{}", class_what("positives"));
         }
     }
 }
@@ -113,11 +79,7 @@ fn check(case: &Case) {
 #[test]
 fn every_fixture_case_matches_pytorch_float64() {
     let cases = cases();
-    assert!(
-        cases.len() >= 50,
-        "expected.json holds {} cases",
-        cases.len()
-    );
+    assert!(cases.len() >= 50, "expected.json holds {} cases", cases.len());
     let mut failures = Vec::new();
     for case in &cases {
         if let Err(panic) = std::panic::catch_unwind(|| check(case)) {
@@ -148,35 +110,16 @@ fn golden_values_as_pytorch_prints_them() {
         // F.cross_entropy(x, y, weight=w)
         (&["ce", "golden/ce.npz"], 0.2301812851391809),
         // F.cross_entropy(x, y, weight=w, reduction='sum')
-        (
-            &["ce", "golden/ce.npz", "--reduction", "sum"],
-            0.8056344979871332,
-        ),
+        (&["ce", "golden/ce.npz", "--reduction", "sum"], 0.8056344979871332),
         // F.cross_entropy(x, y, weight=w, label_smoothing=0.1)
-        (
-            &["ce", "golden/ce.npz", "--label-smoothing", "0.1"],
-            0.4085067392638363,
-        ),
+        (&["ce", "golden/ce.npz", "--label-smoothing", "0.1"], 0.4085067392638363),
         // F.cross_entropy(x, y, label_smoothing=0.1)
-        (
-            &["ce", "golden/ce_noweight.npz", "--label-smoothing", "0.1"],
-            0.4090707470206554,
-        ),
+        (&["ce", "golden/ce_noweight.npz", "--label-smoothing", "0.1"], 0.4090707470206554),
         // F.cross_entropy(x, t, weight=w)  (probability targets, mean over N)
-        (
-            &["ce", "golden/ce_soft.npz", "--weight", "1,2,0.5"],
-            0.6281151633437339,
-        ),
+        (&["ce", "golden/ce_soft.npz", "--weight", "1,2,0.5"], 0.6281151633437339),
         // F.cross_entropy(x, t, weight=w, label_smoothing=0.1)
         (
-            &[
-                "ce",
-                "golden/ce_soft.npz",
-                "--weight",
-                "1,2,0.5",
-                "--label-smoothing",
-                "0.1",
-            ],
+            &["ce", "golden/ce_soft.npz", "--weight", "1,2,0.5", "--label-smoothing", "0.1"],
             0.7735221402375989,
         ),
         // F.binary_cross_entropy_with_logits(xb, tb, weight=wb, pos_weight=pw)
@@ -184,12 +127,7 @@ fn golden_values_as_pytorch_prints_them() {
     ];
     for (args, expected) in golden {
         let report = json_report(args);
-        assert_close(
-            &format!("{args:?}"),
-            report["value"].as_f64().expect("value"),
-            *expected,
-            1e-15,
-        );
+        assert_close(&format!("{args:?}"), report["value"].as_f64().expect("value"), *expected, 1e-15);
     }
 }
 
@@ -199,17 +137,8 @@ fn golden_values_as_pytorch_prints_them() {
 #[test]
 fn weighted_per_class_sums_are_the_per_example_losses() {
     let report = json_report(&["ce", "golden/ce.npz"]);
-    let expected = [
-        0.43285546687876886,
-        0.30635641424457655,
-        0.06642261686378778,
-    ];
+    let expected = [0.43285546687876886, 0.30635641424457655, 0.06642261686378778];
     for (row, want) in report["classes"].as_array().unwrap().iter().zip(expected) {
-        assert_close(
-            "class loss_sum",
-            row["loss_sum"].as_f64().unwrap(),
-            want,
-            1e-15,
-        );
+        assert_close("class loss_sum", row["loss_sum"].as_f64().unwrap(), want, 1e-15);
     }
 }

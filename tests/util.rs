@@ -19,16 +19,8 @@ pub fn losscope() -> Command {
 
 /// Runs losscope with `args` plus `--format json` and parses the report.
 pub fn json_report(args: &[&str]) -> serde_json::Value {
-    let output = losscope()
-        .args(args)
-        .args(["--format", "json"])
-        .output()
-        .expect("losscope runs");
-    assert!(
-        output.status.success(),
-        "losscope {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = losscope().args(args).args(["--format", "json"]).output().expect("losscope runs");
+    assert!(output.status.success(), "losscope {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).expect("stdout is JSON")
 }
 

@@ -25,13 +25,7 @@ impl Exporter for Markdown {
             let rule: Vec<&str> = section
                 .header
                 .iter()
-                .map(|h| {
-                    if matches!(*h, "" | "name" | "group" | "p_t") {
-                        "---"
-                    } else {
-                        "---:"
-                    }
-                })
+                .map(|h| if matches!(*h, "" | "name" | "group" | "p_t") { "---" } else { "---:" })
                 .collect();
             out.push_str(&format!("|{}|\n", rule.join("|")));
             for row in &section.rows {

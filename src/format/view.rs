@@ -88,12 +88,7 @@ impl View {
             .collect();
         summary.push(("parameters".into(), params.join(" ")));
 
-        let sections = vec![
-            classes(report, layout),
-            easy_hard(report),
-            bins(report),
-            concentration(report),
-        ];
+        let sections = vec![classes(report, layout), easy_hard(report), bins(report), concentration(report)];
         View {
             title: format!("{} ({})", loss_title(&report.loss), report.loss),
             summary,
@@ -111,24 +106,10 @@ fn classes(report: &Report, layout: Layout) -> Section {
         share(b).total_cmp(&share(a)).then(a.class.cmp(&b.class))
     });
     let shown = layout.top.unwrap_or(ranked.len()).min(ranked.len());
-    let note = (shown < ranked.len()).then(|| {
-        format!(
-            "{} more classes not shown (--top {shown})",
-            ranked.len() - shown
-        )
-    });
-    let mut header = vec![
-        "class",
-        "name",
-        "count",
-        "freq",
-        "loss sum",
-        "share",
-        "",
-        "mean loss",
-        "mean p_t",
-        "accuracy",
-    ];
+    let note = (shown < ranked.len())
+        .then(|| format!("{} more classes not shown (--top {shown})", ranked.len() - shown));
+    let mut header =
+        vec!["class", "name", "count", "freq", "loss sum", "share", "", "mean loss", "mean p_t", "accuracy"];
     if with_positives {
         header.extend(["positives", "pos loss", "neg loss"]);
     }
@@ -155,12 +136,7 @@ fn classes(report: &Report, layout: Layout) -> Section {
             row
         })
         .collect();
-    Section {
-        title: "Classes by share of the loss".into(),
-        header,
-        rows,
-        note,
-    }
+    Section { title: "Classes by share of the loss".into(), header, rows, note }
 }
 
 fn easy_hard(report: &Report) -> Section {
@@ -210,11 +186,7 @@ fn bins(report: &Report) -> Section {
 
 fn concentration(report: &Report) -> Section {
     let c = &report.difficulty.concentration;
-    let groups = [
-        ("all", &c.all),
-        ("positives", &c.positives),
-        ("negatives", &c.negatives),
-    ];
+    let groups = [("all", &c.all), ("positives", &c.positives), ("negatives", &c.negatives)];
     let rows = groups
         .iter()
         .filter_map(|(name, group)| group.as_ref().map(|g| (name, g)))
@@ -226,9 +198,7 @@ fn concentration(report: &Report) -> Section {
         .collect();
     Section {
         title: "Share of the loss carried by the hardest examples".into(),
-        header: vec![
-            "group", "examples", "top 1%", "top 5%", "top 10%", "top 25%",
-        ],
+        header: vec!["group", "examples", "top 1%", "top 5%", "top 10%", "top 25%"],
         rows,
         note: None,
     }

@@ -20,18 +20,12 @@ pub struct JsonArray {
 
 /// Parses a document that is itself an array.
 pub fn parse_array(text: &[u8]) -> Result<JsonArray, String> {
-    let mut flat = Flat {
-        all_integers: true,
-        ..Flat::default()
-    };
+    let mut flat = Flat { all_integers: true, ..Flat::default() };
     let mut de = serde_json::Deserializer::from_slice(text);
-    Level {
-        flat: &mut flat,
-        depth: 0,
-    }
-    .deserialize(&mut de)
-    .and_then(|()| de.end())
-    .map_err(|e| e.to_string())?;
+    Level { flat: &mut flat, depth: 0 }
+        .deserialize(&mut de)
+        .and_then(|()| de.end())
+        .map_err(|e| e.to_string())?;
     Ok(flat.finish())
 }
 
@@ -62,17 +56,9 @@ impl Flat {
         let shape: Vec<usize> = self.dims.iter().map_while(|d| *d).collect();
         if self.all_integers {
             let ints = self.numbers.iter().map(|&v| v as i64).collect();
-            JsonArray {
-                shape,
-                column: Column::I64(ints),
-                dtype: DType::I64,
-            }
+            JsonArray { shape, column: Column::I64(ints), dtype: DType::I64 }
         } else {
-            JsonArray {
-                shape,
-                column: Column::F64(self.numbers),
-                dtype: DType::F64,
-            }
+            JsonArray { shape, column: Column::F64(self.numbers), dtype: DType::F64 }
         }
     }
 
@@ -115,13 +101,7 @@ impl<'de> Visitor<'de> for Level<'_> {
         }
         flat.path.push(0);
         let mut count = 0usize;
-        while seq
-            .next_element_seed(Level {
-                flat: &mut *flat,
-                depth: depth + 1,
-            })?
-            .is_some()
-        {
+        while seq.next_element_seed(Level { flat: &mut *flat, depth: depth + 1 })?.is_some() {
             count += 1;
             *flat.path.last_mut().expect("pushed above") = count;
         }
@@ -188,10 +168,7 @@ impl Level<'_> {
     }
 
     fn not_a_number<E: de::Error>(self, what: &str) -> E {
-        E::custom(format!(
-            "element {} is {what}, not a number",
-            self.flat.here()
-        ))
+        E::custom(format!("element {} is {what}, not a number", self.flat.here()))
     }
 }
 
@@ -221,10 +198,7 @@ mod tests {
     #[test]
     fn ragged_and_non_numeric_arrays_name_the_element() {
         let err = shape_of("[[1, 2], [3]]").unwrap_err();
-        assert!(
-            err.contains("element [1] has 1 entries where 2 were expected"),
-            "{err}"
-        );
+        assert!(err.contains("element [1] has 1 entries where 2 were expected"), "{err}");
         let err = shape_of("[[1, 2], 3]").unwrap_err();
         assert!(err.contains("element [1] is a number"), "{err}");
         let err = shape_of("[1, [2]]").unwrap_err();

@@ -32,22 +32,13 @@ impl Spec {
             && !key.is_empty()
             && !key.contains('/')
         {
-            return Spec {
-                path: path.into(),
-                key: Some(key.to_string()),
-            };
+            return Spec { path: path.into(), key: Some(key.to_string()) };
         }
-        Spec {
-            path: text.into(),
-            key: None,
-        }
+        Spec { path: text.into(), key: None }
     }
 
     pub fn member(path: &Path, key: &str) -> Spec {
-        Spec {
-            path: path.to_path_buf(),
-            key: Some(key.to_string()),
-        }
+        Spec { path: path.to_path_buf(), key: Some(key.to_string()) }
     }
 
     pub fn text(&self) -> String {
@@ -66,12 +57,7 @@ enum Format {
 }
 
 fn format_of(path: &Path, head: &[u8]) -> Format {
-    match path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
+    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("npy") => Format::Npy,
         Some("npz") => Format::Npz,
         Some("json") => Format::Json,
@@ -126,7 +112,8 @@ pub fn bundle_members(path: &Path) -> Result<Vec<String>> {
             Ok(json::members(&text).map_err(&fail)?.into_keys().collect())
         }
         Format::Npy => Err(fail(
-            "an .npy file holds one array; pass it with --logits/--targets, or bundle arrays with np.savez".into(),
+            "an .npy file holds one array; pass it with --logits/--targets, or bundle arrays with np.savez"
+                .into(),
         )),
     }
 }
@@ -149,10 +136,7 @@ fn open(path: &Path) -> std::result::Result<Opened, String> {
     if meta.len() == 0 {
         return Err("the file is empty".into());
     }
-    Ok(Opened {
-        file,
-        len: meta.len(),
-    })
+    Ok(Opened { file, len: meta.len() })
 }
 
 impl Opened {
@@ -163,9 +147,7 @@ impl Opened {
 
     fn read_all(mut self) -> std::result::Result<Vec<u8>, String> {
         let mut text = Vec::with_capacity(self.len as usize);
-        self.file
-            .read_to_end(&mut text)
-            .map_err(|e| format!("cannot read: {e}"))?;
+        self.file.read_to_end(&mut text).map_err(|e| format!("cannot read: {e}"))?;
         Ok(text)
     }
 
@@ -187,20 +169,11 @@ fn load_npy(file: File, origin: Origin) -> Result<Tensor> {
     }
     let aligned = (map.as_ptr() as usize + layout.data_offset) % layout.dtype.size() == 0;
     if layout.is_native() && aligned {
-        let storage = Storage::Mapped {
-            offset: layout.data_offset,
-            len: layout.data_len,
-            map,
-        };
+        let storage = Storage::Mapped { offset: layout.data_offset, len: layout.data_len, map };
         return Ok(Tensor::new(origin, layout.dtype, layout.shape, storage));
     }
     let column = npy::decode(&layout, &map[layout.data_offset..]);
-    Ok(Tensor::new(
-        origin,
-        layout.dtype,
-        layout.shape,
-        Storage::Owned(column),
-    ))
+    Ok(Tensor::new(origin, layout.dtype, layout.shape, Storage::Owned(column)))
 }
 
 fn zip_archive(file: File) -> std::result::Result<zip::ZipArchive<File>, String> {
@@ -214,33 +187,19 @@ fn load_npz_member(file: File, key: &str, origin: Origin) -> Result<Tensor> {
         .into_iter()
         .find(|name| archive.index_for_name(name).is_some());
     let Some(name) = name else {
-        let names: Vec<String> = archive
-            .file_names()
-            .map(|n| n.trim_end_matches(".npy").to_string())
-            .collect();
-        return Err(fail(format!(
-            "no array named '{key}' (it holds: {})",
-            names.join(", ")
-        )));
+        let names: Vec<String> =
+            archive.file_names().map(|n| n.trim_end_matches(".npy").to_string()).collect();
+        return Err(fail(format!("no array named '{key}' (it holds: {})", names.join(", "))));
     };
-    let mut member = archive
-        .by_name(&name)
-        .map_err(|e| fail(format!("member '{name}': {e}")))?;
+    let mut member = archive.by_name(&name).map_err(|e| fail(format!("member '{name}': {e}")))?;
     let mut bytes = Vec::with_capacity(member.size().min(1 << 30) as usize);
-    member
-        .read_to_end(&mut bytes)
-        .map_err(|e| fail(format!("member '{name}': {e}")))?;
+    member.read_to_end(&mut bytes).map_err(|e| fail(format!("member '{name}': {e}")))?;
     let layout = npy::parse(&bytes).map_err(|e| fail(format!("member '{name}': {e}")))?;
     if layout.dtype == DType::Bool {
         check_bools(&bytes[layout.data_offset..], &layout.shape, &origin)?;
     }
     let column = npy::decode(&layout, &bytes[layout.data_offset..]);
-    Ok(Tensor::new(
-        origin,
-        layout.dtype,
-        layout.shape,
-        Storage::Owned(column),
-    ))
+    Ok(Tensor::new(origin, layout.dtype, layout.shape, Storage::Owned(column)))
 }
 
 fn load_json(text: &[u8], key: Option<&str>, origin: Origin) -> Result<Tensor> {
@@ -250,27 +209,18 @@ fn load_json(text: &[u8], key: Option<&str>, origin: Origin) -> Result<Tensor> {
         let key = key.unwrap_or(&origin.role);
         let Some(raw) = members.get(key) else {
             let names: Vec<&str> = members.keys().map(String::as_str).collect();
-            return Err(fail(format!(
-                "no array named '{key}' (it holds: {})",
-                names.join(", ")
-            )));
+            return Err(fail(format!("no array named '{key}' (it holds: {})", names.join(", "))));
         };
         json::parse_array(raw.get().as_bytes()).map_err(|e| fail(format!("member '{key}': {e}")))?
     } else {
         if key.is_some() {
             return Err(fail(
-                "the JSON document is an array, not an object of named arrays: drop the ':key'"
-                    .into(),
+                "the JSON document is an array, not an object of named arrays: drop the ':key'".into(),
             ));
         }
         json::parse_array(text).map_err(&fail)?
     };
-    Ok(Tensor::new(
-        origin,
-        array.dtype,
-        array.shape,
-        Storage::Owned(array.column),
-    ))
+    Ok(Tensor::new(origin, array.dtype, array.shape, Storage::Owned(array.column)))
 }
 
 fn check_bools(payload: &[u8], shape: &[usize], origin: &Origin) -> Result<()> {

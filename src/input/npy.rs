@@ -70,20 +70,17 @@ pub fn parse(bytes: &[u8]) -> Result<NpyLayout, String> {
             bytes.len() - header_start
         ));
     }
-    let header = Header::from_reader(&mut &bytes[..data_offset])
-        .map_err(|e| format!("unparsable header: {e}"))?;
+    let header =
+        Header::from_reader(&mut &bytes[..data_offset]).map_err(|e| format!("unparsable header: {e}"))?;
     let (dtype, order) = parse_descr(&header)?;
     let shape = header.shape;
     let numel = shape
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .ok_or_else(|| format!("shape {shape:?} has more elements than can be addressed"))?;
-    let data_len = numel.checked_mul(dtype.size()).ok_or_else(|| {
-        format!(
-            "shape {shape:?} of {} is larger than can be addressed",
-            dtype.name()
-        )
-    })?;
+    let data_len = numel
+        .checked_mul(dtype.size())
+        .ok_or_else(|| format!("shape {shape:?} of {} is larger than can be addressed", dtype.name()))?;
     let available = bytes.len() - data_offset;
     if available < data_len {
         return Err(format!(
@@ -98,14 +95,7 @@ pub fn parse(bytes: &[u8]) -> Result<NpyLayout, String> {
             dtype.name()
         ));
     }
-    Ok(NpyLayout {
-        dtype,
-        order,
-        fortran: header.layout == Layout::Fortran,
-        shape,
-        data_offset,
-        data_len,
-    })
+    Ok(NpyLayout { dtype, order, fortran: header.layout == Layout::Fortran, shape, data_offset, data_len })
 }
 
 fn parse_descr(header: &Header) -> Result<(DType, ByteOrder), String> {
@@ -133,26 +123,16 @@ fn parse_descr(header: &Header) -> Result<(DType, ByteOrder), String> {
         "f4" | "f" => DType::F32,
         "f8" | "d" => DType::F64,
         "O" => {
-            return Err(
-                "object arrays (dtype=object) are not supported: save a numeric array".into(),
-            );
+            return Err("object arrays (dtype=object) are not supported: save a numeric array".into());
         }
         c if c.starts_with('c') => {
-            return Err(format!(
-                "complex dtype '{descr}' is not supported: save the real part"
-            ));
+            return Err(format!("complex dtype '{descr}' is not supported: save the real part"));
         }
         _ => {
-            return Err(format!(
-                "dtype '{descr}' is not supported (expected bool, int, uint or float)"
-            ));
+            return Err(format!("dtype '{descr}' is not supported (expected bool, int, uint or float)"));
         }
     };
-    let order = if order_char == '>' {
-        ByteOrder::Big
-    } else {
-        ByteOrder::Little
-    };
+    let order = if order_char == '>' { ByteOrder::Big } else { ByteOrder::Little };
     Ok((dtype, order))
 }
 
@@ -172,9 +152,7 @@ pub fn decode(layout: &NpyLayout, payload: &[u8]) -> Column {
         }};
     }
     match layout.dtype {
-        DType::Bool | DType::U8 => {
-            Column::U8(c_order(payload.to_vec(), &layout.shape, layout.fortran))
-        }
+        DType::Bool | DType::U8 => Column::U8(c_order(payload.to_vec(), &layout.shape, layout.fortran)),
         DType::I8 => typed!(i8, I8),
         DType::I16 => typed!(i16, I16),
         DType::I32 => typed!(i32, I32),
@@ -194,10 +172,7 @@ fn c_order<T: Clone>(data: Vec<T>, shape: &[usize], fortran: bool) -> Vec<T> {
     }
     let view = ArrayView::from_shape(IxDyn(shape).f(), &data)
         .expect("the payload length was checked against the shape");
-    view.as_standard_layout()
-        .into_owned()
-        .into_raw_vec_and_offset()
-        .0
+    view.as_standard_layout().into_owned().into_raw_vec_and_offset().0
 }
 
 /// The index of the first boolean byte that is neither 0 nor 1.

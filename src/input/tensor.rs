@@ -205,13 +205,7 @@ impl Tensor {
         storage: Storage,
     ) -> Self {
         let mapped = matches!(storage, Storage::Mapped { .. });
-        Tensor {
-            origin,
-            dtype,
-            shape,
-            mapped,
-            storage,
-        }
+        Tensor { origin, dtype, shape, mapped, storage }
     }
 
     pub fn numel(&self) -> usize {
@@ -283,11 +277,6 @@ impl Values<'_> {
 impl Tensor {
     /// A one-dimensional float64 tensor from values typed on the command line.
     pub fn from_list(origin: crate::error::Origin, values: Vec<f64>) -> Tensor {
-        Tensor::new(
-            origin,
-            DType::F64,
-            vec![values.len()],
-            Storage::Owned(Column::F64(values)),
-        )
+        Tensor::new(origin, DType::F64, vec![values.len()], Storage::Owned(Column::F64(values)))
     }
 }

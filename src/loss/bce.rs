@@ -77,10 +77,7 @@ pub struct Bce<'a> {
 impl<'a> Bce<'a> {
     pub fn new(logits: &'a Tensor, targets: &'a Tensor, params: &BceParams) -> Result<Self> {
         if logits.shape.is_empty() {
-            return Err(Error::input(
-                &logits.origin,
-                "is a scalar: BCE needs at least one axis",
-            ));
+            return Err(Error::input(&logits.origin, "is a scalar: BCE needs at least one axis"));
         }
         if targets.shape != logits.shape {
             return Err(Error::input(
@@ -100,14 +97,9 @@ impl<'a> Bce<'a> {
                 Some(ClassLayout::new(&logits.shape, axis))
             }
         };
-        let weight = params
-            .weight
-            .map(|w| Broadcast::new(w, &logits.shape, "weight"))
-            .transpose()?;
-        let pos_weight = params
-            .pos_weight
-            .map(|w| Broadcast::new(w, &logits.shape, "pos_weight"))
-            .transpose()?;
+        let weight = params.weight.map(|w| Broadcast::new(w, &logits.shape, "weight")).transpose()?;
+        let pos_weight =
+            params.pos_weight.map(|w| Broadcast::new(w, &logits.shape, "pos_weight")).transpose()?;
         Ok(Bce {
             logits: logits.values(),
             targets: targets.values(),
@@ -127,12 +119,7 @@ impl<'a> Bce<'a> {
 
     /// Where element `first` of run `run` sits in a broadcast array, and the
     /// step to the next element of the run.
-    fn cursor<'b>(
-        &self,
-        broadcast: &'b Broadcast,
-        run: usize,
-        first: usize,
-    ) -> (&'b [f64], usize, usize) {
+    fn cursor<'b>(&self, broadcast: &'b Broadcast, run: usize, first: usize) -> (&'b [f64], usize, usize) {
         let last = self.shape.len() - 1;
         let mut rest = run;
         let mut offset = 0;
@@ -178,11 +165,7 @@ impl PerExample for Bce<'_> {
     fn totals(&self, tally: &Tally) -> Totals {
         let sum = tally.total.value();
         let normalizer = self.units() as f64;
-        Totals {
-            value: self.reduction.apply(sum, normalizer),
-            sum,
-            normalizer,
-        }
+        Totals { value: self.reduction.apply(sum, normalizer), sum, normalizer }
     }
 }
 
@@ -233,6 +216,8 @@ impl Bce<'_> {
                     p_t: p * t + (1.0 - p) * (1.0 - t),
                     correct: (x > 0.0) == (t > 0.5),
                     positive: t > 0.5,
+                    baseline: (1.0 - t) * x - log_sig,
+                    grad_norm: (p - t).abs(),
                 });
             }
             start = end;

@@ -46,29 +46,16 @@ pub struct CrossEntropy<'a> {
 }
 
 impl<'a> CrossEntropy<'a> {
-    pub fn new(
-        logits: &'a Tensor,
-        targets: &'a Tensor,
-        params: &CrossEntropyParams,
-    ) -> Result<Self> {
+    pub fn new(logits: &'a Tensor, targets: &'a Tensor, params: &CrossEntropyParams) -> Result<Self> {
         if logits.shape.is_empty() {
-            return Err(Error::input(
-                &logits.origin,
-                "is a scalar: logits need a class axis",
-            ));
+            return Err(Error::input(&logits.origin, "is a scalar: logits need a class axis"));
         }
         let default_axis = if logits.shape.len() == 1 { 0 } else { 1 };
-        let axis = resolve_axis(
-            params.class_axis.unwrap_or(default_axis),
-            logits.shape.len(),
-            &logits.origin,
-        )?;
+        let axis =
+            resolve_axis(params.class_axis.unwrap_or(default_axis), logits.shape.len(), &logits.origin)?;
         let layout = ClassLayout::new(&logits.shape, axis);
         if layout.classes == 0 {
-            return Err(Error::input(
-                &logits.origin,
-                format!("class axis {axis} has length 0"),
-            ));
+            return Err(Error::input(&logits.origin, format!("class axis {axis} has length 0")));
         }
         let mut index_shape = logits.shape.clone();
         index_shape.remove(axis);
@@ -154,11 +141,7 @@ fn check_indices(targets: &Tensor, classes: usize, ignore_index: i64) -> Result<
         let Some(label) = values.get_index(i) else {
             return Err(Error::input(
                 &targets.origin,
-                format!(
-                    "target {} at index {} is not a class index (not an integer)",
-                    values.get(i),
-                    at()
-                ),
+                format!("target {} at index {} is not a class index (not an integer)", values.get(i), at()),
             ));
         };
         if label == ignore_index {
@@ -167,19 +150,13 @@ fn check_indices(targets: &Tensor, classes: usize, ignore_index: i64) -> Result<
         if label < 0 {
             return Err(Error::input(
                 &targets.origin,
-                format!(
-                    "negative label {label} at index {} is not the ignore index ({ignore_index})",
-                    at()
-                ),
+                format!("negative label {label} at index {} is not the ignore index ({ignore_index})", at()),
             ));
         }
         if label as u64 >= classes as u64 {
             return Err(Error::input(
                 &targets.origin,
-                format!(
-                    "label {label} at index {} is out of range for {classes} classes",
-                    at()
-                ),
+                format!("label {label} at index {} is out of range for {classes} classes", at()),
             ));
         }
     }
@@ -256,39 +233,41 @@ impl PerExample for CrossEntropy<'_> {
                     let log_p_y = log_p(y);
                     let mut loss = -log_p_y * w_y;
                     if eps > 0.0 {
-                        let smooth: f64 = -(0..classes)
-                            .map(|c| log_p(c) * self.class_weight(c))
-                            .sum::<f64>();
+                        let smooth: f64 = -(0..classes).map(|c| log_p(c) * self.class_weight(c)).sum::<f64>();
                         loss = (1.0 - eps) * loss + smooth * (eps / classes as f64);
                     }
+                    let p_t = log_p_y.exp();
                     tally.normalizer.add(w_y);
                     tally.add(Example {
                         class: y,
                         loss,
-                        p_t: log_p_y.exp(),
+                        p_t,
                         correct: argmax == y,
                         positive: false,
+                        baseline: -log_p_y,
+                        grad_norm: 1.0 - p_t,
                     });
                 }
                 Targets::Probabilities(targets) => {
                     targets.copy_to_f64(start, stride, &mut target_row);
                     let y = first_max(&target_row);
                     let mut weighted = 0.0;
+                    let mut plain = 0.0;
                     for (c, &t) in target_row.iter().enumerate() {
-                        let t = if eps > 0.0 {
-                            t * (1.0 - eps) + eps / classes as f64
-                        } else {
-                            t
-                        };
+                        plain += log_p(c) * t;
+                        let t = if eps > 0.0 { t * (1.0 - eps) + eps / classes as f64 } else { t };
                         weighted += log_p(c) * t * self.class_weight(c);
                     }
+                    let p_t = log_p(y).exp();
                     tally.normalizer.add(1.0);
                     tally.add(Example {
                         class: y,
                         loss: -weighted,
-                        p_t: log_p(y).exp(),
+                        p_t,
                         correct: argmax == y,
                         positive: false,
+                        baseline: -plain,
+                        grad_norm: 1.0 - p_t,
                     });
                 }
             }
@@ -298,10 +277,6 @@ impl PerExample for CrossEntropy<'_> {
     fn totals(&self, tally: &Tally) -> Totals {
         let sum = tally.total.value();
         let normalizer = tally.normalizer.value();
-        Totals {
-            value: self.reduction.apply(sum, normalizer),
-            sum,
-            normalizer,
-        }
+        Totals { value: self.reduction.apply(sum, normalizer), sum, normalizer }
     }
 }

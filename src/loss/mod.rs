@@ -103,10 +103,7 @@ pub fn check_class_weights(weight: &[f64], classes: usize, origin: &Origin) -> R
     if weight.len() != classes {
         return Err(Error::input(
             origin,
-            format!(
-                "has {} entries but the logits have {classes} classes",
-                weight.len()
-            ),
+            format!("has {} entries but the logits have {classes} classes", weight.len()),
         ));
     }
     check_weights(weight, &[classes], origin)
@@ -116,16 +113,10 @@ pub fn check_class_weights(weight: &[f64], classes: usize, origin: &Origin) -> R
 pub fn check_weights(weight: &[f64], shape: &[usize], origin: &Origin) -> Result<()> {
     let at = |i: usize| index_in(shape, i);
     if let Some(i) = weight.iter().position(|w| !w.is_finite()) {
-        return Err(Error::input(
-            origin,
-            format!("entry {} is {}, not a finite number", at(i), weight[i]),
-        ));
+        return Err(Error::input(origin, format!("entry {} is {}, not a finite number", at(i), weight[i])));
     }
     if let Some(i) = weight.iter().position(|&w| w < 0.0) {
-        return Err(Error::input(
-            origin,
-            format!("entry {} is negative ({})", at(i), weight[i]),
-        ));
+        return Err(Error::input(origin, format!("entry {} is negative ({})", at(i), weight[i])));
     }
     Ok(())
 }

@@ -15,7 +15,9 @@ fn main() -> ExitCode {
         Ok(losscope::Outcome::Ok) => ExitCode::SUCCESS,
         Ok(losscope::Outcome::CheckFailed) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("losscope: error: {e}");
+            // One line, whatever a library's message holds.
+            let message = e.to_string().lines().map(str::trim).collect::<Vec<_>>().join(" ");
+            eprintln!("losscope: error: {message}");
             ExitCode::from(2)
         }
     }

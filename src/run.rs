@@ -14,7 +14,7 @@ use crate::loss::{Bce, BceParams, CrossEntropy, CrossEntropyParams, PerExample};
 use crate::output;
 use crate::progress::Progress;
 use crate::report::{Header, InputInfo, Report};
-use crate::tally::{self, Tally, TallySettings};
+use crate::tally::{self, NonFinite, Tally, TallySettings};
 
 /// How a run ended, when it did not end in an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,16 +33,36 @@ pub fn run(cli: Cli) -> Result<Outcome> {
 
 /// The report flags, checked.
 struct ReportSettings {
+    analysis: Analysis,
     format: Format,
     output: Option<PathBuf>,
-    class_names: Option<Vec<String>>,
-    easy_threshold: f64,
-    bins: usize,
     layout: Layout,
     expect: Option<Expectation>,
-    allow_nonfinite: bool,
-    quiet: bool,
-    threads: Option<usize>,
+}
+
+/// How a pass runs and its report is assembled: everything but delivery.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    pub class_names: Option<Vec<String>>,
+    pub easy_threshold: f64,
+    pub bins: usize,
+    pub allow_nonfinite: bool,
+    pub quiet: bool,
+    /// Worker threads; `None` uses one per core. Results do not depend on it.
+    pub threads: Option<usize>,
+}
+
+impl Default for Analysis {
+    fn default() -> Self {
+        Analysis {
+            class_names: None,
+            easy_threshold: 0.5,
+            bins: 10,
+            allow_nonfinite: false,
+            quiet: true,
+            threads: None,
+        }
+    }
 }
 
 struct Expectation {
@@ -82,16 +102,18 @@ impl ReportSettings {
         }
         let class_names = args.class_names.as_deref().map(read_class_names).transpose()?;
         Ok(ReportSettings {
+            analysis: Analysis {
+                class_names,
+                easy_threshold: args.easy_threshold,
+                bins: args.bins,
+                allow_nonfinite: args.allow_nonfinite,
+                quiet: args.quiet,
+                threads: args.threads,
+            },
             format: args.format,
             output: args.output,
-            class_names,
-            easy_threshold: args.easy_threshold,
-            bins: args.bins,
             layout: Layout { top: args.top },
             expect,
-            allow_nonfinite: args.allow_nonfinite,
-            quiet: args.quiet,
-            threads: args.threads,
         })
     }
 }
@@ -122,6 +144,12 @@ impl Sources {
     fn new(bundle: Option<&str>) -> Result<Self> {
         let bundle = match bundle {
             Some(text) => {
+                if let Spec { key: Some(key), .. } = Spec::parse(text) {
+                    return Err(Error::usage(format!(
+                        "the bundle {text} names a member ':{key}'; a bundle is a whole .npz or JSON file \
+                         (pick one array with --logits FILE:KEY)"
+                    )));
+                }
                 let path = PathBuf::from(text);
                 let members = input::bundle_members(&path)?;
                 Some((path, members))
@@ -238,7 +266,7 @@ fn ce(args: CeArgs) -> Result<Outcome> {
         class_names: None,
         warnings: loss.warnings.clone(),
     };
-    finish(&loss, &logits, header, settings, false)
+    finish(&loss, (&logits, &targets), header, settings, false)
 }
 
 fn bce(args: BceArgs) -> Result<Outcome> {
@@ -270,28 +298,47 @@ fn bce(args: BceArgs) -> Result<Outcome> {
         class_names: None,
         warnings: Vec::new(),
     };
-    finish(&loss, &logits, header, settings, true)
+    finish(&loss, (&logits, &targets), header, settings, true)
 }
 
 /// The shared tail of every subcommand: the pass, the report, the output.
 fn finish(
     loss: &dyn PerExample,
-    logits: &Tensor,
-    mut header: Header,
+    (logits, targets): (&Tensor, &Tensor),
+    header: Header,
     settings: ReportSettings,
     with_positives: bool,
 ) -> Result<Outcome> {
-    let tally = pass(loss, &settings)?;
-    if tally.nonfinite > 0 {
-        let at = index_in(&logits.shape, tally.first_nonfinite.unwrap_or(0));
-        let what = format!("{} non-finite values (NaN or ±inf), the first at index {at}", tally.nonfinite);
+    let report = analyse(loss, logits, targets, header, &settings.analysis, with_positives)?;
+    deliver(&report, &settings)
+}
+
+/// Runs the per-example pass of `loss` and builds its report. `logits` and
+/// `targets` are the arrays non-finite values are reported against;
+/// `with_positives` adds the positive/negative columns of elementwise losses.
+pub fn analyse(
+    loss: &dyn PerExample,
+    logits: &Tensor,
+    targets: &Tensor,
+    mut header: Header,
+    settings: &Analysis,
+    with_positives: bool,
+) -> Result<Report> {
+    let tally = pass(loss, settings)?;
+    for (operand, tensor) in [logits, targets].into_iter().enumerate() {
+        let NonFinite { count, first } = tally.nonfinite[operand];
+        let Some(first) = first else { continue };
+        let what = format!(
+            "{count} non-finite values (NaN or ±inf), the first at index {}",
+            index_in(&tensor.shape, first)
+        );
         if !settings.allow_nonfinite {
             return Err(Error::input(
-                &logits.origin,
+                &tensor.origin,
                 format!("{what}; pass --allow-nonfinite to compute anyway"),
             ));
         }
-        header.warnings.push(format!("logits hold {what}"));
+        header.warnings.push(format!("{} hold {what}", tensor.origin.role));
     }
     if let Some(names) = &settings.class_names {
         if names.len() != loss.classes() {
@@ -299,19 +346,16 @@ fn finish(
         }
         header.class_names = Some(names.clone());
     }
-    if tally.classes.iter().all(|c| c.all.count == 0) && loss.units() > 0 {
-        header
-            .warnings
-            .push("no example is counted: every target is ignored, so the mean is NaN as in PyTorch".into());
-    } else if loss.units() == 0 {
-        header.warnings.push("the input holds no examples, so the mean is NaN as in PyTorch".into());
+    if loss.units() == 0 {
+        header.warnings.push("the input holds no examples (a mean of nothing is NaN, as in PyTorch)".into());
+    } else if tally.classes.iter().all(|c| c.all.count == 0) {
+        header.warnings.push("every target is ignored (a mean of nothing is NaN, as in PyTorch)".into());
     }
     let totals = loss.totals(&tally);
-    let report = Report::build(header, totals, tally, with_positives);
-    deliver(&report, &settings)
+    Ok(Report::build(header, totals, tally, with_positives))
 }
 
-fn pass(loss: &dyn PerExample, settings: &ReportSettings) -> Result<Tally> {
+fn pass(loss: &dyn PerExample, settings: &Analysis) -> Result<Tally> {
     let tally_settings = TallySettings {
         classes: loss.classes(),
         easy_threshold: settings.easy_threshold,

@@ -74,6 +74,31 @@ impl Sum {
     }
 }
 
+/// The input arrays whose values are checked for NaN and infinities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operand {
+    Logits = 0,
+    Targets = 1,
+}
+
+/// How many values of an operand are not finite, and the first of them in
+/// C order (the smallest flat index, whatever order examples are read in).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NonFinite {
+    pub count: u64,
+    pub first: Option<usize>,
+}
+
+impl NonFinite {
+    #[inline]
+    fn record(&mut self, count: u64, at: usize) {
+        if count > 0 {
+            self.count += count;
+            self.first = Some(self.first.map_or(at, |first| first.min(at)));
+        }
+    }
+}
+
 /// Count, loss and baseline loss of a set of examples.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Bucket {
@@ -126,8 +151,8 @@ pub struct Tally {
     pub bins: Vec<Bucket>,
     pub gradient_bins: [Bucket; GRADIENT_BINS],
     pub ignored: u64,
-    pub nonfinite: u64,
-    pub first_nonfinite: Option<usize>,
+    /// Non-finite inputs, per operand: `[logits, targets]`.
+    pub nonfinite: [NonFinite; 2],
     /// Per-example losses for the concentration figures: one list per group
     /// (`[all]`, or `[negatives, positives]`). Stored as f32: they only rank
     /// examples and give shares, never the reported sums.
@@ -146,8 +171,7 @@ impl Tally {
             bins: vec![Bucket::default(); settings.bins],
             gradient_bins: [Bucket::default(); GRADIENT_BINS],
             ignored: 0,
-            nonfinite: 0,
-            first_nonfinite: None,
+            nonfinite: [NonFinite::default(); 2],
             losses: [Vec::new(), Vec::new()],
             settings: settings.clone(),
         }
@@ -180,13 +204,11 @@ impl Tally {
         self.losses[group].push(loss as f32);
     }
 
-    /// Records `count` non-finite inputs, the first of them at flat index `at`.
+    /// Records `count` non-finite values of `operand`, the first of them at
+    /// flat index `at`.
     #[inline]
-    pub fn add_nonfinite(&mut self, count: u64, at: usize) {
-        if count > 0 {
-            self.nonfinite += count;
-            self.first_nonfinite.get_or_insert(at);
-        }
+    pub fn add_nonfinite(&mut self, operand: Operand, count: u64, at: usize) {
+        self.nonfinite[operand as usize].record(count, at);
     }
 
     fn merge_counts(&mut self, other: &Tally) {
@@ -208,9 +230,10 @@ impl Tally {
             mine.merge(theirs);
         }
         self.ignored += other.ignored;
-        self.nonfinite += other.nonfinite;
-        if self.first_nonfinite.is_none() {
-            self.first_nonfinite = other.first_nonfinite;
+        for (mine, theirs) in self.nonfinite.iter_mut().zip(&other.nonfinite) {
+            if let Some(at) = theirs.first {
+                mine.record(theirs.count, at);
+            }
         }
     }
 }

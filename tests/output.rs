@@ -1,1 +1,144 @@
-// placeholder
+//! The terminal conventions: stdout carries only the report, stderr the
+//! warnings; `-o` writes atomically; a closed pipe is not an error; no
+//! colour codes; --expect sets the exit code.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+
+use predicates::prelude::*;
+
+use crate::util::{fixtures, losscope};
+
+#[test]
+fn table_is_the_default_and_shows_every_section() {
+    let output = losscope().args(["ce", "golden/ce.npz"]).output().unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    for needle in [
+        "cross entropy (ce)",
+        "value       0.2301812851391809",
+        "Classes by share of the loss",
+        "Easy (p_t > 0.5) versus hard examples",
+        "Loss by p_t",
+        "Share of the loss carried by the hardest examples",
+    ] {
+        assert!(text.contains(needle), "table lacks {needle:?}:\n{text}");
+    }
+    assert!(output.stderr.is_empty(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
+fn table_sorts_classes_by_share_and_cuts_with_top() {
+    let output = losscope().args(["ce", "golden/ce.npz", "--top", "1"]).output().unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("2 more classes not shown (--top 1)"), "{text}");
+    let class_rows: Vec<&str> = text.lines().filter(|l| l.contains('%') && l.contains('█')).collect();
+    assert!(class_rows[0].contains("53.7%"), "largest share first: {class_rows:?}");
+}
+
+#[test]
+fn markdown_renders_pipe_tables() {
+    let output = losscope().args(["ce", "golden/ce.npz", "--format", "markdown"]).output().unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.starts_with("## losscope: cross entropy (ce)"), "{text}");
+    assert!(text.contains("| value | `0.2301812851391809` |"));
+    assert!(text.contains("### Classes by share of the loss"));
+    assert!(text.contains("|---:|---|---:|---:|---:|---:|---|"), "{text}");
+}
+
+#[test]
+fn no_colour_codes_with_or_without_no_color() {
+    for no_color in [false, true] {
+        let mut cmd = losscope();
+        if no_color {
+            cmd.env("NO_COLOR", "1");
+        }
+        let output = cmd.args(["bce", "golden/bce.npz"]).output().unwrap();
+        assert!(!output.stdout.contains(&0x1b), "escape code in stdout");
+        assert!(!output.stderr.contains(&0x1b), "escape code in stderr");
+    }
+}
+
+#[test]
+fn warnings_go_to_stderr_and_the_report_keeps_them() {
+    let args = ["ce", "--logits", "ignore/logits.npy", "--targets", "ignore/all_ignored.npy"];
+    losscope()
+        .args(args)
+        .args(["--format", "json"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("warning: every target is ignored"))
+        .stdout(predicate::str::contains("\"value\": null"));
+}
+
+#[test]
+fn output_file_is_written_whole_and_stdout_stays_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("report.json");
+    losscope()
+        .args(["ce", "golden/ce.npz", "--format", "json", "-o"])
+        .arg(&path)
+        .assert()
+        .success()
+        .stdout(predicate::str::is_empty());
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(report["value"], 0.2301812851391809);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers.len(), 1, "temporary files left behind: {leftovers:?}");
+}
+
+#[test]
+fn failed_input_leaves_an_existing_output_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("report.json");
+    std::fs::write(&path, "previous").unwrap();
+    losscope()
+        .args(["ce", "--logits", "bad/logits_nan.npy", "--targets", "golden/ce.npz:targets", "-o"])
+        .arg(&path)
+        .assert()
+        .code(2)
+        .stdout(predicate::str::is_empty());
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "previous");
+}
+
+/// `losscope … | head -1`: the reader goes away; losscope exits 0 quietly.
+#[test]
+fn closed_pipe_exits_zero_quietly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_losscope"))
+        .current_dir(fixtures())
+        .args(["ce", "--logits", "big/ce_logits.npz:logits", "--targets", "big/ce_targets.npy"])
+        // A thousand bins make a report larger than a pipe's buffer.
+        .args(["--format", "json", "--bins", "1000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 1];
+    child.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("panicked"));
+}
+
+#[test]
+fn expect_passes_within_tolerance_and_fails_outside() {
+    losscope().args(["ce", "golden/ce.npz", "--expect", "0.23018128513918"]).assert().success();
+    losscope().args(["ce", "golden/ce.npz", "--expect", "0.2301", "--rtol", "1e-3"]).assert().success();
+    let output = losscope().args(["ce", "golden/ce.npz", "--expect", "0.25"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(!output.stdout.is_empty(), "the report is still printed");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("check failed: value 0.2301812851391809 differs from the expected 0.25"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn help_and_version_exit_zero() {
+    losscope().arg("--help").assert().success().stdout(predicate::str::contains("ce"));
+    losscope().arg("--version").assert().success().stdout(predicate::str::contains("losscope"));
+    losscope().args(["ce", "--help"]).assert().success().stdout(predicate::str::contains("--ignore-index"));
+}

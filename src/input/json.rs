@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 
 use super::tensor::{Column, DType};
 
-/// A decoded JSON array: int64 when every number was written as an integer.
+/// A decoded JSON array: integers when every number was written as one.
 pub struct JsonArray {
     pub shape: Vec<usize>,
     pub column: Column,
@@ -20,7 +20,7 @@ pub struct JsonArray {
 
 /// Parses a document that is itself an array.
 pub fn parse_array(text: &[u8]) -> Result<JsonArray, String> {
-    let mut flat = Flat { all_integers: true, ..Flat::default() };
+    let mut flat = Flat::default();
     let mut de = serde_json::Deserializer::from_slice(text);
     Level { flat: &mut flat, depth: 0 }
         .deserialize(&mut de)
@@ -47,19 +47,57 @@ struct Flat {
     rank: Option<usize>,
     /// The position of the element being read, for messages.
     path: Vec<usize>,
-    numbers: Vec<f64>,
-    all_integers: bool,
+    numbers: Numbers,
+}
+
+/// Numbers read so far: integers kept exact until the first float.
+enum Numbers {
+    Integers(Vec<i128>),
+    Floats(Vec<f64>),
+}
+
+impl Default for Numbers {
+    fn default() -> Self {
+        Numbers::Integers(Vec::new())
+    }
+}
+
+impl Numbers {
+    fn push_integer(&mut self, v: i128) {
+        match self {
+            Numbers::Integers(ints) => ints.push(v),
+            Numbers::Floats(floats) => floats.push(v as f64),
+        }
+    }
+
+    fn push_float(&mut self, v: f64) {
+        if let Numbers::Integers(ints) = self {
+            *self = Numbers::Floats(ints.iter().map(|&i| i as f64).collect());
+        }
+        if let Numbers::Floats(floats) = self {
+            floats.push(v);
+        }
+    }
 }
 
 impl Flat {
+    /// int64 when every integer fits, uint64 when they are non-negative and
+    /// fit that, float64 otherwise.
     fn finish(self) -> JsonArray {
         let shape: Vec<usize> = self.dims.iter().map_while(|d| *d).collect();
-        if self.all_integers {
-            let ints = self.numbers.iter().map(|&v| v as i64).collect();
-            JsonArray { shape, column: Column::I64(ints), dtype: DType::I64 }
-        } else {
-            JsonArray { shape, column: Column::F64(self.numbers), dtype: DType::F64 }
-        }
+        let column = match self.numbers {
+            Numbers::Integers(ints) => {
+                if let Ok(v) = ints.iter().map(|&i| i64::try_from(i)).collect::<Result<Vec<_>, _>>() {
+                    Column::I64(v)
+                } else if let Ok(v) = ints.iter().map(|&i| u64::try_from(i)).collect::<Result<Vec<_>, _>>() {
+                    Column::U64(v)
+                } else {
+                    Column::F64(ints.iter().map(|&i| i as f64).collect())
+                }
+            }
+            Numbers::Floats(floats) => Column::F64(floats),
+        };
+        JsonArray { shape, dtype: column.dtype(), column }
     }
 
     fn here(&self) -> String {
@@ -123,15 +161,15 @@ impl<'de> Visitor<'de> for Level<'_> {
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        self.number(v as f64, true)
+        self.number(|numbers| numbers.push_integer(v as i128))
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        self.number(v as f64, true)
+        self.number(|numbers| numbers.push_integer(v as i128))
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-        self.number(v, false)
+        self.number(|numbers| numbers.push_float(v))
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
@@ -152,7 +190,7 @@ impl<'de> Visitor<'de> for Level<'_> {
 }
 
 impl Level<'_> {
-    fn number<E: de::Error>(self, value: f64, integer: bool) -> Result<(), E> {
+    fn number<E: de::Error>(self, push: impl FnOnce(&mut Numbers)) -> Result<(), E> {
         let Level { flat, depth } = self;
         let arrays_here = flat.dims.get(depth).is_some_and(|d| d.is_some());
         if arrays_here || flat.rank.is_some_and(|rank| rank != depth) {
@@ -162,8 +200,7 @@ impl Level<'_> {
             )));
         }
         flat.rank = Some(depth);
-        flat.all_integers &= integer;
-        flat.numbers.push(value);
+        push(&mut flat.numbers);
         Ok(())
     }
 

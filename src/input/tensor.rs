@@ -122,6 +122,21 @@ impl Values<'_> {
         with_slice!(self, s => s[i].to_f64())
     }
 
+    /// Element `i` as written: integers exactly, floats as f64 prints them.
+    pub fn display(&self, i: usize) -> String {
+        match self {
+            Values::I8(s) => s[i].to_string(),
+            Values::I16(s) => s[i].to_string(),
+            Values::I32(s) => s[i].to_string(),
+            Values::I64(s) => s[i].to_string(),
+            Values::U8(s) => s[i].to_string(),
+            Values::U16(s) => s[i].to_string(),
+            Values::U32(s) => s[i].to_string(),
+            Values::U64(s) => s[i].to_string(),
+            Values::F16(_) | Values::F32(_) | Values::F64(_) => self.get(i).to_string(),
+        }
+    }
+
     /// Element `i` as an integer, when it is one: integer types always, floats
     /// only when they hold an integral value.
     #[inline]
@@ -274,9 +289,42 @@ impl Values<'_> {
     }
 }
 
+impl Column {
+    pub fn dtype(&self) -> DType {
+        match self {
+            Column::I8(_) => DType::I8,
+            Column::I16(_) => DType::I16,
+            Column::I32(_) => DType::I32,
+            Column::I64(_) => DType::I64,
+            Column::U8(_) => DType::U8,
+            Column::U16(_) => DType::U16,
+            Column::U32(_) => DType::U32,
+            Column::U64(_) => DType::U64,
+            Column::F16(_) => DType::F16,
+            Column::F32(_) => DType::F32,
+            Column::F64(_) => DType::F64,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        with_slice!(self.values(), s => s.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 impl Tensor {
     /// A one-dimensional float64 tensor from values typed on the command line.
     pub fn from_list(origin: crate::error::Origin, values: Vec<f64>) -> Tensor {
         Tensor::new(origin, DType::F64, vec![values.len()], Storage::Owned(Column::F64(values)))
+    }
+
+    /// A tensor of `shape` holding `column` in C order; `None` when the
+    /// lengths disagree.
+    pub fn from_column(origin: crate::error::Origin, shape: Vec<usize>, column: Column) -> Option<Tensor> {
+        (shape.iter().product::<usize>() == column.len())
+            .then(|| Tensor::new(origin, column.dtype(), shape, Storage::Owned(column)))
     }
 }

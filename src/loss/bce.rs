@@ -8,7 +8,7 @@ use std::ops::Range;
 use crate::error::{Error, Result};
 use crate::input::{Tensor, Values, shape_text};
 use crate::report::Totals;
-use crate::tally::{Example, Grouping, Tally};
+use crate::tally::{Example, Grouping, Operand, Tally};
 
 use super::{ClassLayout, PerExample, Reduction, check_weights, resolve_axis};
 
@@ -43,8 +43,6 @@ impl Broadcast {
         if tensor.shape.len() > target.len() {
             return Err(fail());
         }
-        let values = tensor.to_f64_vec();
-        check_weights(&values, &tensor.shape, &tensor.origin)?;
         let offset = target.len() - tensor.shape.len();
         let mut strides = vec![0; target.len()];
         let mut stride = 1;
@@ -57,6 +55,8 @@ impl Broadcast {
             }
             stride *= len;
         }
+        let values = tensor.to_f64_vec();
+        check_weights(&values, &tensor.shape, &tensor.origin)?;
         Ok(Broadcast { values, strides })
     }
 }
@@ -185,9 +185,11 @@ impl Bce<'_> {
             let first = start - run * self.run;
             self.logits.copy_to_f64(start, 1, &mut x[..len]);
             self.targets.copy_to_f64(start, 1, &mut t[..len]);
-            if let Some(bad) = x[..len].iter().position(|v| !v.is_finite()) {
-                let count = x[..len].iter().filter(|v| !v.is_finite()).count();
-                tally.add_nonfinite(count as u64, start + bad);
+            for (operand, values) in [(Operand::Logits, &x[..len]), (Operand::Targets, &t[..len])] {
+                if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
+                    let count = values.iter().filter(|v| !v.is_finite()).count();
+                    tally.add_nonfinite(operand, count as u64, start + bad);
+                }
             }
             let weight = self.weight.as_ref().map(|b| self.cursor(b, run, first));
             let pos_weight = self.pos_weight.as_ref().map(|b| self.cursor(b, run, first));

@@ -8,7 +8,7 @@ use std::ops::Range;
 use crate::error::{Error, Origin, Result, index_in};
 use crate::input::{Tensor, Values, shape_text};
 use crate::report::Totals;
-use crate::tally::{Example, Grouping, Tally};
+use crate::tally::{Example, Grouping, Operand, Tally};
 
 use super::{ClassLayout, PerExample, Reduction, check_class_weights, resolve_axis};
 
@@ -139,9 +139,10 @@ fn check_indices(targets: &Tensor, classes: usize, ignore_index: i64) -> Result<
     for i in 0..targets.numel() {
         let at = || index_in(&targets.shape, i);
         let Some(label) = values.get_index(i) else {
+            let problem = if targets.dtype.is_float() { "is not an integer" } else { "is out of range" };
             return Err(Error::input(
                 &targets.origin,
-                format!("target {} at index {} is not a class index (not an integer)", values.get(i), at()),
+                format!("target {} at index {} {problem} for {classes} classes", values.display(i), at()),
             ));
         };
         if label == ignore_index {
@@ -217,7 +218,7 @@ impl PerExample for CrossEntropy<'_> {
             self.logits.copy_to_f64(start, stride, &mut row);
             if let Some(first) = row.iter().position(|v| !v.is_finite()) {
                 let bad = row.iter().filter(|v| !v.is_finite()).count();
-                tally.add_nonfinite(bad as u64, start + first * stride);
+                tally.add_nonfinite(Operand::Logits, bad as u64, start + first * stride);
             }
             let (max, ln_sum, argmax) = log_sum_exp(&row);
             let log_p = |c: usize| (row[c] - max) - ln_sum;
@@ -250,6 +251,10 @@ impl PerExample for CrossEntropy<'_> {
                 }
                 Targets::Probabilities(targets) => {
                     targets.copy_to_f64(start, stride, &mut target_row);
+                    if let Some(first) = target_row.iter().position(|v| !v.is_finite()) {
+                        let bad = target_row.iter().filter(|v| !v.is_finite()).count();
+                        tally.add_nonfinite(Operand::Targets, bad as u64, start + first * stride);
+                    }
                     let y = first_max(&target_row);
                     let mut weighted = 0.0;
                     let mut plain = 0.0;

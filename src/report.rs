@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::tally::{Grouping, Tally};
+use crate::tally::{Bucket, Grouping, Tally};
 
 /// Changes only when a field changes meaning or disappears.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -39,8 +39,43 @@ pub struct Report {
     pub classes: Vec<ClassRow>,
     /// Easy versus hard examples.
     pub difficulty: Difficulty,
+    /// The same examples under the plain, unweighted loss (CE, or BCE for
+    /// sigmoid losses): present when the loss is weighted, smoothed or focal,
+    /// so the two can be read side by side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Baseline>,
     /// Everything the user should know about this result.
     pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Baseline {
+    /// The plain loss: `ce` or `bce`.
+    pub loss: String,
+    /// Its value under the same reduction, as the reference computes it
+    /// without weights (mean over counted examples, or over elements).
+    pub value: Option<f64>,
+    pub sum: Option<f64>,
+    /// Per class, in class order.
+    pub classes: Vec<BaselineClass>,
+    pub difficulty: BaselineDifficulty,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BaselineClass {
+    pub class: usize,
+    pub loss_sum: Option<f64>,
+    /// Share of the baseline's `sum`.
+    pub loss_share: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BaselineDifficulty {
+    /// The same easy examples as the report's (split by p_t), under the baseline.
+    pub easy: Share,
+    pub hard: Share,
+    pub bins: Vec<Bin>,
+    pub gradient_norm_bins: Vec<Bin>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +130,9 @@ pub struct Difficulty {
     pub hard: Share,
     /// Histogram of `p_t` in equal-width bins over [0, 1].
     pub bins: Vec<Bin>,
+    /// Histogram of GHM's gradient norm g (|p - t| for sigmoid losses,
+    /// 1 - p_t for softmax) in ten bins over [0, 1].
+    pub gradient_norm_bins: Vec<Bin>,
     /// Share of the loss carried by the hardest examples.
     pub concentration: Concentration,
 }
@@ -154,6 +192,14 @@ pub struct Totals {
     pub value: f64,
     pub sum: f64,
     pub normalizer: f64,
+    /// The plain loss the report compares with, when there is one.
+    pub baseline: Option<BaselineTotals>,
+}
+
+pub struct BaselineTotals {
+    pub loss: &'static str,
+    pub value: f64,
+    pub sum: f64,
 }
 
 /// Everything besides the tally that goes into a report.
@@ -202,24 +248,41 @@ impl Report {
                 }
             })
             .collect();
-        let share = |bucket: &crate::tally::Bucket| Share {
+        let share = |bucket: &Bucket| Share {
             count: bucket.count,
             loss_sum: finite(bucket.loss.value()),
             loss_share: ratio(bucket.loss.value(), sum),
         };
-        let nbins = tally.bins.len();
-        let bins = tally
-            .bins
-            .iter()
-            .enumerate()
-            .map(|(i, bucket)| Bin {
-                lower: i as f64 / nbins as f64,
-                upper: (i + 1) as f64 / nbins as f64,
+        let bins = bins_of(&tally.bins, |b| b.loss.value(), sum);
+        let gradient_norm_bins = bins_of(&tally.gradient_bins, |b| b.loss.value(), sum);
+        let baseline = totals.baseline.map(|b| {
+            let base_share = |bucket: &Bucket| Share {
                 count: bucket.count,
-                loss_sum: finite(bucket.loss.value()),
-                loss_share: ratio(bucket.loss.value(), sum),
-            })
-            .collect();
+                loss_sum: finite(bucket.baseline.value()),
+                loss_share: ratio(bucket.baseline.value(), b.sum),
+            };
+            Baseline {
+                loss: b.loss.to_string(),
+                value: finite(b.value),
+                sum: finite(b.sum),
+                classes: tally
+                    .classes
+                    .iter()
+                    .enumerate()
+                    .map(|(class, row)| BaselineClass {
+                        class,
+                        loss_sum: finite(row.all.baseline.value()),
+                        loss_share: ratio(row.all.baseline.value(), b.sum),
+                    })
+                    .collect(),
+                difficulty: BaselineDifficulty {
+                    easy: base_share(&tally.easy),
+                    hard: base_share(&tally.hard),
+                    bins: bins_of(&tally.bins, |x| x.baseline.value(), b.sum),
+                    gradient_norm_bins: bins_of(&tally.gradient_bins, |x| x.baseline.value(), b.sum),
+                },
+            }
+        });
         let concentration = match tally.settings.grouping {
             Grouping::All => {
                 Concentration { all: Some(hardest(&mut tally.losses[0])), positives: None, negatives: None }
@@ -251,11 +314,29 @@ impl Report {
                 easy: share(&tally.easy),
                 hard: share(&tally.hard),
                 bins,
+                gradient_norm_bins,
                 concentration,
             },
+            baseline,
             warnings,
         }
     }
+}
+
+/// Equal-width bins over [0, 1], with the loss `of` each bucket and its share of `whole`.
+fn bins_of(buckets: &[Bucket], of: impl Fn(&Bucket) -> f64, whole: f64) -> Vec<Bin> {
+    let n = buckets.len() as f64;
+    buckets
+        .iter()
+        .enumerate()
+        .map(|(i, bucket)| Bin {
+            lower: i as f64 / n,
+            upper: (i + 1) as f64 / n,
+            count: bucket.count,
+            loss_sum: finite(of(bucket)),
+            loss_share: ratio(of(bucket), whole),
+        })
+        .collect()
 }
 
 /// Shares of the group's loss carried by its hardest examples. Selection, not

@@ -16,7 +16,9 @@ fn table_is_the_default_and_shows_every_section() {
     let text = String::from_utf8(output.stdout).unwrap();
     for needle in [
         "cross entropy (ce)",
-        "value       0.2301812851391809",
+        "0.2301812851391809",
+        "baseline (ce)  0.2396263025762109",
+        "baseline share",
         "Classes by share of the loss",
         "Easy (p_t > 0.5) versus hard examples",
         "Loss by p_t",

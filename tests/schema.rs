@@ -23,7 +23,38 @@ struct Report {
     ignored: u64,
     classes: Vec<Class>,
     difficulty: Difficulty,
+    baseline: Option<Baseline>,
     warnings: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct Baseline {
+    loss: String,
+    value: Option<f64>,
+    sum: Option<f64>,
+    classes: Vec<BaselineClass>,
+    difficulty: BaselineDifficulty,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct BaselineClass {
+    class: usize,
+    loss_sum: Option<f64>,
+    loss_share: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct BaselineDifficulty {
+    easy: Share,
+    hard: Share,
+    bins: Vec<Bin>,
+    gradient_norm_bins: Vec<Bin>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -63,6 +94,7 @@ struct Difficulty {
     easy: Share,
     hard: Share,
     bins: Vec<Bin>,
+    gradient_norm_bins: Vec<Bin>,
     concentration: Concentration,
 }
 

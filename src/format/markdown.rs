@@ -1,4 +1,4 @@
-use super::view::View;
+use super::view::{View, is_label_column};
 use super::{Exporter, Layout};
 use crate::report::Report;
 
@@ -22,11 +22,8 @@ impl Exporter for Markdown {
             out.push_str(&format!("\n### {}\n\n", section.title));
             let header: Vec<String> = section.header.iter().map(|h| escape(h)).collect();
             out.push_str(&format!("| {} |\n", header.join(" | ")));
-            let rule: Vec<&str> = section
-                .header
-                .iter()
-                .map(|h| if matches!(*h, "" | "name" | "group" | "p_t") { "---" } else { "---:" })
-                .collect();
+            let rule: Vec<&str> =
+                section.header.iter().map(|h| if is_label_column(h) { "---" } else { "---:" }).collect();
             out.push_str(&format!("|{}|\n", rule.join("|")));
             for row in &section.rows {
                 let cells: Vec<String> = row.iter().map(|c| escape(c)).collect();

@@ -93,10 +93,8 @@ mod tests {
                 easy_threshold: 0.5,
                 easy: share(7, 1.0, 0.125),
                 hard: share(3, 7.0, 0.875),
-                bins: vec![
-                    Bin { lower: 0.0, upper: 0.5, count: 3, loss_sum: Some(7.0), loss_share: Some(0.875) },
-                    Bin { lower: 0.5, upper: 1.0, count: 7, loss_sum: Some(1.0), loss_share: Some(0.125) },
-                ],
+                bins: two_bins(7.0, 1.0),
+                gradient_norm_bins: two_bins(1.0, 7.0),
                 concentration: Concentration {
                     all: Some(Hardest {
                         count: 10,
@@ -111,8 +109,33 @@ mod tests {
                     negatives: None,
                 },
             },
+            baseline: Some(Baseline {
+                loss: "ce".into(),
+                value: Some(1.2),
+                sum: Some(12.0),
+                classes: vec![
+                    BaselineClass { class: 0, loss_sum: Some(6.0), loss_share: Some(0.5) },
+                    BaselineClass { class: 1, loss_sum: Some(3.0), loss_share: Some(0.25) },
+                    BaselineClass { class: 2, loss_sum: Some(3.0), loss_share: Some(0.25) },
+                ],
+                difficulty: BaselineDifficulty {
+                    easy: share(7, 6.0, 0.5),
+                    hard: share(3, 6.0, 0.5),
+                    bins: two_bins(6.0, 6.0),
+                    gradient_norm_bins: two_bins(6.0, 6.0),
+                },
+            }),
             warnings: vec!["two targets are ignored".into()],
         }
+    }
+
+    /// Two bins over [0, 1] holding `low` and `high` of a total of 8 or 12.
+    fn two_bins(low: f64, high: f64) -> Vec<Bin> {
+        let total = low + high;
+        vec![
+            Bin { lower: 0.0, upper: 0.5, count: 3, loss_sum: Some(low), loss_share: Some(low / total) },
+            Bin { lower: 0.5, upper: 1.0, count: 7, loss_sum: Some(high), loss_share: Some(high / total) },
+        ]
     }
 
     #[test]

@@ -1,6 +1,6 @@
 use comfy_table::{CellAlignment, presets};
 
-use super::view::View;
+use super::view::{View, is_label_column};
 use super::{Exporter, Layout};
 use crate::report::Report;
 
@@ -26,7 +26,7 @@ impl Exporter for Table {
                 table.add_row(row.clone());
             }
             for (i, name) in section.header.iter().enumerate() {
-                if !matches!(*name, "" | "name" | "group" | "p_t") {
+                if !is_label_column(name) {
                     if let Some(column) = table.column_mut(i) {
                         column.set_cell_alignment(CellAlignment::Right);
                     }

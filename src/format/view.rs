@@ -1,7 +1,7 @@
 //! What a person reads of a report, independent of how it is drawn: a
 //! summary of key/value lines and titled tables of text cells.
 
-use crate::report::{ClassRow, Report};
+use crate::report::{Bin, ClassRow, Report};
 
 use super::Layout;
 
@@ -21,6 +21,11 @@ pub struct View {
 }
 
 const BAR_WIDTH: usize = 20;
+
+/// Columns of labels, aligned left; every other column holds numbers.
+pub fn is_label_column(name: &str) -> bool {
+    matches!(name, "" | "name" | "group" | "p_t" | "g")
+}
 
 /// A bar of `share` (0..=1) in eighths of a character.
 pub fn bar(share: Option<f64>) -> String {
@@ -74,6 +79,9 @@ impl View {
         if report.ignored > 0 || report.loss == "ce" {
             summary.push(("ignored".into(), report.ignored.to_string()));
         }
+        if let Some(b) = &report.baseline {
+            summary.push((format!("baseline ({})", b.loss), exact(b.value)));
+        }
         for input in &report.inputs {
             let shape: Vec<String> = input.shape.iter().map(|d| d.to_string()).collect();
             summary.push((
@@ -88,7 +96,12 @@ impl View {
             .collect();
         summary.push(("parameters".into(), params.join(" ")));
 
-        let sections = vec![classes(report, layout), easy_hard(report), bins(report), concentration(report)];
+        let mut sections = vec![classes(report, layout), easy_hard(report), bins(report)];
+        // For softmax CE the gradient norm is 1 - p_t: the p_t table again.
+        if report.loss != "ce" {
+            sections.push(gradient_norm(report));
+        }
+        sections.push(concentration(report));
         View {
             title: format!("{} ({})", loss_title(&report.loss), report.loss),
             summary,
@@ -100,16 +113,20 @@ impl View {
 
 fn classes(report: &Report, layout: Layout) -> Section {
     let with_positives = report.classes.iter().any(|c| c.positives.is_some());
+    let baseline = report.baseline.as_ref();
     let mut ranked: Vec<&ClassRow> = report.classes.iter().collect();
     ranked.sort_by(|a, b| {
         let share = |c: &ClassRow| c.loss_share.unwrap_or(f64::NEG_INFINITY);
         share(b).total_cmp(&share(a)).then(a.class.cmp(&b.class))
     });
     let shown = layout.top.unwrap_or(ranked.len()).min(ranked.len());
-    let note = (shown < ranked.len())
-        .then(|| format!("{} more classes not shown (--top {shown})", ranked.len() - shown));
-    let mut header =
-        vec!["class", "name", "count", "freq", "loss sum", "share", "", "mean loss", "mean p_t", "accuracy"];
+    let note = (shown < ranked.len()).then(|| {
+        let hidden = ranked.len() - shown;
+        let noun = if hidden == 1 { "class" } else { "classes" };
+        format!("{hidden} more {noun} not shown (--top {shown})")
+    });
+    let mut header = with_baseline(vec!["class", "name", "count", "freq", "loss sum", "share", ""], report);
+    header.extend(["mean loss", "mean p_t", "accuracy"]);
     if with_positives {
         header.extend(["positives", "pos loss", "neg loss"]);
     }
@@ -124,10 +141,11 @@ fn classes(report: &Report, layout: Layout) -> Section {
                 num(c.loss_sum),
                 percent(c.loss_share),
                 bar(c.loss_share),
-                num(c.mean_loss),
-                num(c.mean_p_t),
-                percent(c.accuracy),
             ];
+            if let Some(b) = baseline {
+                row.push(percent(b.classes.get(c.class).and_then(|bc| bc.loss_share)));
+            }
+            row.extend([num(c.mean_loss), num(c.mean_p_t), percent(c.accuracy)]);
             if with_positives {
                 row.push(c.positives.map_or_else(String::new, |p| p.to_string()));
                 row.push(num(c.positive_loss_sum));
@@ -141,45 +159,77 @@ fn classes(report: &Report, layout: Layout) -> Section {
 
 fn easy_hard(report: &Report) -> Section {
     let d = &report.difficulty;
-    let rows = [("easy", &d.easy), ("hard", &d.hard)]
+    let baseline = report.baseline.as_ref().map(|b| [&b.difficulty.easy, &b.difficulty.hard]);
+    let rows = [&d.easy, &d.hard]
         .iter()
-        .map(|(name, s)| {
-            vec![
+        .zip(["easy", "hard"])
+        .enumerate()
+        .map(|(i, (s, name))| {
+            let mut row = vec![
                 name.to_string(),
                 s.count.to_string(),
                 num(s.loss_sum),
                 percent(s.loss_share),
                 bar(s.loss_share),
-            ]
+            ];
+            if let Some(b) = baseline {
+                row.push(percent(b[i].loss_share));
+            }
+            row
         })
         .collect();
     Section {
         title: format!("Easy (p_t > {}) versus hard examples", d.easy_threshold),
-        header: vec!["group", "count", "loss sum", "share", ""],
+        header: with_baseline(vec!["group", "count", "loss sum", "share", ""], report),
         rows,
         note: None,
     }
 }
 
-fn bins(report: &Report) -> Section {
-    let rows = report
-        .difficulty
-        .bins
-        .iter()
-        .map(|b| {
-            vec![
+/// Adds the baseline's share column when the report has a baseline.
+fn with_baseline(mut header: Vec<&'static str>, report: &Report) -> Vec<&'static str> {
+    if report.baseline.is_some() {
+        header.push("baseline share");
+    }
+    header
+}
+
+/// Rows of a histogram, with the baseline's share of each bin beside the loss's.
+fn histogram_rows(bins: &[Bin], baseline: Option<&[Bin]>) -> Vec<Vec<String>> {
+    bins.iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let mut row = vec![
                 format!("{:.2}–{:.2}", b.lower, b.upper),
                 b.count.to_string(),
                 num(b.loss_sum),
                 percent(b.loss_share),
                 bar(b.loss_share),
-            ]
+            ];
+            if let Some(base) = baseline {
+                row.push(percent(base.get(i).and_then(|x| x.loss_share)));
+            }
+            row
         })
-        .collect();
+        .collect()
+}
+
+fn gradient_norm(report: &Report) -> Section {
+    let baseline = report.baseline.as_ref().map(|b| b.difficulty.gradient_norm_bins.as_slice());
+    Section {
+        title: "Loss by gradient norm g (GHM: |p - t| for sigmoid, 1 - p_t for softmax)".into(),
+        header: with_baseline(vec!["g", "count", "loss sum", "share", ""], report),
+        rows: histogram_rows(&report.difficulty.gradient_norm_bins, baseline),
+        note: None,
+    }
+}
+
+fn bins(report: &Report) -> Section {
+    let baseline = report.baseline.as_ref().map(|b| b.difficulty.bins.as_slice());
     Section {
         title: "Loss by p_t (probability of the true outcome)".into(),
-        header: vec!["p_t", "count", "loss sum", "share", ""],
-        rows,
+        header: with_baseline(vec!["p_t", "count", "loss sum", "share", ""], report),
+        rows: histogram_rows(&report.difficulty.bins, baseline),
         note: None,
     }
 }

@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use crate::error::{Error, Result};
 use crate::input::{Tensor, Values, shape_text};
-use crate::report::Totals;
+use crate::report::{BaselineTotals, Totals};
 use crate::tally::{Example, Grouping, Operand, Tally};
 
 use super::{ClassLayout, PerExample, Reduction, check_weights, resolve_axis};
@@ -165,7 +165,11 @@ impl PerExample for Bce<'_> {
     fn totals(&self, tally: &Tally) -> Totals {
         let sum = tally.total.value();
         let normalizer = self.units() as f64;
-        Totals { value: self.reduction.apply(sum, normalizer), sum, normalizer }
+        let baseline = (self.weight.is_some() || self.pos_weight.is_some()).then(|| {
+            let sum = tally.baseline.value();
+            BaselineTotals { loss: "bce", value: self.reduction.apply(sum, normalizer), sum }
+        });
+        Totals { value: self.reduction.apply(sum, normalizer), sum, normalizer, baseline }
     }
 }
 

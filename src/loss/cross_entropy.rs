@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use crate::error::{Error, Origin, Result, index_in};
 use crate::input::{Tensor, Values, shape_text};
-use crate::report::Totals;
+use crate::report::{BaselineTotals, Totals};
 use crate::tally::{Example, Grouping, Operand, Tally};
 
 use super::{ClassLayout, PerExample, Reduction, check_class_weights, resolve_axis};
@@ -282,6 +282,13 @@ impl PerExample for CrossEntropy<'_> {
     fn totals(&self, tally: &Tally) -> Totals {
         let sum = tally.total.value();
         let normalizer = tally.normalizer.value();
-        Totals { value: self.reduction.apply(sum, normalizer), sum, normalizer }
+        // Weights and smoothing change the loss; the plain CE of the same
+        // examples divides by their count.
+        let baseline = (self.weight.is_some() || self.smoothing > 0.0).then(|| {
+            let counted: u64 = tally.classes.iter().map(|c| c.all.count).sum();
+            let sum = tally.baseline.value();
+            BaselineTotals { loss: "ce", value: self.reduction.apply(sum, counted as f64), sum }
+        });
+        Totals { value: self.reduction.apply(sum, normalizer), sum, normalizer, baseline }
     }
 }

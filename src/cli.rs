@@ -29,6 +29,38 @@ pub enum Command {
     Ce(CeArgs),
     /// Binary cross entropy with logits, as F.binary_cross_entropy_with_logits
     Bce(BceArgs),
+    /// Compare two JSON reports; exit 1 when a number moved beyond the tolerance
+    Diff(DiffArgs),
+    /// Print a shell completion script
+    Completions {
+        /// The shell to complete for
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff)
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The stored report to compare against
+    pub baseline: PathBuf,
+    /// The report of this run
+    pub current: PathBuf,
+    /// Relative tolerance, against the baseline's value
+    #[arg(long, default_value_t = 1e-6)]
+    pub rtol: f64,
+    /// Absolute tolerance
+    #[arg(long, default_value_t = 0.0)]
+    pub atol: f64,
+    /// Compare only these fields and what lies under them (value,classes,difficulty.easy)
+    #[arg(long, value_delimiter = ',', value_name = "FIELDS")]
+    pub only: Vec<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Write the comparison to this file (atomically) instead of stdout
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -6,9 +6,12 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::cli::{BceArgs, CeArgs, Cli, Command, Format, ReportArgs};
+use clap::CommandFactory;
+
+use crate::cli::{BceArgs, CeArgs, Cli, Command, DiffArgs, Format, ReportArgs};
+use crate::diff::Tolerance;
 use crate::error::{Error, Origin, Result, index_in};
-use crate::format::{self, Layout};
+use crate::format::{self, Document, Layout};
 use crate::input::{self, Spec, Tensor};
 use crate::loss::{Bce, BceParams, CrossEntropy, CrossEntropyParams, PerExample};
 use crate::output;
@@ -28,6 +31,43 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::Ce(args) => ce(args),
         Command::Bce(args) => bce(args),
+        Command::Diff(args) => diff(args),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "losscope", &mut script);
+            output::to_stdout(&String::from_utf8_lossy(&script))?;
+            Ok(Outcome::Ok)
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .map_err(|e| Error::Output { path: "stdout".into(), message: e.to_string() })?;
+            output::to_stdout(&String::from_utf8_lossy(&page))?;
+            Ok(Outcome::Ok)
+        }
+    }
+}
+
+fn diff(args: DiffArgs) -> Result<Outcome> {
+    if !(args.rtol >= 0.0 && args.atol >= 0.0) {
+        return Err(Error::usage("--rtol and --atol must be non-negative"));
+    }
+    if let Some(path) = &args.output {
+        output::check_destination(path)?;
+    }
+    let tolerance = Tolerance { rtol: args.rtol, atol: args.atol };
+    let report = crate::diff::compare(&args.baseline, &args.current, &tolerance, &args.only)?;
+    write(&report, args.format, Layout::default(), args.output.as_deref())?;
+    Ok(if report.differences.is_empty() { Outcome::Ok } else { Outcome::CheckFailed })
+}
+
+/// Renders `document` and writes it to the file, or to stdout.
+fn write(document: &dyn Document, format: Format, layout: Layout, output: Option<&Path>) -> Result<()> {
+    let text = format::exporter(format, layout).render(document);
+    match output {
+        Some(path) => output::to_file(path, &text),
+        None => output::to_stdout(&text),
     }
 }
 
@@ -381,14 +421,10 @@ fn pass(loss: &dyn PerExample, settings: &Analysis) -> Result<Tally> {
 }
 
 fn deliver(report: &Report, settings: &ReportSettings) -> Result<Outcome> {
-    let text = format::exporter(settings.format, settings.layout).render(report);
     for warning in &report.warnings {
         eprintln!("warning: {warning}");
     }
-    match &settings.output {
-        Some(path) => output::to_file(path, &text)?,
-        None => output::to_stdout(&text)?,
-    }
+    write(report, settings.format, settings.layout, settings.output.as_deref())?;
     let Some(expect) = &settings.expect else {
         return Ok(Outcome::Ok);
     };

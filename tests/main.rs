@@ -3,6 +3,7 @@
 mod util;
 
 mod bad_input;
+mod diff;
 mod inputs;
 mod output;
 mod parity;

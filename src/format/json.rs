@@ -1,13 +1,10 @@
-use super::Exporter;
-use crate::report::Report;
+use super::{Document, Exporter};
 
-/// The report as pretty-printed JSON, the schema of `docs/report-schema.md`.
+/// The document as pretty-printed JSON.
 pub struct Json;
 
 impl Exporter for Json {
-    fn render(&self, report: &Report) -> String {
-        let mut text = serde_json::to_string_pretty(report).expect("a report always serialises");
-        text.push('\n');
-        text
+    fn render(&self, document: &dyn Document) -> String {
+        document.json()
     }
 }

@@ -1,6 +1,5 @@
-use super::view::{View, is_label_column};
-use super::{Exporter, Layout};
-use crate::report::Report;
+use super::view::is_label_column;
+use super::{Document, Exporter, Layout};
 
 /// GitHub-flavoured markdown, for pull-request comments and job summaries.
 pub struct Markdown {
@@ -12,8 +11,8 @@ fn escape(cell: &str) -> String {
 }
 
 impl Exporter for Markdown {
-    fn render(&self, report: &Report) -> String {
-        let view = View::of(report, self.layout);
+    fn render(&self, document: &dyn Document) -> String {
+        let view = document.view(self.layout);
         let mut out = format!("## losscope: {}\n\n| | |\n|---|---|\n", view.title);
         for (key, value) in &view.summary {
             out.push_str(&format!("| {} | `{}` |\n", escape(key), escape(value)));

@@ -1,6 +1,6 @@
 //! Output formats: one exporter per format behind [`Exporter`]. Table and
-//! markdown share the same [`View`] of a report (what a person reads); JSON
-//! is the report itself.
+//! markdown draw the same [`View`] of a document (what a person reads);
+//! JSON is the document itself.
 
 mod json;
 mod markdown;
@@ -10,13 +10,21 @@ mod view;
 pub use json::Json;
 pub use markdown::Markdown;
 pub use table::Table;
+pub use view::{Section, View, bar, num, percent};
 
 use crate::cli::Format;
-use crate::report::Report;
 
-/// Renders a report as the bytes of one output format.
+/// Something losscope prints: a loss report, or the difference of two.
+pub trait Document {
+    /// What a person reads of it.
+    fn view(&self, layout: Layout) -> View;
+    /// Its JSON form (the schema in docs/).
+    fn json(&self) -> String;
+}
+
+/// Renders a document as the text of one output format.
 pub trait Exporter {
-    fn render(&self, report: &Report) -> String;
+    fn render(&self, document: &dyn Document) -> String;
 }
 
 /// Settings of the human-readable formats.

@@ -1,8 +1,7 @@
 use comfy_table::{CellAlignment, presets};
 
-use super::view::{View, is_label_column};
-use super::{Exporter, Layout};
-use crate::report::Report;
+use super::view::is_label_column;
+use super::{Document, Exporter, Layout};
 
 /// Tables for a terminal; warnings are left to stderr. No colour is
 /// ever written, so NO_COLOR and pipes get the same text.
@@ -11,8 +10,8 @@ pub struct Table {
 }
 
 impl Exporter for Table {
-    fn render(&self, report: &Report) -> String {
-        let view = View::of(report, self.layout);
+    fn render(&self, document: &dyn Document) -> String {
+        let view = document.view(self.layout);
         let mut out = format!("{}\n", view.title);
         let key_width = view.summary.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
         for (key, value) in &view.summary {

@@ -3,7 +3,7 @@
 
 use crate::report::{Bin, ClassRow, Report};
 
-use super::Layout;
+use super::{Document, Layout};
 
 pub struct Section {
     pub title: String,
@@ -24,7 +24,7 @@ const BAR_WIDTH: usize = 20;
 
 /// Columns of labels, aligned left; every other column holds numbers.
 pub fn is_label_column(name: &str) -> bool {
-    matches!(name, "" | "name" | "group" | "p_t" | "g")
+    matches!(name, "" | "name" | "field" | "group" | "p_t" | "g")
 }
 
 /// A bar of `share` (0..=1) in eighths of a character.
@@ -68,8 +68,15 @@ fn loss_title(loss: &str) -> &'static str {
     }
 }
 
-impl View {
-    pub fn of(report: &Report, layout: Layout) -> View {
+impl Document for Report {
+    fn json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("a report always serialises");
+        text.push('\n');
+        text
+    }
+
+    fn view(&self, layout: Layout) -> View {
+        let report = self;
         let mut summary = vec![
             ("value".to_string(), exact(report.value)),
             ("sum".to_string(), exact(report.sum)),

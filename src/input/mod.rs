@@ -8,7 +8,7 @@ mod npy;
 mod tensor;
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Origin, Result};
@@ -176,13 +176,13 @@ fn load_npy(file: File, origin: Origin) -> Result<Tensor> {
     Ok(Tensor::new(origin, layout.dtype, layout.shape, Storage::Owned(column)))
 }
 
-fn zip_archive(file: File) -> std::result::Result<zip::ZipArchive<File>, String> {
-    zip::ZipArchive::new(file).map_err(|e| format!("not a readable .npz (zip) archive: {e}"))
+fn zip_archive<R: Read + Seek>(reader: R) -> std::result::Result<zip::ZipArchive<R>, String> {
+    zip::ZipArchive::new(reader).map_err(|e| format!("not a readable .npz (zip) archive: {e}"))
 }
 
-fn load_npz_member(file: File, key: &str, origin: Origin) -> Result<Tensor> {
+fn load_npz_member<R: Read + Seek>(reader: R, key: &str, origin: Origin) -> Result<Tensor> {
     let fail = |message: String| Error::input(&origin, message);
-    let mut archive = zip_archive(file).map_err(&fail)?;
+    let mut archive = zip_archive(reader).map_err(&fail)?;
     let name = [format!("{key}.npy"), key.to_string()]
         .into_iter()
         .find(|name| archive.index_for_name(name).is_some());
@@ -192,14 +192,47 @@ fn load_npz_member(file: File, key: &str, origin: Origin) -> Result<Tensor> {
         return Err(fail(format!("no array named '{key}' (it holds: {})", names.join(", "))));
     };
     let mut member = archive.by_name(&name).map_err(|e| fail(format!("member '{name}': {e}")))?;
-    let mut bytes = Vec::with_capacity(member.size().min(1 << 30) as usize);
+    // The declared size is only a hint: deflate expands at most ~1032×, so
+    // a larger claim is not believed before the bytes arrive.
+    let plausible = member.compressed_size().saturating_mul(1100).saturating_add(4096);
+    let mut bytes = Vec::with_capacity(member.size().min(plausible).min(1 << 30) as usize);
     member.read_to_end(&mut bytes).map_err(|e| fail(format!("member '{name}': {e}")))?;
-    let layout = npy::parse(&bytes).map_err(|e| fail(format!("member '{name}': {e}")))?;
+    decode_npy_image(&bytes, origin, Some(&name))
+}
+
+/// Decodes a whole `.npy` image held in memory into an owned tensor.
+fn decode_npy_image(bytes: &[u8], origin: Origin, member: Option<&str>) -> Result<Tensor> {
+    let fail = |message: String| match member {
+        Some(name) => Error::input(&origin, format!("member '{name}': {message}")),
+        None => Error::input(&origin, message),
+    };
+    let layout = npy::parse(bytes).map_err(fail)?;
     if layout.dtype == DType::Bool {
         check_bools(&bytes[layout.data_offset..], &layout.shape, &origin)?;
     }
     let column = npy::decode(&layout, &bytes[layout.data_offset..]);
     Ok(Tensor::new(origin, layout.dtype, layout.shape, Storage::Owned(column)))
+}
+
+/// The container of an in-memory file image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Container {
+    Npy,
+    Npz,
+    Json,
+}
+
+/// Reads an array from the bytes of a whole file: the member `key` of an
+/// `.npz` or JSON object (the member named `role` when `key` is `None`), or
+/// the only array of an `.npy` or JSON array. The same checks and messages
+/// as for files; every element is copied.
+pub fn from_bytes(bytes: &[u8], container: Container, key: Option<&str>, role: &str) -> Result<Tensor> {
+    let origin = Origin::new(role, "<bytes>");
+    match container {
+        Container::Npy => decode_npy_image(bytes, origin, None),
+        Container::Npz => load_npz_member(std::io::Cursor::new(bytes), key.unwrap_or(role), origin),
+        Container::Json => load_json(bytes, key, origin),
+    }
 }
 
 fn load_json(text: &[u8], key: Option<&str>, origin: Origin) -> Result<Tensor> {

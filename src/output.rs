@@ -39,10 +39,16 @@ fn folder_of(path: &Path) -> &Path {
 }
 
 /// Writes `text` to `path` atomically: a temporary file in the same folder,
-/// then a rename over the destination.
+/// then a rename over the destination. A destination that exists and is not
+/// a regular file (`/dev/stdout`, a pipe, a device) is written in place:
+/// renaming over it would replace the device itself.
 pub fn to_file(path: &Path, text: &str) -> Result<()> {
     let fail = |e: io::Error| Error::Output { path: path.display().to_string(), message: e.to_string() };
     check_destination(path)?;
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        let mut file = std::fs::OpenOptions::new().write(true).open(path).map_err(fail)?;
+        return file.write_all(text.as_bytes()).and_then(|()| file.flush()).map_err(fail);
+    }
     let mut temp = tempfile::Builder::new()
         .prefix(".losscope-")
         .suffix(".tmp")

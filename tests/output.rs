@@ -144,3 +144,29 @@ fn help_and_version_exit_zero() {
     losscope().arg("--version").assert().success().stdout(predicate::str::contains("losscope"));
     losscope().args(["ce", "--help"]).assert().success().stdout(predicate::str::contains("--ignore-index"));
 }
+
+/// A full device or a read-only place is a clear error, exit 2, and the
+/// device itself is left alone.
+#[test]
+fn unwritable_destinations_are_clear_errors() {
+    for (path, message) in [("/dev/full", "No space left on device"), ("/proc/losscope-report.json", "/proc")]
+    {
+        losscope()
+            .args(["ce", "golden/ce.npz", "-o", path])
+            .assert()
+            .code(2)
+            .stdout(predicate::str::is_empty())
+            .stderr(predicate::str::contains(message));
+    }
+    let meta = std::fs::metadata("/dev/full").unwrap();
+    assert!(!meta.is_file(), "/dev/full is still a device");
+}
+
+#[test]
+fn a_special_file_destination_is_written_in_place() {
+    losscope()
+        .args(["ce", "golden/ce.npz", "--format", "json", "-o", "/dev/stdout"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\"schema_version\": 1"));
+}

@@ -12,6 +12,7 @@ pub mod error;
 pub mod format;
 pub mod input;
 pub mod loss;
+pub mod math;
 pub mod output;
 pub mod progress;
 pub mod report;

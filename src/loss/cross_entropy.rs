@@ -164,21 +164,19 @@ fn check_indices(targets: &Tensor, classes: usize, ignore_index: i64) -> Result<
     Ok(())
 }
 
-/// The shifted log-sum-exp of a row: its maximum `m`, `ln Σ exp(x - m)`, and
-/// the index of the first maximum. `log p_c = (x_c - m) - ln_sum`, the order
-/// PyTorch's log_softmax uses.
+/// The shifted log-sum-exp of a row: its maximum `m` and `ln Σ exp(x - m)`,
+/// so that `log p_c = (x_c - m) - ln_sum`, the order PyTorch's log_softmax
+/// uses.
 #[inline(always)]
-fn log_sum_exp(row: &[f64]) -> (f64, f64, usize) {
-    let mut max = row[0];
-    let mut argmax = 0;
-    for (c, &v) in row.iter().enumerate().skip(1) {
-        if v > max {
-            max = v;
-            argmax = c;
-        }
-    }
-    let sum: f64 = row.iter().map(|&v| (v - max).exp()).sum();
-    (max, sum.ln(), argmax)
+fn log_sum_exp(row: &[f64], max: f64) -> f64 {
+    crate::math::sum_exp(row, max).ln()
+}
+
+/// Whether `label` is the prediction: the first maximum of the row, as
+/// torch.argmax picks it.
+#[inline(always)]
+fn predicts(row: &[f64], max: f64, label: usize) -> bool {
+    row[label] == max && !row[..label].contains(&max)
 }
 
 fn first_max(row: &[f64]) -> usize {
@@ -216,11 +214,13 @@ impl PerExample for CrossEntropy<'_> {
         for i in units {
             let (start, stride) = self.layout.row(i);
             self.logits.copy_to_f64(start, stride, &mut row);
-            if let Some(first) = row.iter().position(|v| !v.is_finite()) {
+            let (max, finite) = crate::math::max_and_finite(&row);
+            if !finite {
+                let first = row.iter().position(|v| !v.is_finite()).expect("a value is not finite");
                 let bad = row.iter().filter(|v| !v.is_finite()).count();
                 tally.add_nonfinite(Operand::Logits, bad as u64, start + first * stride);
             }
-            let (max, ln_sum, argmax) = log_sum_exp(&row);
+            let ln_sum = log_sum_exp(&row, max);
             let log_p = |c: usize| (row[c] - max) - ln_sum;
             match self.targets {
                 Targets::Indices(targets) => {
@@ -243,7 +243,7 @@ impl PerExample for CrossEntropy<'_> {
                         class: y,
                         loss,
                         p_t,
-                        correct: argmax == y,
+                        correct: predicts(&row, max, y),
                         positive: false,
                         baseline: -log_p_y,
                         grad_norm: 1.0 - p_t,
@@ -269,7 +269,7 @@ impl PerExample for CrossEntropy<'_> {
                         class: y,
                         loss: -weighted,
                         p_t,
-                        correct: argmax == y,
+                        correct: predicts(&row, max, y),
                         positive: false,
                         baseline: -plain,
                         grad_norm: 1.0 - p_t,

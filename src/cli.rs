@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::loss::Reduction;
+use crate::loss::{FocalKind, FocalPreset, Normalize, Reduction};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,6 +29,8 @@ pub enum Command {
     Ce(CeArgs),
     /// Binary cross entropy with logits, as F.binary_cross_entropy_with_logits
     Bce(BceArgs),
+    /// Focal loss in a chosen framework's convention, beside the plain CE/BCE
+    Focal(FocalArgs),
     /// Compare two JSON reports; exit 1 when a number moved beyond the tolerance
     Diff(DiffArgs),
     /// Print a shell completion script
@@ -118,6 +120,62 @@ pub struct BceArgs {
     /// The axis whose index is the class in the per-class table [default: the last]
     #[arg(long, allow_negative_numbers = true)]
     pub class_axis: Option<i64>,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct FocalArgs {
+    /// A bundle (.npz or JSON object) holding arrays named logits, targets and,
+    /// optionally, weight; flags override its members
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: Option<String>,
+    /// Logits (FILE or FILE:KEY): [N, C] or [N, C, d1, …]; class-last with --class-axis -1
+    #[arg(long, value_name = "SPEC")]
+    pub logits: Option<String>,
+    /// Sigmoid: float targets shaped like the logits, or class indices per row
+    /// (expanded to one-hot); softmax: class indices
+    #[arg(long, value_name = "SPEC")]
+    pub targets: Option<String>,
+    /// One sigmoid per element, or one softmax per row
+    #[arg(long, value_enum, default_value_t = FocalKind::Sigmoid)]
+    pub kind: FocalKind,
+    /// Whose convention to reproduce [default: torchvision for sigmoid, kornia for softmax]
+    #[arg(long, value_enum)]
+    pub preset: Option<FocalPreset>,
+    /// The focusing parameter γ ≥ 0 [default: 2]
+    #[arg(long, allow_negative_numbers = true)]
+    pub gamma: Option<f64>,
+    /// α in [0, 1], `none` to switch it off, or (softmax) a per-class list or file [default: the preset's]
+    #[arg(long, value_name = "ALPHA", allow_hyphen_values = true)]
+    pub alpha: Option<String>,
+    /// How the per-element losses are reduced [default: mean]
+    #[arg(long, value_enum)]
+    pub reduction: Option<Reduction>,
+    /// The mean's divisor instead of the preset's: elements, rows, positives or a number
+    #[arg(long, value_name = "DIVISOR")]
+    pub normalize: Option<Normalize>,
+    /// mmdet's avg_factor: the mean is sum / (F + 1.1920929e-07)
+    #[arg(long, value_name = "F", allow_negative_numbers = true)]
+    pub avg_factor: Option<f64>,
+    /// Keras binary focal: apply α (Keras ignores it otherwise)
+    #[arg(long)]
+    pub class_balancing: bool,
+    /// Keras label smoothing ε in [0, 1]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub label_smoothing: f64,
+    /// Sigmoid class-index targets: the label meaning "no class" [default: -1 and C]
+    #[arg(long, allow_negative_numbers = true)]
+    pub background: Option<i64>,
+    /// Softmax: the background class; targets of other classes are positives
+    #[arg(long, value_name = "K")]
+    pub background_class: Option<usize>,
+    /// The axis of the classes [default: the last for sigmoid, 1 for softmax]
+    #[arg(long, allow_negative_numbers = true)]
+    pub class_axis: Option<i64>,
+    /// Per-class weights on the target class (kornia, mmcv, uniform): a list or an array file
+    #[arg(long, value_name = "LIST|SPEC", allow_hyphen_values = true)]
+    pub weight: Option<String>,
     #[command(flatten)]
     pub report: ReportArgs,
 }

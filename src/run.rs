@@ -8,16 +8,18 @@ use serde_json::{Value, json};
 
 use clap::CommandFactory;
 
-use crate::cli::{BceArgs, CeArgs, Cli, Command, DiffArgs, Format, ReportArgs};
+use crate::cli::{BceArgs, CeArgs, Cli, Command, DiffArgs, FocalArgs, Format, ReportArgs};
 use crate::diff::Tolerance;
 use crate::error::{Error, Origin, Result, index_in};
 use crate::format::{self, Document, Layout};
 use crate::input::{self, Spec, Tensor};
-use crate::loss::{Bce, BceParams, CrossEntropy, CrossEntropyParams, PerExample};
+use crate::loss::{
+    Alpha, Bce, BceParams, CrossEntropy, CrossEntropyParams, Focal, FocalKind, FocalParams, PerExample,
+};
 use crate::output;
 use crate::progress::Progress;
 use crate::report::{Header, InputInfo, Report};
-use crate::tally::{self, NonFinite, Tally, TallySettings};
+use crate::tally::{self, Grouping, NonFinite, Tally, TallySettings};
 
 /// How a run ended, when it did not end in an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +33,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::Ce(args) => ce(args),
         Command::Bce(args) => bce(args),
+        Command::Focal(args) => focal(args),
         Command::Diff(args) => diff(args),
         Command::Completions { shell } => {
             let mut script = Vec::new();
@@ -339,6 +342,53 @@ fn bce(args: BceArgs) -> Result<Outcome> {
         warnings: Vec::new(),
     };
     finish(&loss, (&logits, &targets), header, settings, true)
+}
+
+fn focal(args: FocalArgs) -> Result<Outcome> {
+    let settings = ReportSettings::new(args.report)?;
+    if !(0.0..=1.0).contains(&args.label_smoothing) {
+        return Err(Error::usage(format!("--label-smoothing {} is outside [0, 1]", args.label_smoothing)));
+    }
+    let sources = Sources::new(args.bundle.as_deref())?;
+    let logits = sources.required(args.logits.as_deref(), "logits")?;
+    let targets = sources.required(args.targets.as_deref(), "targets")?;
+    let weight = sources.optional(args.weight.as_deref(), "weight")?;
+    let alpha = match args.alpha.as_deref() {
+        // A per-class α may sit in an array file.
+        Some(text) if Path::new(&Spec::parse(text).path).is_file() => {
+            let tensor = input::load(&Spec::parse(text), "alpha")?;
+            Some(Alpha::PerClass(tensor.to_f64_vec()))
+        }
+        Some(text) => Some(text.parse::<Alpha>()?),
+        None => None,
+    };
+    let params = FocalParams {
+        preset: args.preset,
+        gamma: args.gamma,
+        alpha,
+        reduction: args.reduction,
+        normalize: args.normalize,
+        avg_factor: args.avg_factor,
+        class_balancing: args.class_balancing,
+        label_smoothing: args.label_smoothing,
+        background: args.background,
+        background_class: args.background_class,
+        class_axis: args.class_axis,
+        weight: weight.as_ref().map(|w| (w.to_f64_vec(), w.origin.clone())),
+        ..FocalParams::new(args.kind)
+    };
+    let loss = Focal::new(&logits, &targets, &params)?;
+    let mut inputs = vec![&logits, &targets];
+    inputs.extend(weight.as_ref());
+    let header = Header {
+        loss: "focal",
+        parameters: loss.parameters(),
+        inputs: describe(&inputs),
+        class_names: None,
+        warnings: loss.warnings.clone(),
+    };
+    let with_positives = loss.grouping() == Grouping::PositivesNegatives && args.kind == FocalKind::Sigmoid;
+    finish(&loss, (&logits, &targets), header, settings, with_positives)
 }
 
 /// The shared tail of every subcommand: the pass, the report, the output.

@@ -4,6 +4,7 @@ mod util;
 
 mod bad_input;
 mod diff;
+mod focal;
 mod inputs;
 mod output;
 mod parity;

@@ -187,3 +187,16 @@ fn all_ignored_writes_null_and_warns() {
     assert_eq!(report.count, 0);
     assert!(report.warnings.iter().any(|w| w.contains("ignored")), "{:?}", report.warnings);
 }
+
+/// The schema check in the test helper is real: an undocumented field fails it.
+#[test]
+fn the_schema_rejects_an_undocumented_field() {
+    let mut report = json_report(&["ce", "golden/ce.npz"]);
+    report["surprise"] = 1.into();
+    let caught = std::panic::catch_unwind(|| crate::util::assert_fits_schema(&report, &["edited"]));
+    assert!(caught.is_err(), "a report with an extra field passed the schema");
+    let mut renamed = json_report(&["bce", "golden/bce.npz"]);
+    renamed["classes"][0]["positive_count"] = renamed["classes"][0]["positives"].take();
+    let caught = std::panic::catch_unwind(|| crate::util::assert_fits_schema(&renamed, &["edited"]));
+    assert!(caught.is_err(), "a renamed class field passed the schema");
+}

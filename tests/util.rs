@@ -18,11 +18,33 @@ pub fn losscope() -> Command {
     cmd
 }
 
-/// Runs losscope with `args` plus `--format json` and parses the report.
+/// Runs losscope with `args` plus `--format json`, parses the report and
+/// checks it against the published schema, so that every report the tests
+/// produce keeps docs/report.schema.json honest.
 pub fn json_report(args: &[&str]) -> serde_json::Value {
     let output = losscope().args(args).args(["--format", "json"]).output().expect("losscope runs");
     assert!(output.status.success(), "losscope {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).expect("stdout is JSON")
+    let report = serde_json::from_slice(&output.stdout).expect("stdout is JSON");
+    assert_fits_schema(&report, args);
+    report
+}
+
+fn schema() -> &'static jsonschema::Validator {
+    static SCHEMA: OnceLock<jsonschema::Validator> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/report.schema.json");
+        let schema: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path).expect("docs/report.schema.json"))
+                .expect("schema is JSON");
+        jsonschema::validator_for(&schema).expect("the schema compiles")
+    })
+}
+
+/// Asserts that `report` is valid under docs/report.schema.json.
+pub fn assert_fits_schema(report: &serde_json::Value, args: &[&str]) {
+    let errors: Vec<String> =
+        schema().iter_errors(report).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "report of {args:?} breaks docs/report.schema.json:\n{}", errors.join("\n"));
 }
 
 /// `|a - b| <= rtol · max(|a|, |b|)`, with exact equality for zeros.

@@ -64,6 +64,8 @@ fn loss_title(loss: &str) -> &'static str {
     match loss {
         "ce" => "cross entropy",
         "bce" => "binary cross entropy with logits",
+        "focal" => "focal loss",
+        "ssd" => "SSD MultiBox loss",
         _ => "loss",
     }
 }

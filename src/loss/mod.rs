@@ -4,11 +4,13 @@
 
 mod bce;
 mod cross_entropy;
+mod focal;
 
 use std::ops::Range;
 
 pub use bce::{Bce, BceParams};
 pub use cross_entropy::{CrossEntropy, CrossEntropyParams};
+pub use focal::{Alpha, Focal, FocalKind, FocalParams, FocalPreset, Normalize};
 
 use crate::error::{Error, Origin, Result, index_in};
 use crate::report::Totals;

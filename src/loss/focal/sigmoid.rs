@@ -1,0 +1,337 @@
+//! Sigmoid focal losses: one binary task per element, each in the operation
+//! order of its reference so that the last bits agree where they cancel
+//! (`1 - p_t` for p_t near 1). Targets are floats shaped like the logits, or
+//! one class index per row expanded to one-hot on the fly.
+
+use std::ops::Range;
+
+use crate::error::{Error, Result, index_in};
+use crate::input::{Tensor, Values, shape_text};
+use crate::loss::bce::log_sigmoid;
+use crate::loss::{ClassLayout, resolve_axis};
+use crate::tally::{Example, Operand, Tally};
+
+use super::{FocalParams, FocalPreset, KERAS_EPSILON, power};
+
+/// The per-element formula of each sigmoid reference.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Formula {
+    /// torchvision and fvcore: `bce·(1 - p_t)^γ`, then `α_t·`.
+    Torchvision { alpha: Option<f64> },
+    /// mmdet's py_sigmoid_focal_loss: `1 - p_t` as `(1-p)·t + p·(1-t)`,
+    /// `bce·(α_t·(1 - p_t)^γ)`.
+    Mmdet { alpha: Option<f64> },
+    /// Keras: smoothed targets, the BCE of the clipped probability, `p_t`
+    /// of the unclipped one.
+    Keras { alpha: Option<f64>, smoothing: f64 },
+    /// The BCE snippet: `α·(1 - exp(-bce))^γ·bce`.
+    Seed { alpha: Option<f64> },
+}
+
+impl Formula {
+    pub(super) fn new(preset: FocalPreset, alpha: Option<f64>, smoothing: f64) -> Formula {
+        match preset {
+            FocalPreset::Mmdet => Formula::Mmdet { alpha },
+            FocalPreset::Keras => Formula::Keras { alpha, smoothing },
+            FocalPreset::Seed => Formula::Seed { alpha },
+            _ => Formula::Torchvision { alpha },
+        }
+    }
+
+    #[inline(always)]
+    fn loss(self, x: f64, t: f64, gamma: f64) -> f64 {
+        let alpha_t = |a: f64, t: f64| a * t + (1.0 - a) * (1.0 - t);
+        match self {
+            Formula::Torchvision { alpha } => {
+                let p = sigmoid(x);
+                let p_t = p * t + (1.0 - p) * (1.0 - t);
+                let loss = bce_with_logits(x, t) * power(1.0 - p_t, gamma);
+                alpha.map_or(loss, |a| alpha_t(a, t) * loss)
+            }
+            Formula::Mmdet { alpha } => {
+                let p = sigmoid(x);
+                let one_minus_p_t = (1.0 - p) * t + p * (1.0 - t);
+                let modulating = power(one_minus_p_t, gamma);
+                bce_with_logits(x, t) * alpha.map_or(modulating, |a| alpha_t(a, t) * modulating)
+            }
+            Formula::Keras { alpha, smoothing } => {
+                let t = if smoothing > 0.0 { t * (1.0 - smoothing) + 0.5 * smoothing } else { t };
+                let p = sigmoid(x);
+                let bce = binary_cross_entropy(p.clamp(KERAS_EPSILON, 1.0 - KERAS_EPSILON), t);
+                let p_t = t * p + (1.0 - t) * (1.0 - p);
+                let loss = power(1.0 - p_t, gamma) * bce;
+                alpha.map_or(loss, |a| (t * a + (1.0 - t) * (1.0 - a)) * loss)
+            }
+            Formula::Seed { alpha } => {
+                let bce = bce_with_logits(x, t);
+                let modulating = power(1.0 - (-bce).exp(), gamma);
+                alpha.map_or(modulating * bce, |a| a * modulating * bce)
+            }
+        }
+    }
+}
+
+/// torch's sigmoid.
+#[inline(always)]
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// `F.binary_cross_entropy_with_logits` without weights.
+#[inline(always)]
+fn bce_with_logits(x: f64, t: f64) -> f64 {
+    (1.0 - t) * x - log_sigmoid(x)
+}
+
+/// `F.binary_cross_entropy` on a probability: each log floored at -100.
+#[inline(always)]
+fn binary_cross_entropy(p: f64, t: f64) -> f64 {
+    // Not f64::max, which would hide a NaN.
+    let floored = |log: f64| if log < -100.0 { -100.0 } else { log };
+    (t - 1.0) * floored((-p).ln_1p()) - t * floored(p.ln())
+}
+
+/// The labels that mean "no class" in class-index targets.
+#[derive(Debug, Clone, Copy)]
+enum Background {
+    /// -1 and C (mmdet uses C, detection code often -1).
+    MinusOneOrClasses(i64),
+    Label(i64),
+}
+
+impl Background {
+    #[inline(always)]
+    fn holds(self, label: i64) -> bool {
+        match self {
+            Background::MinusOneOrClasses(classes) => label == -1 || label == classes,
+            Background::Label(b) => label == b,
+        }
+    }
+
+    fn labels(self) -> Vec<i64> {
+        match self {
+            Background::MinusOneOrClasses(classes) => vec![-1, classes],
+            Background::Label(b) => vec![b],
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Targets<'a> {
+    /// One target per logit, 0/1 or soft.
+    Elements(Values<'a>),
+    /// One class index per row; the row is one-hot, or all zero for background.
+    Labels { labels: Values<'a>, background: Background },
+}
+
+pub(super) struct SigmoidFocal<'a> {
+    logits: Values<'a>,
+    targets: Targets<'a>,
+    /// For one-dimensional logits: one class, every element a row.
+    layout: ClassLayout,
+    axis: Option<usize>,
+    formula: Formula,
+    gamma: f64,
+}
+
+/// Where an element sits: its row's outer and inner index, and its class.
+/// Walked forward one element at a time, without divisions.
+struct Position {
+    outer: usize,
+    class: usize,
+    inner: usize,
+}
+
+impl Position {
+    fn of(element: usize, layout: &ClassLayout) -> Position {
+        Position {
+            outer: element / (layout.classes * layout.inner),
+            class: (element / layout.inner) % layout.classes,
+            inner: element % layout.inner,
+        }
+    }
+
+    #[inline(always)]
+    fn row(&self, layout: &ClassLayout) -> usize {
+        self.outer * layout.inner + self.inner
+    }
+
+    #[inline(always)]
+    fn advance(&mut self, layout: &ClassLayout) {
+        self.inner += 1;
+        if self.inner == layout.inner {
+            self.inner = 0;
+            self.class += 1;
+            if self.class == layout.classes {
+                self.class = 0;
+                self.outer += 1;
+            }
+        }
+    }
+}
+
+impl<'a> SigmoidFocal<'a> {
+    pub(super) fn new(
+        logits: &'a Tensor,
+        targets: &'a Tensor,
+        params: &FocalParams,
+        formula: Formula,
+        gamma: f64,
+        warnings: &mut Vec<String>,
+    ) -> Result<Self> {
+        let rank = logits.shape.len();
+        let axis = match (params.class_axis, rank) {
+            (None, 1) => None,
+            (axis, _) => Some(resolve_axis(axis.unwrap_or(-1), rank, &logits.origin)?),
+        };
+        let layout = match axis {
+            Some(axis) => ClassLayout::new(&logits.shape, axis),
+            None => ClassLayout { outer: logits.numel(), classes: 1, inner: 1, axis: 0 },
+        };
+        let index_shape = axis.map(|axis| {
+            let mut shape = logits.shape.clone();
+            shape.remove(axis);
+            shape
+        });
+        let targets_view = if targets.shape == logits.shape {
+            if params.background.is_some() {
+                return Err(Error::usage(
+                    "a background label is for class-index targets; these targets are shaped like the logits",
+                ));
+            }
+            Targets::Elements(targets.values())
+        } else if index_shape.as_ref() == Some(&targets.shape) {
+            let background = match params.background {
+                Some(label) => Background::Label(label),
+                None => Background::MinusOneOrClasses(layout.classes as i64),
+            };
+            check_labels(targets, layout.classes, background)?;
+            if targets.dtype.is_float() {
+                warnings.push(format!(
+                    "targets are {} with integral values: read as class indices",
+                    targets.dtype.name()
+                ));
+            }
+            Targets::Labels { labels: targets.values(), background }
+        } else {
+            let indices = match &index_shape {
+                Some(shape) => format!(" or class indices {}", shape_text(shape)),
+                None => String::new(),
+            };
+            return Err(Error::input(
+                &targets.origin,
+                format!(
+                    "shape {} fits neither one target per logit {}{indices} for logits {}",
+                    targets.shape_text(),
+                    logits.shape_text(),
+                    logits.shape_text()
+                ),
+            ));
+        };
+        Ok(SigmoidFocal { logits: logits.values(), targets: targets_view, layout, axis, formula, gamma })
+    }
+
+    pub(super) fn units(&self) -> usize {
+        self.layout.outer * self.layout.classes * self.layout.inner
+    }
+
+    pub(super) fn classes(&self) -> usize {
+        self.layout.classes
+    }
+
+    /// Examples along the class axis (every element for one-dimensional logits).
+    pub(super) fn rows(&self) -> usize {
+        self.layout.examples()
+    }
+
+    pub(super) fn class_axis(&self) -> Option<usize> {
+        self.axis
+    }
+
+    pub(super) fn target_mode(&self) -> &'static str {
+        match self.targets {
+            Targets::Elements(_) => "probabilities",
+            Targets::Labels { .. } => "indices",
+        }
+    }
+
+    /// The labels read as "no class", for class-index targets.
+    pub(super) fn background_labels(&self) -> Option<Vec<i64>> {
+        match self.targets {
+            Targets::Elements(_) => None,
+            Targets::Labels { background, .. } => Some(background.labels()),
+        }
+    }
+
+    pub(super) fn eval(&self, units: Range<usize>, tally: &mut Tally) {
+        const BLOCK: usize = 1024;
+        let mut x = [0.0; BLOCK];
+        let mut t = [0.0; BLOCK];
+        let mut class = [0usize; BLOCK];
+        let layout = &self.layout;
+        let mut at = Position::of(units.start, layout);
+        let mut start = units.start;
+        while start < units.end {
+            let len = (units.end - start).min(BLOCK);
+            self.logits.copy_to_f64(start, 1, &mut x[..len]);
+            if let Targets::Elements(values) = self.targets {
+                values.copy_to_f64(start, 1, &mut t[..len]);
+            }
+            for k in 0..len {
+                class[k] = at.class;
+                if let Targets::Labels { labels, background } = self.targets {
+                    let label = labels.get_index(at.row(layout)).expect("labels were checked");
+                    t[k] = if label == at.class as i64 && !background.holds(label) { 1.0 } else { 0.0 };
+                }
+                at.advance(layout);
+            }
+            for (operand, values) in [(Operand::Logits, &x[..len]), (Operand::Targets, &t[..len])] {
+                if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
+                    let count = values.iter().filter(|v| !v.is_finite()).count();
+                    tally.add_nonfinite(operand, count as u64, start + bad);
+                }
+            }
+            for k in 0..len {
+                let (x, t) = (x[k], t[k]);
+                let log_sig = log_sigmoid(x);
+                let p = log_sig.exp();
+                tally.add(Example {
+                    class: class[k],
+                    loss: self.formula.loss(x, t, self.gamma),
+                    p_t: p * t + (1.0 - p) * (1.0 - t),
+                    correct: (x > 0.0) == (t > 0.5),
+                    positive: t > 0.5,
+                    baseline: (1.0 - t) * x - log_sig,
+                    grad_norm: (p - t).abs(),
+                });
+            }
+            start += len;
+        }
+    }
+}
+
+/// Every label is an integer that is a class or background.
+fn check_labels(targets: &Tensor, classes: usize, background: Background) -> Result<()> {
+    let values = targets.values();
+    for i in 0..targets.numel() {
+        let at = || index_in(&targets.shape, i);
+        let Some(label) = values.get_index(i) else {
+            return Err(Error::input(
+                &targets.origin,
+                format!("target {} at index {} is not a class index (not an integer)", values.get(i), at()),
+            ));
+        };
+        if !background.holds(label) && !(0..classes as i64).contains(&label) {
+            let allowed: Vec<String> = background.labels().iter().map(i64::to_string).collect();
+            return Err(Error::input(
+                &targets.origin,
+                format!(
+                    "label {label} at index {} is neither one of the {classes} classes nor background ({})",
+                    at(),
+                    allowed.join(" or ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

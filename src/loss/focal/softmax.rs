@@ -1,0 +1,246 @@
+//! Softmax focal losses: one distribution per row and one class index per
+//! row, each reference's probabilities formed as it forms them (log-softmax
+//! for kornia and the snippet, `exp / sum` for mmcv, a renormalised, clipped
+//! softmax for Keras).
+
+use std::ops::Range;
+
+use crate::error::{Error, Result, index_in};
+use crate::input::{Tensor, Values, shape_text};
+use crate::loss::{ClassLayout, resolve_axis};
+use crate::tally::{Example, Operand, Tally};
+
+use super::{Alpha, FocalParams, FocalPreset, KERAS_EPSILON, power};
+
+/// C's FLT_MIN: mmcv's kernel takes `log(max(p, FLT_MIN))`.
+pub(super) const FLT_MIN: f64 = f32::MIN_POSITIVE as f64;
+
+/// The per-row formula of each softmax reference.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Formula {
+    /// `α_y·(-(1 - p_y)^γ·log p_y)` with `p_y = exp(log_softmax)`.
+    Kornia,
+    /// `-α_y·(1 - p_y)^γ·log(max(p_y, FLT_MIN))` with `p_y = exp / sum`.
+    Mmcv,
+    /// `Σ_c (1 - p_c)^γ·α_c·(-ỹ_c·log p_c)` over the renormalised softmax
+    /// clipped to [1e-7, 1 - 1e-7], ỹ smoothed toward 1/C.
+    Keras { smoothing: f64 },
+    /// `-α_y·(1 - p_y)^γ·log p_y` with `p_y = exp(log_softmax)`.
+    Uniform,
+}
+
+pub(super) struct SoftmaxFocal<'a> {
+    logits: Values<'a>,
+    labels: Values<'a>,
+    layout: ClassLayout,
+    formula: Formula,
+    gamma: f64,
+    /// α of each class, as the preset spreads a scalar.
+    alpha: Option<Vec<f64>>,
+    weight: Option<Vec<f64>>,
+    background_class: Option<usize>,
+}
+
+impl<'a> SoftmaxFocal<'a> {
+    pub(super) fn new(
+        logits: &'a Tensor,
+        targets: &'a Tensor,
+        params: &FocalParams,
+        preset: FocalPreset,
+        alpha: &Alpha,
+        gamma: f64,
+        warnings: &mut Vec<String>,
+    ) -> Result<Self> {
+        let default_axis = if logits.shape.len() == 1 { 0 } else { 1 };
+        let axis =
+            resolve_axis(params.class_axis.unwrap_or(default_axis), logits.shape.len(), &logits.origin)?;
+        let layout = ClassLayout::new(&logits.shape, axis);
+        let classes = layout.classes;
+        if classes == 0 {
+            return Err(Error::input(&logits.origin, format!("class axis {axis} has length 0")));
+        }
+        let mut index_shape = logits.shape.clone();
+        index_shape.remove(axis);
+        if targets.shape != index_shape {
+            return Err(Error::input(
+                &targets.origin,
+                format!(
+                    "shape {} is not one class index per row {} for logits {} with class axis {axis}",
+                    targets.shape_text(),
+                    shape_text(&index_shape),
+                    logits.shape_text()
+                ),
+            ));
+        }
+        check_labels(targets, classes)?;
+        if targets.dtype.is_float() {
+            warnings.push(format!(
+                "targets are {} with integral values: read as class indices",
+                targets.dtype.name()
+            ));
+        }
+        let alpha = match alpha {
+            Alpha::None => None,
+            Alpha::Scalar(a) if preset == FocalPreset::Kornia => {
+                Some((0..classes).map(|c| if c == 0 { 1.0 - a } else { *a }).collect())
+            }
+            Alpha::Scalar(a) => Some(vec![*a; classes]),
+            Alpha::PerClass(list) if list.len() != classes => {
+                return Err(Error::usage(format!(
+                    "per-class alpha has {} entries but the logits have {classes} classes",
+                    list.len()
+                )));
+            }
+            // Keras turns a list of Python floats into a float32 tensor,
+            // whatever floatx is.
+            Alpha::PerClass(list) if preset == FocalPreset::Keras => {
+                warnings.push(
+                    "Keras converts a per-class alpha list to float32: its entries are rounded to float32 as Keras rounds them".into(),
+                );
+                Some(list.iter().map(|&a| a as f32 as f64).collect())
+            }
+            Alpha::PerClass(list) => Some(list.clone()),
+        };
+        let formula = match preset {
+            FocalPreset::Mmcv => Formula::Mmcv,
+            FocalPreset::Keras => Formula::Keras { smoothing: params.label_smoothing },
+            FocalPreset::Uniform => Formula::Uniform,
+            _ => Formula::Kornia,
+        };
+        Ok(SoftmaxFocal {
+            logits: logits.values(),
+            labels: targets.values(),
+            layout,
+            formula,
+            gamma,
+            alpha,
+            weight: params.weight.as_ref().map(|(w, _)| w.clone()),
+            background_class: params.background_class,
+        })
+    }
+
+    pub(super) fn units(&self) -> usize {
+        self.layout.examples()
+    }
+
+    pub(super) fn classes(&self) -> usize {
+        self.layout.classes
+    }
+
+    pub(super) fn class_axis(&self) -> usize {
+        self.layout.axis
+    }
+
+    #[inline(always)]
+    fn alpha_of(&self, class: usize) -> Option<f64> {
+        self.alpha.as_ref().map(|a| a[class])
+    }
+
+    /// The row's loss. `exps` holds `exp(x_c - max)`, summing to `sum`;
+    /// Keras's pass overwrites it with its probabilities.
+    fn row_loss(&self, y: usize, log_p_y: f64, exps: &mut [f64], sum: f64) -> f64 {
+        let gamma = self.gamma;
+        let loss = match self.formula {
+            Formula::Kornia => {
+                let loss = -power(1.0 - log_p_y.exp(), gamma) * log_p_y;
+                self.alpha_of(y).map_or(loss, |a| a * loss)
+            }
+            Formula::Uniform => {
+                let a = self.alpha_of(y).unwrap_or(1.0);
+                -a * power(1.0 - log_p_y.exp(), gamma) * log_p_y
+            }
+            Formula::Mmcv => {
+                let p = exps[y] / sum;
+                let a = self.alpha_of(y).unwrap_or(1.0);
+                -a * power(1.0 - p, gamma) * p.max(FLT_MIN).ln()
+            }
+            Formula::Keras { smoothing } => {
+                // torch's softmax multiplies by the reciprocal of the sum;
+                // Keras then renormalises and clips.
+                let reciprocal = 1.0 / sum;
+                exps.iter_mut().for_each(|e| *e *= reciprocal);
+                let total: f64 = exps.iter().sum();
+                let term = |c: usize, target: f64| {
+                    let p = (exps[c] / total).clamp(KERAS_EPSILON, 1.0 - KERAS_EPSILON);
+                    let modulating = power(1.0 - p, gamma);
+                    let weighting = self.alpha_of(c).map_or(modulating, |a| modulating * a);
+                    weighting * (-target * p.ln())
+                };
+                if smoothing > 0.0 {
+                    let classes = exps.len();
+                    let off = smoothing / classes as f64;
+                    (0..classes)
+                        .map(|c| {
+                            let one_hot = if c == y { 1.0 } else { 0.0 };
+                            term(c, one_hot * (1.0 - smoothing) + off)
+                        })
+                        .sum()
+                } else {
+                    term(y, 1.0)
+                }
+            }
+        };
+        self.weight.as_ref().map_or(loss, |w| w[y] * loss)
+    }
+
+    pub(super) fn eval(&self, units: Range<usize>, tally: &mut Tally) {
+        let classes = self.layout.classes;
+        let mut row = vec![0.0; classes];
+        let mut exps = vec![0.0; classes];
+        for i in units {
+            let (start, stride) = self.layout.row(i);
+            self.logits.copy_to_f64(start, stride, &mut row);
+            if let Some(first) = row.iter().position(|v| !v.is_finite()) {
+                let bad = row.iter().filter(|v| !v.is_finite()).count();
+                tally.add_nonfinite(Operand::Logits, bad as u64, start + first * stride);
+            }
+            let mut max = row[0];
+            let mut argmax = 0;
+            for (c, &v) in row.iter().enumerate().skip(1) {
+                if v > max {
+                    max = v;
+                    argmax = c;
+                }
+            }
+            let mut sum = 0.0;
+            for (e, &v) in exps.iter_mut().zip(&row) {
+                *e = (v - max).exp();
+                sum += *e;
+            }
+            let y = self.labels.get_index(i).expect("labels were checked") as usize;
+            // log-softmax in PyTorch's order: (x - max) - ln Σ exp(x - max).
+            let log_p_y = (row[y] - max) - sum.ln();
+            let p_t = log_p_y.exp();
+            tally.add(Example {
+                class: y,
+                loss: self.row_loss(y, log_p_y, &mut exps, sum),
+                p_t,
+                correct: argmax == y,
+                positive: self.background_class.is_some_and(|b| b != y),
+                baseline: -log_p_y,
+                grad_norm: 1.0 - p_t,
+            });
+        }
+    }
+}
+
+/// Every label is an integer in [0, classes).
+fn check_labels(targets: &Tensor, classes: usize) -> Result<()> {
+    let values = targets.values();
+    for i in 0..targets.numel() {
+        let at = || index_in(&targets.shape, i);
+        let Some(label) = values.get_index(i) else {
+            return Err(Error::input(
+                &targets.origin,
+                format!("target {} at index {} is not a class index (not an integer)", values.get(i), at()),
+            ));
+        };
+        if !(0..classes as i64).contains(&label) {
+            return Err(Error::input(
+                &targets.origin,
+                format!("label {label} at index {} is out of range for {classes} classes", at()),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,344 @@
+use clap::ValueEnum;
+use serde_json::Value;
+
+use super::*;
+use crate::input::{self, Column, Spec};
+use crate::tally::{self, TallySettings};
+
+const RTOL: f64 = 1e-10;
+
+fn tensor(role: &str, shape: &[usize], column: Column) -> Tensor {
+    Tensor::from_column(Origin::new(role, "test"), shape.to_vec(), column).expect("shape fits the values")
+}
+
+fn logits(shape: &[usize], values: &[f64]) -> Tensor {
+    tensor("logits", shape, Column::F64(values.to_vec()))
+}
+
+fn labels(values: &[i64]) -> Tensor {
+    tensor("targets", &[values.len()], Column::I64(values.to_vec()))
+}
+
+/// The whole pass, cut into the driver's chunks.
+fn run(loss: &Focal) -> Tally {
+    let settings =
+        TallySettings { classes: loss.classes(), easy_threshold: 0.5, bins: 10, grouping: loss.grouping() };
+    tally::run(loss.units(), loss.unit_cost(), &settings, &|_| {}, |range, t| loss.eval(range, t))
+}
+
+/// One example's tally.
+fn single(loss: &Focal, unit: usize) -> Tally {
+    let settings =
+        TallySettings { classes: loss.classes(), easy_threshold: 0.5, bins: 10, grouping: loss.grouping() };
+    let mut tally = Tally::new(&settings);
+    loss.eval(unit..unit + 1, &mut tally);
+    tally
+}
+
+fn relative_error(got: f64, want: f64) -> f64 {
+    if got == want { 0.0 } else { (got - want).abs() / got.abs().max(want.abs()) }
+}
+
+fn params_of(json: &Value) -> FocalParams {
+    let number = |key: &str| json.get(key).map(|v| v.as_f64().expect("a number"));
+    let name = |key: &str| json.get(key).map(|v| v.as_str().expect("a string").to_string());
+    let mut params = FocalParams::new(FocalKind::from_str(&name("kind").unwrap(), false).unwrap());
+    params.preset = name("preset").map(|p| FocalPreset::from_str(&p, false).unwrap());
+    params.gamma = number("gamma");
+    params.alpha = json.get("alpha").map(|a| match a {
+        Value::String(text) => text.parse().unwrap(),
+        Value::Number(n) => Alpha::Scalar(n.as_f64().unwrap()),
+        Value::Array(list) => Alpha::PerClass(list.iter().map(|v| v.as_f64().unwrap()).collect()),
+        other => panic!("alpha {other}"),
+    });
+    params.reduction = name("reduction").map(|r| Reduction::from_str(&r, false).unwrap());
+    params.normalize = json.get("normalize").map(|n| match n {
+        Value::String(text) => text.parse().unwrap(),
+        Value::Number(n) => Normalize::Number(n.as_f64().unwrap()),
+        other => panic!("normalize {other}"),
+    });
+    params.avg_factor = number("avg_factor");
+    params.class_balancing = json.get("class_balancing").is_some_and(|v| v.as_bool().unwrap());
+    params.label_smoothing = number("label_smoothing").unwrap_or(0.0);
+    params.background = json.get("background").map(|v| v.as_i64().unwrap());
+    params.background_class = json.get("background_class").map(|v| v.as_u64().unwrap() as usize);
+    params.class_axis = json.get("class_axis").map(|v| v.as_i64().unwrap());
+    params.weight = json.get("weight").map(|w| {
+        let values = w.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        (values, Origin::new("weight", "fixture"))
+    });
+    params
+}
+
+#[test]
+fn every_fixture_matches_its_reference() {
+    let text = std::fs::read_to_string("fixtures/focal/expected.json").expect("fixtures/focal/expected.json");
+    let expected: Value = serde_json::from_str(&text).unwrap();
+    let cases = expected["cases"].as_array().unwrap();
+    assert!(cases.len() >= 40, "{} cases", cases.len());
+    let mut failures = Vec::new();
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let logits = input::load(&Spec::parse(case["logits"].as_str().unwrap()), "logits").unwrap();
+        let targets = input::load(&Spec::parse(case["targets"].as_str().unwrap()), "targets").unwrap();
+        let loss = Focal::new(&logits, &targets, &params_of(&case["params"]))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let tally = run(&loss);
+        let totals = loss.totals(&tally);
+        let mut worst = 0.0f64;
+        let mut check = |what: String, got: f64, want: f64| {
+            let error = relative_error(got, want);
+            worst = worst.max(error);
+            if error > RTOL {
+                failures.push(format!("{name}: {what} {got:e} differs from {want:e} by {error:.2e}"));
+            }
+        };
+        check("value".into(), totals.value, case["value"].as_f64().unwrap());
+        check("sum".into(), totals.sum, case["sum"].as_f64().unwrap());
+        check("normalizer".into(), totals.normalizer, case["normalizer"].as_f64().unwrap());
+        for (class, want) in case["class_loss_sums"].as_array().unwrap().iter().enumerate() {
+            check(
+                format!("class {class} sum"),
+                tally.classes[class].all.loss.value(),
+                want.as_f64().unwrap(),
+            );
+        }
+        let counted: u64 = tally.classes.iter().map(|c| c.all.count).sum();
+        let positives: u64 = tally.classes.iter().map(|c| c.positives.count).sum();
+        assert_eq!(counted, case["count"].as_u64().unwrap(), "{name}: count");
+        assert_eq!(positives, case["positives"].as_u64().unwrap(), "{name}: positives");
+        assert_eq!(loss.classes(), case["class_loss_sums"].as_array().unwrap().len(), "{name}: classes");
+        eprintln!("{name:45} worst relative error {worst:.1e}");
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn gamma_zero_without_alpha_is_bce_per_element() {
+    let x = logits(&[3, 4], &[2.0, -1.0, 0.25, 40.0, -3.0, 4.0, 0.0, -100.0, 7.5, -0.5, 1e-3, 12.0]);
+    let t = tensor(
+        "targets",
+        &[3, 4],
+        Column::F64(vec![1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.3, 0.0, 1.0, 0.0, 0.5, 0.9]),
+    );
+    for preset in [FocalPreset::Torchvision, FocalPreset::Fvcore, FocalPreset::Mmdet, FocalPreset::Seed] {
+        let mut params = FocalParams::new(FocalKind::Sigmoid);
+        params.preset = Some(preset);
+        params.gamma = Some(0.0);
+        params.alpha = Some(Alpha::None);
+        let loss = Focal::new(&x, &t, &params).unwrap();
+        for unit in 0..loss.units() {
+            let tally = single(&loss, unit);
+            assert_eq!(tally.total.value(), tally.baseline.value(), "{preset:?} element {unit}");
+        }
+    }
+}
+
+#[test]
+fn gamma_zero_without_alpha_is_ce_per_row() {
+    let x = logits(&[4, 3], &[2.0, 1.0, 0.25, 0.5, 2.5, -1.0, 0.0, 0.0, 0.0, 100.0, -2.0, 3.0]);
+    let y = labels(&[0, 1, 2, 2]);
+    for preset in [FocalPreset::Kornia, FocalPreset::Mmcv, FocalPreset::Uniform] {
+        let mut params = FocalParams::new(FocalKind::Softmax);
+        params.preset = Some(preset);
+        params.gamma = Some(0.0);
+        params.alpha = Some(Alpha::None);
+        let loss = Focal::new(&x, &y, &params).unwrap();
+        for unit in 0..loss.units() {
+            let tally = single(&loss, unit);
+            let (focal, ce) = (tally.total.value(), tally.baseline.value());
+            if preset == FocalPreset::Mmcv && unit == 3 {
+                // p_y = exp(-97) is below FLT_MIN: mmcv's log stops at log(FLT_MIN).
+                assert_eq!((focal, ce), (-softmax::FLT_MIN.ln(), 97.0));
+                continue;
+            }
+            // mmcv takes log(exp / sum) rather than log-softmax: equal to rounding.
+            assert!(relative_error(focal, ce) <= 1e-15, "{preset:?} row {unit}: {focal} vs {ce}");
+        }
+    }
+}
+
+#[test]
+fn chunks_starting_inside_a_row_read_the_right_labels() {
+    // [2, 3, 2] logits with the classes on axis 1 and labels [2, 2].
+    let values: Vec<f64> = (0..12).map(|i| (i as f64 - 5.5) * 0.7).collect();
+    let x = logits(&[2, 3, 2], &values);
+    let y = tensor("targets", &[2, 2], Column::I64(vec![0, -1, 2, 3]));
+    let mut params = FocalParams::new(FocalKind::Sigmoid);
+    params.class_axis = Some(1);
+    let loss = Focal::new(&x, &y, &params).unwrap();
+    let whole = run(&loss);
+    let mut by_element = 0.0;
+    for unit in 0..loss.units() {
+        by_element += single(&loss, unit).total.value();
+    }
+    assert!(relative_error(whole.total.value(), by_element) <= 1e-15);
+    // Element [1, 2, 0] is the one positive of row [1, 0] (label 2).
+    assert_eq!(whole.classes.iter().map(|c| c.positives.count).sum::<u64>(), 2);
+    assert_eq!(single(&loss, 10).classes[2].positives.count, 1);
+    assert_eq!(single(&loss, 11).classes[2].positives.count, 0);
+}
+
+#[test]
+fn the_preset_sets_defaults_and_explicit_values_win() {
+    let x = logits(&[2, 3], &[2.0, -1.0, 0.25, -3.0, 4.0, 0.0]);
+    let y = labels(&[0, 2]);
+    let loss = Focal::new(&x, &y, &FocalParams::new(FocalKind::Softmax)).unwrap();
+    let parameters = loss.parameters();
+    assert_eq!(parameters["preset"], "kornia");
+    assert_eq!(parameters["alpha"], 0.25);
+    assert_eq!(parameters["gamma"], 2.0);
+    assert_eq!(parameters["normalize"], "elements");
+    assert_eq!(parameters["alpha_rule"], "1 - alpha for class 0, alpha for the others");
+    assert_eq!(loss.grouping(), Grouping::All);
+
+    let mut params = FocalParams::new(FocalKind::Sigmoid);
+    params.preset = Some(FocalPreset::Fvcore);
+    let t = tensor("targets", &[2, 3], Column::F64(vec![1.0, 0.0, 0.0, 0.0, 1.0, 1.0]));
+    let loss = Focal::new(&x, &t, &params).unwrap();
+    assert_eq!(loss.parameters()["alpha"], Value::Null);
+    assert_eq!(loss.class_axis(), Some(1));
+    params.alpha = Some(Alpha::Scalar(0.4));
+    params.gamma = Some(1.5);
+    let parameters = Focal::new(&x, &t, &params).unwrap().parameters();
+    assert_eq!((parameters["alpha"].as_f64(), parameters["gamma"].as_f64()), (Some(0.4), Some(1.5)));
+
+    // Keras's binary loss drops α without class balancing, and says so.
+    params.preset = Some(FocalPreset::Keras);
+    let loss = Focal::new(&x, &t, &params).unwrap();
+    assert_eq!(loss.parameters()["alpha"], Value::Null);
+    assert!(loss.warnings.iter().any(|w| w.contains("apply_class_balancing")));
+    params.class_balancing = true;
+    assert_eq!(Focal::new(&x, &t, &params).unwrap().parameters()["alpha"], 0.4);
+}
+
+#[test]
+fn sigmoid_labels_take_minus_one_and_c_or_the_given_background() {
+    let x = logits(&[3, 2], &[1.0, -1.0, 0.5, 2.0, -2.0, 0.0]);
+    let y = labels(&[-1, 2, 1]);
+    let loss = Focal::new(&x, &y, &FocalParams::new(FocalKind::Sigmoid)).unwrap();
+    assert_eq!(loss.parameters()["background"], serde_json::json!([-1, 2]));
+    assert_eq!(loss.target_mode(), "indices");
+    assert_eq!(run(&loss).classes.iter().map(|c| c.positives.count).sum::<u64>(), 1);
+
+    let mut params = FocalParams::new(FocalKind::Sigmoid);
+    params.background = Some(255);
+    assert!(Focal::new(&x, &labels(&[255, 0, 1]), &params).is_ok());
+    let error = Focal::new(&x, &labels(&[-1, 0, 1]), &params).err().unwrap();
+    assert!(error.to_string().contains("label -1 at index [0]"), "{error}");
+}
+
+fn usage_error(x: &Tensor, t: &Tensor, params: &FocalParams) -> String {
+    match Focal::new(x, t, params) {
+        Err(Error::Usage(message)) => message,
+        Err(other) => panic!("not a usage error: {other}"),
+        Ok(_) => panic!("accepted"),
+    }
+}
+
+#[test]
+fn bad_parameters_are_usage_errors() {
+    let x = logits(&[2, 3], &[2.0, -1.0, 0.25, -3.0, 4.0, 0.0]);
+    let t = tensor("targets", &[2, 3], Column::F64(vec![1.0, 0.0, 0.0, 0.0, 1.0, 1.0]));
+    let y = labels(&[0, 2]);
+    let sigmoid = FocalParams::new(FocalKind::Sigmoid);
+    let softmax = FocalParams::new(FocalKind::Softmax);
+    let with = |base: &FocalParams, change: &dyn Fn(&mut FocalParams)| {
+        let mut params = base.clone();
+        change(&mut params);
+        params
+    };
+    let cases: Vec<(FocalParams, &Tensor, &str)> = vec![
+        (with(&sigmoid, &|p| p.alpha = Some(Alpha::Scalar(1.5))), &t, "outside [0, 1]"),
+        (with(&sigmoid, &|p| p.alpha = Some(Alpha::Scalar(-1.0))), &t, "outside [0, 1]"),
+        (with(&sigmoid, &|p| p.gamma = Some(-0.5)), &t, "gamma"),
+        (with(&sigmoid, &|p| p.gamma = Some(f64::NAN)), &t, "gamma"),
+        (with(&sigmoid, &|p| p.preset = Some(FocalPreset::Kornia)), &t, "softmax focal loss"),
+        (with(&softmax, &|p| p.preset = Some(FocalPreset::Mmdet)), &y, "sigmoid focal loss"),
+        (with(&softmax, &|p| p.alpha = Some(Alpha::PerClass(vec![0.1, 0.2]))), &y, "2 entries"),
+        (with(&softmax, &|p| p.alpha = Some(Alpha::PerClass(vec![0.1, 0.2, 1.2]))), &y, "outside [0, 1]"),
+        (with(&sigmoid, &|p| p.alpha = Some(Alpha::PerClass(vec![0.1, 0.2, 0.3]))), &t, "softmax"),
+        (with(&sigmoid, &|p| p.label_smoothing = 0.1), &t, "Keras"),
+        (with(&sigmoid, &|p| p.class_balancing = true), &t, "Keras"),
+        (with(&sigmoid, &|p| p.avg_factor = Some(3.0)), &t, "mmdet"),
+        (
+            with(&sigmoid, &|p| {
+                p.preset = Some(FocalPreset::Mmdet);
+                p.avg_factor = Some(3.0);
+                p.reduction = Some(Reduction::Sum);
+            }),
+            &t,
+            "reduction sum",
+        ),
+        (with(&sigmoid, &|p| p.normalize = Some(Normalize::Number(0.0))), &t, "> 0"),
+        (with(&softmax, &|p| p.normalize = Some(Normalize::Positives)), &y, "background class"),
+        (with(&softmax, &|p| p.background_class = Some(3)), &y, "out of range"),
+        (with(&sigmoid, &|p| p.background = Some(-1)), &t, "class-index targets"),
+        (with(&sigmoid, &|p| p.weight = Some((vec![1.0; 3], Origin::new("weight", "w")))), &t, "softmax"),
+        (
+            with(&softmax, &|p| {
+                p.preset = Some(FocalPreset::Keras);
+                p.weight = Some((vec![1.0; 3], Origin::new("weight", "w")));
+            }),
+            &y,
+            "per-class alpha",
+        ),
+    ];
+    for (params, targets, needle) in cases {
+        let message = usage_error(&x, targets, &params);
+        assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+    }
+}
+
+#[test]
+fn bad_targets_are_input_errors() {
+    let x = logits(&[2, 3], &[2.0, -1.0, 0.25, -3.0, 4.0, 0.0]);
+    let cases = [
+        (FocalKind::Softmax, labels(&[0, 3]), "label 3 at index [1] is out of range for 3 classes"),
+        (FocalKind::Softmax, labels(&[-1, 0]), "label -1 at index [0]"),
+        (FocalKind::Sigmoid, labels(&[4, 0]), "label 4 at index [0] is neither"),
+        (FocalKind::Softmax, labels(&[0, 1, 2]), "is not one class index per row [2]"),
+        (FocalKind::Sigmoid, labels(&[0, 1, 2]), "fits neither"),
+        (FocalKind::Softmax, tensor("targets", &[2], Column::F64(vec![0.5, 1.0])), "not a class index"),
+    ];
+    for (kind, targets, needle) in cases {
+        match Focal::new(&x, &targets, &FocalParams::new(kind)) {
+            Err(Error::Input { message, .. }) => {
+                assert!(message.contains(needle), "{message:?} lacks {needle:?}")
+            }
+            Err(other) => panic!("not an input error: {other}"),
+            Ok(_) => panic!("{kind:?} accepted {needle}"),
+        }
+    }
+}
+
+#[test]
+fn alpha_and_normalize_parse_from_text() {
+    assert_eq!("none".parse::<Alpha>().unwrap(), Alpha::None);
+    assert_eq!("-1".parse::<Alpha>().unwrap(), Alpha::None);
+    assert_eq!("-1.0".parse::<Alpha>().unwrap(), Alpha::None);
+    assert_eq!("0.25".parse::<Alpha>().unwrap(), Alpha::Scalar(0.25));
+    assert_eq!("0.1, 0.3,0.6".parse::<Alpha>().unwrap(), Alpha::PerClass(vec![0.1, 0.3, 0.6]));
+    assert!(matches!("a quarter".parse::<Alpha>(), Err(Error::Usage(_))));
+    assert_eq!("Positives".parse::<Normalize>().unwrap(), Normalize::Positives);
+    assert_eq!("rows".parse::<Normalize>().unwrap(), Normalize::Rows);
+    assert_eq!("elements".parse::<Normalize>().unwrap(), Normalize::Elements);
+    assert_eq!("128".parse::<Normalize>().unwrap(), Normalize::Number(128.0));
+    assert!(matches!("anchors".parse::<Normalize>(), Err(Error::Usage(_))));
+}
+
+#[test]
+fn the_baseline_is_the_plain_loss_of_the_same_examples() {
+    let x = logits(&[2, 3], &[2.0, 1.0, 0.25, 0.5, 2.5, -1.0]);
+    let y = labels(&[0, 1]);
+    let mut params = FocalParams::new(FocalKind::Softmax);
+    params.background_class = Some(0);
+    let loss = Focal::new(&x, &y, &params).unwrap();
+    assert_eq!(loss.grouping(), Grouping::PositivesNegatives);
+    let tally = run(&loss);
+    let baseline = loss.totals(&tally).baseline.expect("focal losses carry a baseline");
+    // F.cross_entropy of the same rows (the first two rows of the notes' golden x).
+    let ce = (0.43285546687876886 / 1.0 + 0.30635641424457655 / 2.0) / 2.0;
+    assert_eq!(baseline.loss, "ce");
+    assert!(relative_error(baseline.value, ce) < 1e-15, "{} vs {ce}", baseline.value);
+}

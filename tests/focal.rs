@@ -1,0 +1,129 @@
+//! `losscope focal` against each framework's own focal loss: every case of
+//! fixtures/focal/expected.json was computed in float64 by the package its
+//! `reference` names (fixtures/generate_focal.py), and the CLI must agree to
+//! 1e-10 relative on the value, the sum, the divisor and each class.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::util::{assert_close, fixtures, json_report, losscope};
+
+const RTOL: f64 = 1e-10;
+
+#[derive(Deserialize)]
+struct Expected {
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    name: String,
+    reference: String,
+    logits: String,
+    targets: String,
+    params: serde_json::Map<String, Value>,
+    value: f64,
+    sum: f64,
+    normalizer: f64,
+    class_loss_sums: Vec<f64>,
+}
+
+/// The command line that asks for a case's parameters.
+fn args(case: &Case) -> Vec<String> {
+    let relative = |p: &str| p.strip_prefix("fixtures/").unwrap_or(p).to_string();
+    let mut args = vec![
+        "focal".into(),
+        "--logits".into(),
+        relative(&case.logits),
+        "--targets".into(),
+        relative(&case.targets),
+    ];
+    let list = |v: &Value| match v {
+        Value::Array(items) => items.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(","),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    for (key, value) in &case.params {
+        let flag = format!("--{}", key.replace('_', "-"));
+        match value {
+            Value::Bool(true) => args.push(flag),
+            Value::Bool(false) => {}
+            other => {
+                args.push(flag);
+                args.push(list(other));
+            }
+        }
+    }
+    args
+}
+
+#[test]
+fn every_focal_case_matches_its_framework() {
+    let text = std::fs::read(fixtures().join("focal/expected.json")).expect("focal/expected.json");
+    let cases = serde_json::from_slice::<Expected>(&text).expect("parses").cases;
+    assert!(cases.len() >= 40);
+    for case in &cases {
+        let args = args(case);
+        let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let report = json_report(&arg_refs);
+        let what = |field: &str| format!("{} [{}] {field}", case.name, case.reference);
+        assert_close(&what("value"), report["value"].as_f64().unwrap(), case.value, RTOL);
+        assert_close(&what("sum"), report["sum"].as_f64().unwrap(), case.sum, RTOL);
+        assert_close(&what("normalizer"), report["normalizer"].as_f64().unwrap(), case.normalizer, RTOL);
+        let classes = report["classes"].as_array().unwrap();
+        assert_eq!(classes.len(), case.class_loss_sums.len(), "{}", what("classes"));
+        for (row, want) in classes.iter().zip(&case.class_loss_sums) {
+            assert_close(&what("class loss_sum"), row["loss_sum"].as_f64().unwrap(), *want, RTOL);
+        }
+        assert_eq!(report["parameters"]["kind"], case.params["kind"], "{}", what("kind"));
+    }
+}
+
+/// torchvision.ops.sigmoid_focal_loss(xf, tf, reduction='sum') = 0.2566234816377836.
+#[test]
+fn golden_sigmoid_focal_and_its_plain_bce_baseline() {
+    let report = json_report(&["focal", "golden/bce_focal.npz", "--reduction", "sum"]);
+    assert_close("value", report["value"].as_f64().unwrap(), 0.2566234816377836, 1e-15);
+    assert_eq!(report["parameters"]["preset"], "torchvision");
+    let baseline = &report["baseline"];
+    assert_eq!(baseline["loss"], "bce");
+    // Focal shrinks the easy examples' part: their share falls below the BCE's.
+    let easy = report["difficulty"]["easy"]["loss_share"].as_f64().unwrap();
+    let easy_bce = baseline["difficulty"]["easy"]["loss_share"].as_f64().unwrap();
+    assert!(easy < easy_bce, "easy share {easy} vs BCE {easy_bce}");
+    assert!(report["difficulty"]["concentration"]["positives"].is_object());
+}
+
+#[test]
+fn focal_table_shows_the_baseline_beside_the_loss() {
+    losscope()
+        .args(["focal", "golden/bce_focal.npz"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("baseline share"))
+        .stdout(predicates::str::contains("baseline (bce)"))
+        .stdout(predicates::str::contains("Loss by gradient norm g"));
+}
+
+#[test]
+fn focal_rejects_invalid_parameters() {
+    for (extra, message) in [
+        (&["--alpha", "1.5"][..], "alpha"),
+        (&["--gamma", "-1"][..], "gamma"),
+        (&["--preset", "kornia"][..], "kornia"),
+    ] {
+        let output = losscope().args(["focal", "golden/bce_focal.npz"]).args(extra).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{extra:?}");
+        assert!(output.stdout.is_empty());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(message), "{extra:?}: {stderr}");
+    }
+    losscope().args(["focal", "golden/bce_focal.npz", "--preset", "nonsense"]).assert().code(2);
+    // A per-class α needs one entry per class.
+    losscope()
+        .args(["focal", "--logits", "extreme/ce_logits_1e4.npy", "--targets", "extreme/ce_targets_1e4.npy"])
+        .args(["--kind", "softmax", "--alpha", "0.1,0.2"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("alpha"));
+}

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::loss::{FocalKind, FocalPreset, Normalize, Reduction};
+use crate::weights::Scheme;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,6 +32,8 @@ pub enum Command {
     Bce(BceArgs),
     /// Focal loss in a chosen framework's convention, beside the plain CE/BCE
     Focal(FocalArgs),
+    /// Class counts of a target file and the class weights they suggest
+    Weights(WeightsArgs),
     /// Compare two JSON reports; exit 1 when a number moved beyond the tolerance
     Diff(DiffArgs),
     /// Print a shell completion script
@@ -40,6 +43,34 @@ pub enum Command {
     },
     /// Print the manual page (roff)
     Man,
+}
+
+#[derive(Debug, Args)]
+pub struct WeightsArgs {
+    /// Class indices of any integer dtype (FILE or FILE:KEY)
+    #[arg(long, value_name = "SPEC")]
+    pub targets: String,
+    /// The scheme of the torch.tensor line
+    #[arg(long, value_enum, default_value_t = Scheme::Inverse)]
+    pub scheme: Scheme,
+    /// β of the effective-number scheme, in (0, 1)
+    #[arg(long, default_value_t = 0.999)]
+    pub beta: f64,
+    /// Targets equal to this are not counted
+    #[arg(long, default_value_t = -100, allow_negative_numbers = true)]
+    pub ignore_index: i64,
+    /// The number of classes [default: the largest label + 1]
+    #[arg(long, value_name = "C")]
+    pub classes: Option<usize>,
+    /// Class names: a file (one per line, or a JSON list) or an inline list a,b,c
+    #[arg(long, value_name = "FILE|LIST")]
+    pub class_names: Option<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Write to this file (atomically) instead of stdout
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

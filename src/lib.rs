@@ -18,5 +18,6 @@ pub mod progress;
 pub mod report;
 pub mod run;
 pub mod tally;
+pub mod weights;
 
 pub use run::{Outcome, run};

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use clap::CommandFactory;
 
-use crate::cli::{BceArgs, CeArgs, Cli, Command, DiffArgs, FocalArgs, Format, ReportArgs};
+use crate::cli::{BceArgs, CeArgs, Cli, Command, DiffArgs, FocalArgs, Format, ReportArgs, WeightsArgs};
 use crate::diff::Tolerance;
 use crate::error::{Error, Origin, Result, index_in};
 use crate::format::{self, Document, Layout};
@@ -20,6 +20,7 @@ use crate::output;
 use crate::progress::Progress;
 use crate::report::{Header, InputInfo, Report};
 use crate::tally::{self, Grouping, NonFinite, Tally, TallySettings};
+use crate::weights::WeightsParams;
 
 /// How a run ended, when it did not end in an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Ce(args) => ce(args),
         Command::Bce(args) => bce(args),
         Command::Focal(args) => focal(args),
+        Command::Weights(args) => weights(args),
         Command::Diff(args) => diff(args),
         Command::Completions { shell } => {
             let mut script = Vec::new();
@@ -50,6 +52,26 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             Ok(Outcome::Ok)
         }
     }
+}
+
+fn weights(args: WeightsArgs) -> Result<Outcome> {
+    if let Some(path) = &args.output {
+        output::check_destination(path)?;
+    }
+    let targets = input::load(&Spec::parse(&args.targets), "targets")?;
+    let params = WeightsParams {
+        scheme: args.scheme,
+        beta: args.beta,
+        ignore_index: args.ignore_index,
+        classes: args.classes,
+        class_names: args.class_names.as_deref().map(read_class_names).transpose()?,
+    };
+    let report = crate::weights::suggest(&targets, &params)?;
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
+    write(&report, args.format, Layout::default(), args.output.as_deref())?;
+    Ok(Outcome::Ok)
 }
 
 fn diff(args: DiffArgs) -> Result<Outcome> {

@@ -10,3 +10,4 @@ mod output;
 mod parity;
 mod properties;
 mod schema;
+mod weights;

@@ -1,0 +1,264 @@
+//! `losscope weights`: class counts of a target file and the class weights
+//! three common schemes suggest, normalised to average 1 over the classes
+//! present, with a line to paste into PyTorch.
+
+use serde::Serialize;
+
+use crate::error::{Error, Result, index_in};
+use crate::format::{Document, Layout, Section, View, num, percent};
+use crate::input::Tensor;
+
+/// How counts become weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scheme {
+    /// 1 / n_c
+    Inverse,
+    /// 1 / √n_c
+    SqrtInverse,
+    /// The effective number of samples (Cui et al. 2019): (1 - β) / (1 - β^n_c)
+    Effective,
+}
+
+impl Scheme {
+    fn raw(self, count: u64, beta: f64) -> f64 {
+        let n = count as f64;
+        match self {
+            Scheme::Inverse => 1.0 / n,
+            Scheme::SqrtInverse => 1.0 / n.sqrt(),
+            Scheme::Effective => (1.0 - beta) / (1.0 - beta.powf(n)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WeightRow {
+    pub class: usize,
+    pub name: Option<String>,
+    pub count: u64,
+    /// `count` over all counted targets.
+    pub frequency: Option<f64>,
+    /// Each scheme's weight; 0 for a class with no examples.
+    pub inverse: f64,
+    pub sqrt_inverse: f64,
+    pub effective: f64,
+}
+
+/// The class counts and suggested weights.
+#[derive(Debug, Clone, Serialize)]
+pub struct WeightsReport {
+    pub schema_version: u32,
+    /// Always `weights`.
+    pub kind: &'static str,
+    pub targets: String,
+    /// The scheme of the `torch` line.
+    pub scheme: Scheme,
+    pub beta: f64,
+    pub ignore_index: i64,
+    pub count: u64,
+    pub ignored: u64,
+    pub classes: Vec<WeightRow>,
+    /// The chosen scheme's weights as a PyTorch expression.
+    pub torch: String,
+    pub warnings: Vec<String>,
+}
+
+pub struct WeightsParams {
+    pub scheme: Scheme,
+    pub beta: f64,
+    pub ignore_index: i64,
+    /// The number of classes; `None` takes the largest label + 1.
+    pub classes: Option<usize>,
+    pub class_names: Option<Vec<String>>,
+}
+
+/// Counts the labels of `targets` and derives the weights.
+pub fn suggest(targets: &Tensor, params: &WeightsParams) -> Result<WeightsReport> {
+    if !(params.beta > 0.0 && params.beta < 1.0) {
+        return Err(Error::usage(format!("--beta {} is outside (0, 1)", params.beta)));
+    }
+    let values = targets.values();
+    let mut counts: Vec<u64> = vec![0; params.classes.unwrap_or(0)];
+    let mut ignored = 0;
+    for i in 0..targets.numel() {
+        let at = || index_in(&targets.shape, i);
+        let Some(label) = values.get_index(i) else {
+            return Err(Error::input(
+                &targets.origin,
+                format!("target {} at index {} is not a class index", values.display(i), at()),
+            ));
+        };
+        if label == params.ignore_index {
+            ignored += 1;
+            continue;
+        }
+        if label < 0 {
+            return Err(Error::input(
+                &targets.origin,
+                format!(
+                    "negative label {label} at index {} is not the ignore index ({})",
+                    at(),
+                    params.ignore_index
+                ),
+            ));
+        }
+        let label = label as usize;
+        if label >= counts.len() {
+            if let Some(classes) = params.classes {
+                return Err(Error::input(
+                    &targets.origin,
+                    format!("label {label} at index {} is out of range for {classes} classes", at()),
+                ));
+            }
+            if label >= 1 << 24 {
+                return Err(Error::input(
+                    &targets.origin,
+                    format!("label {label} at index {}: pass --classes to count that many classes", at()),
+                ));
+            }
+            counts.resize(label + 1, 0);
+        }
+        counts[label] += 1;
+    }
+    let total: u64 = counts.iter().sum();
+    let present: Vec<usize> = (0..counts.len()).filter(|&c| counts[c] > 0).collect();
+    let normalised = |scheme: Scheme| -> Vec<f64> {
+        let raw: Vec<f64> =
+            counts.iter().map(|&n| if n > 0 { scheme.raw(n, params.beta) } else { 0.0 }).collect();
+        let mean = present.iter().map(|&c| raw[c]).sum::<f64>() / present.len().max(1) as f64;
+        raw.iter().map(|w| if mean > 0.0 { w / mean } else { 0.0 }).collect()
+    };
+    let (inverse, sqrt_inverse, effective) =
+        (normalised(Scheme::Inverse), normalised(Scheme::SqrtInverse), normalised(Scheme::Effective));
+    let classes: Vec<WeightRow> = (0..counts.len())
+        .map(|c| WeightRow {
+            class: c,
+            name: params.class_names.as_ref().and_then(|names| names.get(c).cloned()),
+            count: counts[c],
+            frequency: (total > 0).then(|| counts[c] as f64 / total as f64),
+            inverse: inverse[c],
+            sqrt_inverse: sqrt_inverse[c],
+            effective: effective[c],
+        })
+        .collect();
+    let chosen = match params.scheme {
+        Scheme::Inverse => &inverse,
+        Scheme::SqrtInverse => &sqrt_inverse,
+        Scheme::Effective => &effective,
+    };
+    let listed: Vec<String> = chosen.iter().map(|w| format!("{w:.6}")).collect();
+    let mut warnings = Vec::new();
+    let missing: Vec<String> = (0..counts.len()).filter(|&c| counts[c] == 0).map(|c| c.to_string()).collect();
+    if !missing.is_empty() {
+        warnings.push(format!("classes with no examples get weight 0: {}", missing.join(", ")));
+    }
+    if total == 0 {
+        warnings.push("no target is counted: there is nothing to weight".into());
+    }
+    Ok(WeightsReport {
+        schema_version: crate::report::SCHEMA_VERSION,
+        kind: "weights",
+        targets: targets.origin.spec.clone(),
+        scheme: params.scheme,
+        beta: params.beta,
+        ignore_index: params.ignore_index,
+        count: total,
+        ignored,
+        classes,
+        torch: format!("torch.tensor([{}], dtype=torch.float32)", listed.join(", ")),
+        warnings,
+    })
+}
+
+impl Document for WeightsReport {
+    fn json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("a weights report always serialises");
+        text.push('\n');
+        text
+    }
+
+    fn view(&self, _layout: Layout) -> View {
+        let scheme = match self.scheme {
+            Scheme::Inverse => "inverse",
+            Scheme::SqrtInverse => "sqrt-inverse",
+            Scheme::Effective => "effective",
+        };
+        let summary = vec![
+            ("targets".to_string(), self.targets.clone()),
+            ("count".to_string(), format!("{} ({} ignored)", self.count, self.ignored)),
+            ("scheme".to_string(), format!("{scheme} (β = {} for effective)", self.beta)),
+            ("torch".to_string(), self.torch.clone()),
+        ];
+        let rows = self
+            .classes
+            .iter()
+            .map(|c| {
+                vec![
+                    c.class.to_string(),
+                    c.name.clone().unwrap_or_default(),
+                    c.count.to_string(),
+                    percent(c.frequency),
+                    num(Some(c.inverse)),
+                    num(Some(c.sqrt_inverse)),
+                    num(Some(c.effective)),
+                ]
+            })
+            .collect();
+        View {
+            title: "class weights (weights)".into(),
+            summary,
+            sections: vec![Section {
+                title: "Suggested weights, averaging 1 over the classes present".into(),
+                header: vec!["class", "name", "count", "freq", "inverse", "sqrt-inverse", "effective"],
+                rows,
+                note: None,
+            }],
+            warnings: self.warnings.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Origin;
+    use crate::input::Column;
+
+    fn labels(values: Vec<i64>) -> Tensor {
+        let n = values.len();
+        Tensor::from_column(Origin::new("targets", "t"), vec![n], Column::I64(values)).unwrap()
+    }
+
+    fn params(scheme: Scheme) -> WeightsParams {
+        WeightsParams { scheme, beta: 0.9, ignore_index: -100, classes: Some(4), class_names: None }
+    }
+
+    #[test]
+    fn weights_average_one_over_present_classes() {
+        // Counts 6, 3, 1, 0.
+        let t = labels(vec![0, 0, 0, 0, 0, 0, 1, 1, 1, 2, -100]);
+        let r = suggest(&t, &params(Scheme::Inverse)).unwrap();
+        assert_eq!(r.count, 10);
+        assert_eq!(r.ignored, 1);
+        let inverse: Vec<f64> = r.classes.iter().map(|c| c.inverse).collect();
+        // 1/6, 1/3, 1 average 0.5: weights 1/3, 2/3, 2, and 0 for the absent class.
+        for (got, want) in inverse.iter().zip([1.0 / 3.0, 2.0 / 3.0, 2.0, 0.0]) {
+            assert!((got - want).abs() < 1e-15, "{inverse:?}");
+        }
+        let effective: Vec<f64> = r.classes.iter().map(|c| c.effective).collect();
+        let raw = |n: f64| 0.1 / (1.0 - 0.9f64.powf(n));
+        let mean = (raw(6.0) + raw(3.0) + raw(1.0)) / 3.0;
+        assert!((effective[0] - raw(6.0) / mean).abs() < 1e-15);
+        assert!(r.warnings[0].contains("no examples"));
+        assert!(r.torch.starts_with("torch.tensor([0.333333, 0.666667, 2.000000, 0.000000]"));
+    }
+
+    #[test]
+    fn labels_out_of_range_are_errors() {
+        let t = labels(vec![0, 4]);
+        let err = suggest(&t, &params(Scheme::Inverse)).unwrap_err().to_string();
+        assert!(err.contains("label 4 at index [1] is out of range for 4 classes"), "{err}");
+        let t = labels(vec![0, -1]);
+        assert!(suggest(&t, &params(Scheme::Inverse)).unwrap_err().to_string().contains("negative label -1"));
+    }
+}

@@ -80,10 +80,10 @@ pub struct DiffArgs {
     /// The report of this run
     pub current: PathBuf,
     /// Relative tolerance, against the baseline's value
-    #[arg(long, default_value_t = 1e-6)]
+    #[arg(long, default_value_t = 1e-6, allow_negative_numbers = true)]
     pub rtol: f64,
     /// Absolute tolerance
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub atol: f64,
     /// Compare only these fields and what lies under them (value,classes,difficulty.easy)
     #[arg(long, value_delimiter = ',', value_name = "FIELDS")]
@@ -243,10 +243,10 @@ pub struct ReportArgs {
     #[arg(long, value_name = "VALUE", allow_negative_numbers = true)]
     pub expect: Option<f64>,
     /// Relative tolerance of --expect
-    #[arg(long, default_value_t = 1e-6, requires = "expect")]
+    #[arg(long, default_value_t = 1e-6, requires = "expect", allow_negative_numbers = true)]
     pub rtol: f64,
     /// Absolute tolerance of --expect
-    #[arg(long, default_value_t = 0.0, requires = "expect")]
+    #[arg(long, default_value_t = 0.0, requires = "expect", allow_negative_numbers = true)]
     pub atol: f64,
     /// Compute even when logits hold NaN or infinities (the loss may then be NaN)
     #[arg(long)]

@@ -111,14 +111,12 @@ pub struct ClassRow {
     pub mean_p_t: Option<f64>,
     /// Fraction predicted right (CE: argmax; BCE: sign of the logit).
     pub accuracy: Option<f64>,
-    /// BCE: elements whose target is above 0.5.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Elementwise losses (BCE, sigmoid focal): elements whose target is
+    /// above 0.5; null for other losses.
     pub positives: Option<u64>,
-    /// BCE: loss of the positive elements.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Elementwise losses: loss of the positive elements.
     pub positive_loss_sum: Option<f64>,
-    /// BCE: loss of the negative elements.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Elementwise losses: loss of the negative elements.
     pub negative_loss_sum: Option<f64>,
 }
 

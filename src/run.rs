@@ -187,10 +187,16 @@ impl ReportSettings {
 /// an inline comma-separated list.
 fn read_class_names(text: &str) -> Result<Vec<String>> {
     let path = Path::new(text);
+    let origin = Origin::new("class names", text);
     if !path.is_file() {
+        // A mistyped file name must not become the name of class 0.
+        let looks_like_a_path =
+            text.contains(['/', '\\']) || path.extension().is_some() && !text.contains(',');
+        if looks_like_a_path {
+            return Err(Error::input(&origin, "no such file (an inline list is comma-separated: a,b,c)"));
+        }
         return Ok(text.split(',').map(|s| s.trim().to_string()).collect());
     }
-    let origin = Origin::new("class names", text);
     let content =
         std::fs::read_to_string(path).map_err(|e| Error::input(&origin, format!("cannot read: {e}")))?;
     if content.trim_start().starts_with('[') {
@@ -275,6 +281,16 @@ fn inline_list(text: &str, flag: &str) -> Result<Option<Vec<f64>>> {
         .map(Some)
 }
 
+/// A weight as the report records it: its values when they are few (an
+/// inline list, one per class), else where it came from; inputs[] has both.
+fn recorded(weight: Option<&Tensor>) -> Value {
+    match weight {
+        Some(w) if w.numel() <= 1024 => json!(w.to_f64_vec()),
+        Some(w) => json!(w.origin.spec),
+        None => Value::Null,
+    }
+}
+
 fn describe(tensors: &[&Tensor]) -> Vec<InputInfo> {
     tensors
         .iter()
@@ -351,8 +367,8 @@ fn bce(args: BceArgs) -> Result<Outcome> {
     let mut parameters = BTreeMap::new();
     parameters.insert("reduction".into(), json!(args.reduction.name()));
     parameters.insert("class_axis".into(), json!(loss.class_axis()));
-    parameters.insert("weight".into(), json!(weight.as_ref().map(|w| w.origin.spec.clone())));
-    parameters.insert("pos_weight".into(), json!(pos_weight.as_ref().map(|w| w.origin.spec.clone())));
+    parameters.insert("weight".into(), recorded(weight.as_ref()));
+    parameters.insert("pos_weight".into(), recorded(pos_weight.as_ref()));
     let mut inputs = vec![&logits, &targets];
     inputs.extend(weight.as_ref());
     inputs.extend(pos_weight.as_ref());

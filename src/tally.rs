@@ -70,7 +70,9 @@ impl Sum {
     }
 
     pub fn value(&self) -> f64 {
-        self.sum + self.compensation
+        // Once a term is infinite the compensation holds inf - inf = NaN;
+        // the running sum alone is then the answer.
+        if self.sum.is_finite() { self.sum + self.compensation } else { self.sum }
     }
 }
 
@@ -292,6 +294,15 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_infinite_term_makes_an_infinite_sum_not_nan() {
+        let mut s = Sum::default();
+        s.add(1.0);
+        s.add(f64::INFINITY);
+        s.add(2.0);
+        assert_eq!(s.value(), f64::INFINITY);
+    }
 
     #[test]
     fn compensated_sum_keeps_small_terms() {

@@ -5,6 +5,7 @@ mod util;
 mod bad_input;
 mod diff;
 mod focal;
+mod fuzz_regressions;
 mod inputs;
 mod output;
 mod parity;

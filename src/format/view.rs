@@ -101,7 +101,11 @@ impl Document for Report {
         let params: Vec<String> = report
             .parameters
             .iter()
-            .map(|(k, v)| format!("{k}={}", v.to_string().trim_matches('"')))
+            .map(|(k, v)| match v {
+                // The JSON report keeps every value; a line shows a count.
+                serde_json::Value::Array(items) if items.len() > 8 => format!("{k}=[{} values]", items.len()),
+                _ => format!("{k}={}", v.to_string().trim_matches('"')),
+            })
             .collect();
         summary.push(("parameters".into(), params.join(" ")));
 

@@ -192,10 +192,9 @@ fn load_npz_member<R: Read + Seek>(reader: R, key: &str, origin: Origin) -> Resu
         return Err(fail(format!("no array named '{key}' (it holds: {})", names.join(", "))));
     };
     let mut member = archive.by_name(&name).map_err(|e| fail(format!("member '{name}': {e}")))?;
-    // The declared size is only a hint: deflate expands at most ~1032×, so
-    // a larger claim is not believed before the bytes arrive.
-    let plausible = member.compressed_size().saturating_mul(1100).saturating_add(4096);
-    let mut bytes = Vec::with_capacity(member.size().min(plausible).min(1 << 30) as usize);
+    // The declared size is only a hint and may lie; reserve a little and let
+    // the buffer grow with the bytes that really arrive.
+    let mut bytes = Vec::with_capacity(member.size().min(1 << 22) as usize);
     member.read_to_end(&mut bytes).map_err(|e| fail(format!("member '{name}': {e}")))?;
     decode_npy_image(&bytes, origin, Some(&name))
 }

@@ -74,13 +74,16 @@ pub fn parse(bytes: &[u8]) -> Result<NpyLayout, String> {
         Header::from_reader(&mut &bytes[..data_offset]).map_err(|e| format!("unparsable header: {e}"))?;
     let (dtype, order) = parse_descr(&header)?;
     let shape = header.shape;
-    let numel = shape
+    // Every dimension must be addressable with the others, even when a zero
+    // elsewhere makes the array empty: products of trailing axes are taken
+    // later (strides, class layouts) and must not overflow.
+    shape
         .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| format!("shape {shape:?} has more elements than can be addressed"))?;
-    let data_len = numel
-        .checked_mul(dtype.size())
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d.max(1)))
+        .and_then(|n| n.checked_mul(dtype.size()))
         .ok_or_else(|| format!("shape {shape:?} of {} is larger than can be addressed", dtype.name()))?;
+    let numel: usize = shape.iter().product();
+    let data_len = numel * dtype.size();
     let available = bytes.len() - data_offset;
     if available < data_len {
         return Err(format!(

@@ -29,12 +29,12 @@ struct Broadcast {
 }
 
 impl Broadcast {
-    fn new(tensor: &Tensor, target: &[usize], what: &str) -> Result<Broadcast> {
+    fn new(tensor: &Tensor, target: &[usize]) -> Result<Broadcast> {
         let fail = || {
             Error::input(
                 &tensor.origin,
                 format!(
-                    "shape {} does not broadcast to the logits' shape {} ({what})",
+                    "shape {} does not broadcast to the logits' shape {}",
                     tensor.shape_text(),
                     shape_text(target)
                 ),
@@ -97,9 +97,8 @@ impl<'a> Bce<'a> {
                 Some(ClassLayout::new(&logits.shape, axis))
             }
         };
-        let weight = params.weight.map(|w| Broadcast::new(w, &logits.shape, "weight")).transpose()?;
-        let pos_weight =
-            params.pos_weight.map(|w| Broadcast::new(w, &logits.shape, "pos_weight")).transpose()?;
+        let weight = params.weight.map(|w| Broadcast::new(w, &logits.shape)).transpose()?;
+        let pos_weight = params.pos_weight.map(|w| Broadcast::new(w, &logits.shape)).transpose()?;
         Ok(Bce {
             logits: logits.values(),
             targets: targets.values(),

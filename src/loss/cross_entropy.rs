@@ -89,10 +89,16 @@ impl<'a> CrossEntropy<'a> {
             }
             Targets::Indices(targets.values())
         } else {
+            let class_last = targets.shape[..] == logits.shape[..logits.shape.len() - 1];
+            let hint = if class_last && axis != logits.shape.len() - 1 {
+                " (for class-last logits pass --class-axis -1)"
+            } else {
+                ""
+            };
             return Err(Error::input(
                 &targets.origin,
                 format!(
-                    "shape {} fits neither class indices {} nor probabilities {} for logits {} with class axis {axis}",
+                    "shape {} fits neither class indices {} nor probabilities {} for logits {} with class axis {axis}{hint}",
                     targets.shape_text(),
                     shape_text(&index_shape),
                     logits.shape_text(),

@@ -1,0 +1,128 @@
+//! Inputs found while fuzzing the readers and the losses (see
+//! docs/fuzzing.md), kept so that each defect stays fixed. Each test feeds
+//! the minimised input through the public API or the CLI.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use losscope::input::{Container, from_bytes};
+use losscope::loss::{CrossEntropy, CrossEntropyParams, Reduction};
+
+use crate::util::losscope;
+
+/// The system allocator, noting the largest single request each thread makes,
+/// so a test can tell how much memory a call asked for at once.
+struct Tracking;
+
+thread_local! {
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+}
+
+fn note(size: usize) {
+    let _ = LARGEST.try_with(|largest| largest.set(largest.get().max(size)));
+}
+
+// SAFETY: every call is passed on unchanged to the system allocator.
+unsafe impl GlobalAlloc for Tracking {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note(new_size);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Tracking = Tracking;
+
+/// Runs `f` and returns its result with the largest single allocation it
+/// made on this thread.
+fn largest_allocation<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    LARGEST.with(|largest| largest.set(0));
+    let result = f();
+    (result, LARGEST.with(Cell::get))
+}
+
+/// A Fortran-order `.npy` of shape (0, 2**63): no elements, but a dimension
+/// whose size ndarray (and NumPy) cannot address. The header passes
+/// `npy::parse`, and `npy::decode` then panics in `c_order` on
+/// `.expect("the payload length was checked against the shape")`.
+const FORTRAN_ZERO_HUGE: &[u8] = b"\x93NUMPY\x01\x00v\x00{'descr': '<f8', 'fortran_order': True, 'shape': (0, 9223372036854775808), }                                         \n";
+
+#[test]
+fn fortran_npy_with_no_elements_and_a_huge_dimension_does_not_panic() {
+    // Either refused, or read as the empty array it is.
+    if let Ok(tensor) = from_bytes(FORTRAN_ZERO_HUGE, Container::Npy, None, "logits") {
+        assert_eq!(tensor.numel(), 0);
+        assert!(tensor.to_f64_vec().is_empty());
+    }
+}
+
+#[test]
+fn cli_reports_a_fortran_npy_with_a_huge_dimension_instead_of_panicking() {
+    let dir = tempfile::tempdir().unwrap();
+    let logits = dir.path().join("logits.npy");
+    std::fs::write(&logits, FORTRAN_ZERO_HUGE).unwrap();
+    let output = losscope()
+        .args(["ce", "--logits", logits.to_str().unwrap(), "--targets", "0"])
+        .output()
+        .expect("losscope runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+}
+
+/// C-order logits of shape (0, 2, 2**62, 4) and class-index targets of
+/// shape (0, 2**62, 4). Both hold no elements and pass `npy::parse` (its
+/// running product is 0 from the first axis on), but `ClassLayout::new`
+/// multiplies the axes after the class axis, 2**62 × 4, which overflows:
+/// a panic where overflow checks are on (debug builds, `cargo test`, the
+/// fuzz build), a silent wrap to 0 in release builds.
+const ZERO_ROWS_HUGE_TAIL_LOGITS: &[u8] = b"\x93NUMPY\x01\x00v\x00{'descr': '<f8', 'fortran_order': False, 'shape': (0, 2, 4611686018427387904, 4), }                                  \n";
+const ZERO_ROWS_HUGE_TAIL_TARGETS: &[u8] = b"\x93NUMPY\x01\x00v\x00{'descr': '<i8', 'fortran_order': False, 'shape': (0, 4611686018427387904, 4), }                                     \n";
+
+#[test]
+fn cross_entropy_of_empty_arrays_with_huge_trailing_axes_does_not_overflow() {
+    let logits = from_bytes(ZERO_ROWS_HUGE_TAIL_LOGITS, Container::Npy, None, "logits");
+    let targets = from_bytes(ZERO_ROWS_HUGE_TAIL_TARGETS, Container::Npy, None, "targets");
+    // Refusing such shapes when they are read is a fix too.
+    let (Ok(logits), Ok(targets)) = (logits, targets) else { return };
+    let params = CrossEntropyParams {
+        weight: None,
+        ignore_index: -100,
+        label_smoothing: 0.0,
+        reduction: Reduction::Mean,
+        class_axis: None,
+    };
+    if let Ok(loss) = CrossEntropy::new(&logits, &targets, &params) {
+        assert_eq!(loss.layout().examples(), 0);
+    }
+}
+
+/// A 110-byte `.npz` whose only member, `logits`, is stored (not deflated),
+/// holds no bytes, and claims compressed and uncompressed sizes of
+/// 2**31 - 1 in both its local and central headers. `load_npz_member`
+/// trusts the claimed compressed size (×1100, capped at 1 GiB) and reserves
+/// a 1 GiB buffer before reading a byte.
+const NPZ_CLAIMS_2_GIB: &[u8] = b"PK\x03\x04\x14\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\xff\xff\x7f\xff\xff\xff\x7f\x06\x00\x00\x00logitsPK\x01\x02\x14\x00\x14\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\xff\xff\x7f\xff\xff\xff\x7f\x06\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00logitsPK\x05\x06\x00\x00\x00\x00\x01\x00\x01\x004\x00\x00\x00$\x00\x00\x00\x00\x00";
+
+#[test]
+fn npz_member_size_claims_are_not_reserved_beyond_the_archive() {
+    assert_eq!(NPZ_CLAIMS_2_GIB.len(), 110);
+    let (result, largest) =
+        largest_allocation(|| from_bytes(NPZ_CLAIMS_2_GIB, Container::Npz, Some("logits"), "logits"));
+    assert!(result.is_err(), "an empty member is not an array");
+    assert!(largest < 1 << 24, "a 110-byte archive made one allocation of {largest} bytes");
+}

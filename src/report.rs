@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::tally::{Bucket, Grouping, Tally};
+use crate::tally::{Accumulate, Bucket, Grouping, Tally};
 
 /// Changes only when a field changes meaning or disappears.
 pub const SCHEMA_VERSION: u32 = 1;

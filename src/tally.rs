@@ -76,6 +76,49 @@ impl Sum {
     }
 }
 
+/// A plain running sum, for the diagnostic figures (histograms, easy/hard,
+/// means): one addition per term. Their shares need nowhere near the
+/// last digit that `value`, `sum` and the per-class sums are held to.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Plain(f64);
+
+/// What a bucket sums its losses with.
+pub trait Accumulate: Copy + Default {
+    fn add(&mut self, x: f64);
+    fn merge(&mut self, other: &Self);
+    fn value(&self) -> f64;
+}
+
+impl Accumulate for Sum {
+    #[inline(always)]
+    fn add(&mut self, x: f64) {
+        Sum::add(self, x)
+    }
+
+    fn merge(&mut self, other: &Self) {
+        Sum::merge(self, other)
+    }
+
+    fn value(&self) -> f64 {
+        Sum::value(self)
+    }
+}
+
+impl Accumulate for Plain {
+    #[inline(always)]
+    fn add(&mut self, x: f64) {
+        self.0 += x;
+    }
+
+    fn merge(&mut self, other: &Self) {
+        self.0 += other.0;
+    }
+
+    fn value(&self) -> f64 {
+        self.0
+    }
+}
+
 /// The input arrays whose values are checked for NaN and infinities.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operand {
@@ -101,15 +144,16 @@ impl NonFinite {
     }
 }
 
-/// Count, loss and baseline loss of a set of examples.
+/// Count, loss and baseline loss of a set of examples; the loss is summed
+/// with `L` (compensated for the per-class sums, plain elsewhere).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Bucket {
+pub struct Bucket<L: Accumulate = Plain> {
     pub count: u64,
-    pub loss: Sum,
-    pub baseline: Sum,
+    pub loss: L,
+    pub baseline: Plain,
 }
 
-impl Bucket {
+impl<L: Accumulate> Bucket<L> {
     #[inline(always)]
     fn add(&mut self, loss: f64, baseline: f64) {
         self.count += 1;
@@ -117,7 +161,7 @@ impl Bucket {
         self.baseline.add(baseline);
     }
 
-    fn merge(&mut self, other: &Bucket) {
+    fn merge(&mut self, other: &Bucket<L>) {
         self.count += other.count;
         self.loss.merge(&other.loss);
         self.baseline.merge(&other.baseline);
@@ -134,9 +178,9 @@ fn bin_of(x: f64, bins: usize) -> usize {
 
 #[derive(Debug, Clone, Default)]
 pub struct ClassTally {
-    pub all: Bucket,
+    pub all: Bucket<Sum>,
     pub positives: Bucket,
-    pub p_t: Sum,
+    pub p_t: Plain,
     pub correct: u64,
 }
 

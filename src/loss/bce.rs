@@ -132,10 +132,14 @@ impl<'a> Bce<'a> {
     }
 }
 
-/// `log σ(x)`, stable for every finite x.
+/// `log σ(x)` and `σ(x)` from one exponential `e = exp(-|x|) ≤ 1`: stable
+/// for every x, as `log σ(x) = min(x, 0) - log1p(e)`.
 #[inline(always)]
-pub fn log_sigmoid(x: f64) -> f64 {
-    x.min(0.0) - (-x.abs()).exp().ln_1p()
+pub fn logistic(x: f64) -> (f64, f64) {
+    let e = crate::math::exp_nonpositive(-x.abs());
+    let log_sig = x.min(0.0) - e.ln_1p();
+    let p = if x >= 0.0 { 1.0 / (1.0 + e) } else { e / (1.0 + e) };
+    (log_sig, p)
 }
 
 const BLOCK: usize = 1024;
@@ -204,7 +208,7 @@ impl Bce<'_> {
             };
             for k in 0..len {
                 let (x, t) = (x[k], t[k]);
-                let log_sig = log_sigmoid(x);
+                let (log_sig, p) = logistic(x);
                 let mut weighted_log_sig = log_sig;
                 if let Some((values, base, step)) = pos_weight {
                     weighted_log_sig *= (values[base + k * step] - 1.0) * t + 1.0;
@@ -213,7 +217,6 @@ impl Bce<'_> {
                 if let Some((values, base, step)) = weight {
                     loss *= values[base + k * step];
                 }
-                let p = log_sig.exp();
                 let class = if along_run { first + k } else { run_class };
                 tally.add(Example {
                     class,

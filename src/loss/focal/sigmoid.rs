@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use crate::error::{Error, Result, index_in};
 use crate::input::{Tensor, Values, shape_text};
-use crate::loss::bce::log_sigmoid;
+use crate::loss::bce::logistic;
 use crate::loss::{ClassLayout, resolve_axis};
 use crate::tally::{Example, Operand, Tally};
 
@@ -38,49 +38,34 @@ impl Formula {
         }
     }
 
+    /// The loss for target `t`, given the logit's `σ(x)` and its plain BCE.
     #[inline(always)]
-    fn loss(self, x: f64, t: f64, gamma: f64) -> f64 {
+    fn loss(self, t: f64, gamma: f64, p: f64, bce: f64) -> f64 {
         let alpha_t = |a: f64, t: f64| a * t + (1.0 - a) * (1.0 - t);
         match self {
             Formula::Torchvision { alpha } => {
-                let p = sigmoid(x);
                 let p_t = p * t + (1.0 - p) * (1.0 - t);
-                let loss = bce_with_logits(x, t) * power(1.0 - p_t, gamma);
+                let loss = bce * power(1.0 - p_t, gamma);
                 alpha.map_or(loss, |a| alpha_t(a, t) * loss)
             }
             Formula::Mmdet { alpha } => {
-                let p = sigmoid(x);
                 let one_minus_p_t = (1.0 - p) * t + p * (1.0 - t);
                 let modulating = power(one_minus_p_t, gamma);
-                bce_with_logits(x, t) * alpha.map_or(modulating, |a| alpha_t(a, t) * modulating)
+                bce * alpha.map_or(modulating, |a| alpha_t(a, t) * modulating)
             }
             Formula::Keras { alpha, smoothing } => {
                 let t = if smoothing > 0.0 { t * (1.0 - smoothing) + 0.5 * smoothing } else { t };
-                let p = sigmoid(x);
                 let bce = binary_cross_entropy(p.clamp(KERAS_EPSILON, 1.0 - KERAS_EPSILON), t);
                 let p_t = t * p + (1.0 - t) * (1.0 - p);
                 let loss = power(1.0 - p_t, gamma) * bce;
                 alpha.map_or(loss, |a| (t * a + (1.0 - t) * (1.0 - a)) * loss)
             }
             Formula::Seed { alpha } => {
-                let bce = bce_with_logits(x, t);
                 let modulating = power(1.0 - (-bce).exp(), gamma);
                 alpha.map_or(modulating * bce, |a| a * modulating * bce)
             }
         }
     }
-}
-
-/// torch's sigmoid.
-#[inline(always)]
-fn sigmoid(x: f64) -> f64 {
-    1.0 / (1.0 + (-x).exp())
-}
-
-/// `F.binary_cross_entropy_with_logits` without weights.
-#[inline(always)]
-fn bce_with_logits(x: f64, t: f64) -> f64 {
-    (1.0 - t) * x - log_sigmoid(x)
 }
 
 /// `F.binary_cross_entropy` on a probability: each log floored at -100.
@@ -293,15 +278,15 @@ impl<'a> SigmoidFocal<'a> {
             }
             for k in 0..len {
                 let (x, t) = (x[k], t[k]);
-                let log_sig = log_sigmoid(x);
-                let p = log_sig.exp();
+                let (log_sig, p) = logistic(x);
+                let bce = (1.0 - t) * x - log_sig;
                 tally.add(Example {
                     class: class[k],
-                    loss: self.formula.loss(x, t, self.gamma),
+                    loss: self.formula.loss(t, self.gamma, p, bce),
                     p_t: p * t + (1.0 - p) * (1.0 - t),
                     correct: (x > 0.0) == (t > 0.5),
                     positive: t > 0.5,
-                    baseline: (1.0 - t) * x - log_sig,
+                    baseline: bce,
                     grad_norm: (p - t).abs(),
                 });
             }

@@ -3,7 +3,10 @@
 
 use losscope::error::Origin;
 use losscope::input::{Column, Tensor};
-use losscope::loss::{Bce, BceParams, CrossEntropy, CrossEntropyParams, PerExample, Reduction};
+use losscope::loss::{
+    Alpha, Bce, BceParams, CrossEntropy, CrossEntropyParams, Focal, FocalKind, FocalParams, PerExample,
+    Reduction,
+};
 use losscope::report::{Header, Report};
 use losscope::run::{Analysis, analyse};
 use proptest::prelude::*;
@@ -163,4 +166,60 @@ fn thread_count_does_not_change_the_report() {
     let three = serde_json::to_string(&report_of(&loss, (&x, &y), Some(3), false)).unwrap();
     assert_eq!(one, two);
     assert_eq!(one, three);
+}
+
+fn json_of(report: &Report) -> String {
+    serde_json::to_string(report).expect("serialises")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// A float32 dump and the float64 dump of the same values are the same input.
+    #[test]
+    fn float32_and_float64_dumps_of_the_same_values_agree((classes, logits, labels) in ce_case()) {
+        let as_f32: Vec<f32> = logits.iter().map(|&x| x as f32).collect();
+        let widened: Vec<f64> = as_f32.iter().map(|&x| x as f64).collect();
+        let rows = labels.len();
+        let y = tensor("targets", vec![rows], Column::I64(labels.clone()));
+        let params = CrossEntropyParams {
+            weight: None, ignore_index: -100, label_smoothing: 0.1, reduction: Reduction::Mean, class_axis: None,
+        };
+        let x32 = tensor("logits", vec![rows, classes], Column::F32(as_f32));
+        let x64 = tensor("logits", vec![rows, classes], Column::F64(widened));
+        let a = report_of(&CrossEntropy::new(&x32, &y, &params).unwrap(), (&x32, &y), None, false);
+        let b = report_of(&CrossEntropy::new(&x64, &y, &params).unwrap(), (&x64, &y), None, false);
+        prop_assert_eq!(json_of(&a), json_of(&b));
+    }
+
+    /// Focal loss with γ = 0 and α off is the plain loss, element by element
+    /// (sigmoid: BCE) and row by row (softmax: CE).
+    #[test]
+    fn focal_without_focusing_is_the_plain_loss((classes, logits, labels) in ce_case()) {
+        let rows = labels.len();
+        let x = tensor("logits", vec![rows, classes], Column::F64(logits.clone()));
+        let counted: Vec<i64> = labels.iter().map(|&l| if l < 0 { 0 } else { l }).collect();
+        let y = tensor("targets", vec![rows], Column::I64(counted.clone()));
+        let plain = FocalParams { gamma: Some(0.0), alpha: Some(Alpha::None), ..FocalParams::new(FocalKind::Softmax) };
+        let focal = Focal::new(&x, &y, &plain).unwrap();
+        let ce_params = CrossEntropyParams {
+            weight: None, ignore_index: -100, label_smoothing: 0.0, reduction: Reduction::Sum, class_axis: None,
+        };
+        let ce = CrossEntropy::new(&x, &y, &ce_params).unwrap();
+        let f = report_of(&focal, (&x, &y), None, false);
+        let c = report_of(&ce, (&x, &y), None, false);
+        prop_assert!(close(f.sum.unwrap(), c.sum.unwrap(), 1e-12), "{:?} vs {:?}", f.sum, c.sum);
+        for (a, b) in f.classes.iter().zip(&c.classes) {
+            prop_assert!(close(a.loss_sum.unwrap(), b.loss_sum.unwrap(), 1e-12));
+        }
+
+        let one_hot: Vec<f64> = (0..rows * classes).map(|i| (counted[i / classes] as usize == i % classes) as u8 as f64).collect();
+        let t = tensor("targets", vec![rows, classes], Column::F64(one_hot));
+        let sigmoid = FocalParams { gamma: Some(0.0), alpha: Some(Alpha::None), ..FocalParams::new(FocalKind::Sigmoid) };
+        let focal = Focal::new(&x, &t, &sigmoid).unwrap();
+        let bce = Bce::new(&x, &t, &BceParams { weight: None, pos_weight: None, reduction: Reduction::Mean, class_axis: None }).unwrap();
+        let f = report_of(&focal, (&x, &t), None, true);
+        let b = report_of(&bce, (&x, &t), None, true);
+        prop_assert!(close(f.value.unwrap(), b.value.unwrap(), 1e-12), "{:?} vs {:?}", f.value, b.value);
+    }
 }

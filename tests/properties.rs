@@ -210,7 +210,7 @@ proptest! {
         let c = report_of(&ce, (&x, &y), None, false);
         prop_assert!(close(f.sum.unwrap(), c.sum.unwrap(), 1e-12), "{:?} vs {:?}", f.sum, c.sum);
         for (a, b) in f.classes.iter().zip(&c.classes) {
-            prop_assert!(close(a.loss_sum.unwrap(), b.loss_sum.unwrap(), 1e-12));
+            prop_assert!(close(a.loss_sum.unwrap(), b.loss_sum.unwrap(), 1e-12), "class {}: {:?} vs {:?}", a.class, a.loss_sum, b.loss_sum);
         }
 
         let one_hot: Vec<f64> = (0..rows * classes).map(|i| (counted[i / classes] as usize == i % classes) as u8 as f64).collect();

@@ -5,12 +5,14 @@
 
 use std::ops::Range;
 
-use crate::error::{Error, Origin, Result, index_in};
+use crate::error::{Error, Origin, Result};
 use crate::input::{Tensor, Values, shape_text};
 use crate::report::{BaselineTotals, Totals};
 use crate::tally::{Example, Grouping, Operand, Tally};
 
-use super::{ClassLayout, PerExample, Reduction, check_class_weights, resolve_axis};
+use super::{
+    ClassLayout, NotClasses, PerExample, Reduction, check_class_weights, check_labels, predicts, resolve_axis,
+};
 
 /// The parameters of `F.cross_entropy`, plus where the classes sit.
 #[derive(Debug, Clone)]
@@ -80,7 +82,8 @@ impl<'a> CrossEntropy<'a> {
             }
             Targets::Probabilities(targets.values())
         } else if targets.shape == index_shape {
-            check_indices(targets, layout.classes, params.ignore_index)?;
+            let ignored = NotClasses { labels: &[params.ignore_index], name: "the ignore index" };
+            check_labels(targets, layout.classes, &ignored)?;
             if targets.dtype.is_float() {
                 warnings.push(format!(
                     "targets are {} with integral values: read as class indices",
@@ -138,51 +141,12 @@ impl<'a> CrossEntropy<'a> {
     }
 }
 
-/// Every target is an integer (integral, for float dumps) that is a class or
-/// the ignore index; the first one that is not is reported.
-fn check_indices(targets: &Tensor, classes: usize, ignore_index: i64) -> Result<()> {
-    let values = targets.values();
-    for i in 0..targets.numel() {
-        let at = || index_in(&targets.shape, i);
-        let Some(label) = values.get_index(i) else {
-            let problem = if targets.dtype.is_float() { "is not an integer" } else { "is out of range" };
-            return Err(Error::input(
-                &targets.origin,
-                format!("target {} at index {} {problem} for {classes} classes", values.display(i), at()),
-            ));
-        };
-        if label == ignore_index {
-            continue;
-        }
-        if label < 0 {
-            return Err(Error::input(
-                &targets.origin,
-                format!("negative label {label} at index {} is not the ignore index ({ignore_index})", at()),
-            ));
-        }
-        if label as u64 >= classes as u64 {
-            return Err(Error::input(
-                &targets.origin,
-                format!("label {label} at index {} is out of range for {classes} classes", at()),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// The shifted log-sum-exp of a row: its maximum `m` and `ln Σ exp(x - m)`,
 /// so that `log p_c = (x_c - m) - ln_sum`, the order PyTorch's log_softmax
 /// uses.
 #[inline(always)]
 fn log_sum_exp(row: &[f64], max: f64) -> f64 {
     crate::math::sum_exp(row, max).ln()
-}
-
-/// Whether `label` is the prediction: the first maximum of the row, as
-/// torch.argmax picks it.
-#[inline(always)]
-fn predicts(row: &[f64], max: f64, label: usize) -> bool {
-    row[label] == max && !row[..label].contains(&max)
 }
 
 fn first_max(row: &[f64]) -> usize {

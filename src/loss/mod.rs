@@ -13,6 +13,7 @@ pub use cross_entropy::{CrossEntropy, CrossEntropyParams};
 pub use focal::{Alpha, Focal, FocalKind, FocalParams, FocalPreset, Normalize};
 
 use crate::error::{Error, Origin, Result, index_in};
+use crate::input::Tensor;
 use crate::report::Totals;
 use crate::tally::{Grouping, Tally};
 
@@ -97,6 +98,51 @@ pub fn resolve_axis(axis: i64, rank: usize, origin: &Origin) -> Result<usize> {
         ));
     }
     Ok(resolved as usize)
+}
+
+/// Whether `label` is the prediction of a row whose maximum is `max`: the
+/// first maximum, as torch.argmax picks it.
+#[inline(always)]
+pub fn predicts(row: &[f64], max: f64, label: usize) -> bool {
+    row[label] == max && !row[..label].contains(&max)
+}
+
+/// Labels that are allowed in class-index targets without being classes:
+/// the ignore index, or background labels.
+pub struct NotClasses<'a> {
+    pub labels: &'a [i64],
+    /// What they are called in messages ("the ignore index", "background").
+    pub name: &'static str,
+}
+
+/// Checks that every target is an integer class in [0, classes) or one of
+/// `allowed`; the first that is not is reported with its index.
+pub fn check_labels(targets: &Tensor, classes: usize, allowed: &NotClasses) -> Result<()> {
+    let values = targets.values();
+    for i in 0..targets.numel() {
+        let at = || index_in(&targets.shape, i);
+        let problem = match values.get_index(i) {
+            None if targets.dtype.is_float() => "is not a class index (not an integer)".to_string(),
+            None => format!("is out of range for {classes} classes"),
+            Some(label) if allowed.labels.contains(&label) || (0..classes as i64).contains(&label) => {
+                continue;
+            }
+            Some(_) if allowed.labels.is_empty() => format!("is out of range for {classes} classes"),
+            Some(_) => {
+                let listed: Vec<String> = allowed.labels.iter().map(i64::to_string).collect();
+                format!(
+                    "is neither one of the {classes} classes nor {} ({})",
+                    allowed.name,
+                    listed.join(" or ")
+                )
+            }
+        };
+        return Err(Error::input(
+            &targets.origin,
+            format!("label {} at index {} {problem}", values.display(i), at()),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks that a per-class vector fits `classes` and holds no negative or

@@ -3,9 +3,10 @@
 //! (`1 - p_t` for p_t near 1). Targets are floats shaped like the logits, or
 //! one class index per row expanded to one-hot on the fly.
 
+use crate::loss::{NotClasses, check_labels};
 use std::ops::Range;
 
-use crate::error::{Error, Result, index_in};
+use crate::error::{Error, Result};
 use crate::input::{Tensor, Values, shape_text};
 use crate::loss::bce::logistic;
 use crate::loss::{ClassLayout, resolve_axis};
@@ -190,7 +191,8 @@ impl<'a> SigmoidFocal<'a> {
                 Some(label) => Background::Label(label),
                 None => Background::MinusOneOrClasses(layout.classes as i64),
             };
-            check_labels(targets, layout.classes, background)?;
+            let labels = background.labels();
+            check_labels(targets, layout.classes, &NotClasses { labels: &labels, name: "background" })?;
             if targets.dtype.is_float() {
                 warnings.push(format!(
                     "targets are {} with integral values: read as class indices",
@@ -293,30 +295,4 @@ impl<'a> SigmoidFocal<'a> {
             start += len;
         }
     }
-}
-
-/// Every label is an integer that is a class or background.
-fn check_labels(targets: &Tensor, classes: usize, background: Background) -> Result<()> {
-    let values = targets.values();
-    for i in 0..targets.numel() {
-        let at = || index_in(&targets.shape, i);
-        let Some(label) = values.get_index(i) else {
-            return Err(Error::input(
-                &targets.origin,
-                format!("target {} at index {} is not a class index (not an integer)", values.get(i), at()),
-            ));
-        };
-        if !background.holds(label) && !(0..classes as i64).contains(&label) {
-            let allowed: Vec<String> = background.labels().iter().map(i64::to_string).collect();
-            return Err(Error::input(
-                &targets.origin,
-                format!(
-                    "label {label} at index {} is neither one of the {classes} classes nor background ({})",
-                    at(),
-                    allowed.join(" or ")
-                ),
-            ));
-        }
-    }
-    Ok(())
 }

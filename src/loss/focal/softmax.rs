@@ -3,9 +3,10 @@
 //! for kornia and the snippet, `exp / sum` for mmcv, a renormalised, clipped
 //! softmax for Keras).
 
+use crate::loss::{NotClasses, check_labels, predicts};
 use std::ops::Range;
 
-use crate::error::{Error, Result, index_in};
+use crate::error::{Error, Result};
 use crate::input::{Tensor, Values, shape_text};
 use crate::loss::{ClassLayout, resolve_axis};
 use crate::tally::{Example, Operand, Tally};
@@ -27,6 +28,14 @@ enum Formula {
     Keras { smoothing: f64 },
     /// `-α_y·(1 - p_y)^γ·log p_y` with `p_y = exp(log_softmax)`.
     Uniform,
+}
+
+impl Formula {
+    /// Whether the row's loss reads every class's probability, not just the
+    /// target's log-probability.
+    fn needs_probabilities(self) -> bool {
+        matches!(self, Formula::Mmcv | Formula::Keras { .. })
+    }
 }
 
 pub(super) struct SoftmaxFocal<'a> {
@@ -72,7 +81,7 @@ impl<'a> SoftmaxFocal<'a> {
                 ),
             ));
         }
-        check_labels(targets, classes)?;
+        check_labels(targets, classes, &NotClasses { labels: &[], name: "" })?;
         if targets.dtype.is_float() {
             warnings.push(format!(
                 "targets are {} with integral values: read as class indices",
@@ -190,22 +199,18 @@ impl<'a> SoftmaxFocal<'a> {
         for i in units {
             let (start, stride) = self.layout.row(i);
             self.logits.copy_to_f64(start, stride, &mut row);
-            if let Some(first) = row.iter().position(|v| !v.is_finite()) {
+            let (max, finite) = crate::math::max_and_finite(&row);
+            if !finite {
+                let first = row.iter().position(|v| !v.is_finite()).expect("a value is not finite");
                 let bad = row.iter().filter(|v| !v.is_finite()).count();
                 tally.add_nonfinite(Operand::Logits, bad as u64, start + first * stride);
             }
-            let mut max = row[0];
-            let mut argmax = 0;
-            for (c, &v) in row.iter().enumerate().skip(1) {
-                if v > max {
-                    max = v;
-                    argmax = c;
+            // The same sum CE takes, so γ = 0 gives CE's very digits.
+            let sum = crate::math::sum_exp(&row, max);
+            if self.formula.needs_probabilities() {
+                for (e, &v) in exps.iter_mut().zip(&row) {
+                    *e = crate::math::exp_nonpositive(v - max);
                 }
-            }
-            let mut sum = 0.0;
-            for (e, &v) in exps.iter_mut().zip(&row) {
-                *e = (v - max).exp();
-                sum += *e;
             }
             let y = self.labels.get_index(i).expect("labels were checked") as usize;
             // log-softmax in PyTorch's order: (x - max) - ln Σ exp(x - max).
@@ -215,32 +220,11 @@ impl<'a> SoftmaxFocal<'a> {
                 class: y,
                 loss: self.row_loss(y, log_p_y, &mut exps, sum),
                 p_t,
-                correct: argmax == y,
+                correct: predicts(&row, max, y),
                 positive: self.background_class.is_some_and(|b| b != y),
                 baseline: -log_p_y,
                 grad_norm: 1.0 - p_t,
             });
         }
     }
-}
-
-/// Every label is an integer in [0, classes).
-fn check_labels(targets: &Tensor, classes: usize) -> Result<()> {
-    let values = targets.values();
-    for i in 0..targets.numel() {
-        let at = || index_in(&targets.shape, i);
-        let Some(label) = values.get_index(i) else {
-            return Err(Error::input(
-                &targets.origin,
-                format!("target {} at index {} is not a class index (not an integer)", values.get(i), at()),
-            ));
-        };
-        if !(0..classes as i64).contains(&label) {
-            return Err(Error::input(
-                &targets.origin,
-                format!("label {label} at index {} is out of range for {classes} classes", at()),
-            ));
-        }
-    }
-    Ok(())
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::loss::ssd::{Preset as SsdPreset, ZeroPositives};
 use crate::loss::{FocalKind, FocalPreset, Normalize, Reduction};
 use crate::weights::Scheme;
 
@@ -32,6 +33,8 @@ pub enum Command {
     Bce(BceArgs),
     /// Focal loss in a chosen framework's convention, beside the plain CE/BCE
     Focal(FocalArgs),
+    /// The SSD MultiBox loss: matching, encoding, Smooth L1, hard negative mining
+    Ssd(SsdArgs),
     /// Class counts of a target file and the class weights they suggest
     Weights(WeightsArgs),
     /// Compare two JSON reports; exit 1 when a number moved beyond the tolerance
@@ -43,6 +46,68 @@ pub enum Command {
     },
     /// Print the manual page (roff)
     Man,
+}
+
+#[derive(Debug, Args)]
+pub struct SsdArgs {
+    /// A bundle (.npz or JSON object) holding arrays named loc, conf, priors and
+    /// truths; flags override its members
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: Option<String>,
+    /// Predicted offsets [B, P, 4] (FILE or FILE:KEY)
+    #[arg(long, value_name = "SPEC")]
+    pub loc: Option<String>,
+    /// Class logits [B, P, C], class 0 = background
+    #[arg(long, value_name = "SPEC")]
+    pub conf: Option<String>,
+    /// Priors [P, 4] as (cx, cy, w, h), or a built-in set: ssd300-voc, ssd300-coco
+    #[arg(long, value_name = "SPEC|SET")]
+    pub priors: Option<String>,
+    /// Ground truths per image, rows [xmin, ymin, xmax, ymax, label] with 0-based labels:
+    /// JSON lists, .npy [B, M, 5] padded with label < 0, or .npz with one array per image
+    #[arg(long, value_name = "SPEC")]
+    pub truths: Option<String>,
+    /// Whose semantics to reproduce
+    #[arg(long, value_enum, default_value_t = SsdPreset::SsdPytorch)]
+    pub preset: SsdPreset,
+    /// IoU at or above which a prior matches a box
+    #[arg(long, default_value_t = 0.5)]
+    pub overlap: f64,
+    /// Centre and size variances of the box encoding
+    #[arg(long, value_name = "V0,V1", default_value = "0.1,0.2", value_delimiter = ',')]
+    pub variance: Vec<f64>,
+    /// Mined negatives per positive, per image
+    #[arg(long, default_value_t = 3.0)]
+    pub neg_pos: f64,
+    /// Count every prior instead of mining hard negatives
+    #[arg(long)]
+    pub no_mining: bool,
+    /// α, the weight of the localisation loss
+    #[arg(long, default_value_t = 1.0)]
+    pub loc_weight: f64,
+    /// The confidence loss; with mining, negatives are ranked by it
+    #[arg(long, value_enum, default_value_t = SsdConfLoss::Ce)]
+    pub conf_loss: SsdConfLoss,
+    /// Focal confidence loss: α on every class alike
+    #[arg(long, default_value_t = 0.25)]
+    pub alpha: f64,
+    /// Focal confidence loss: γ
+    #[arg(long, default_value_t = 2.0)]
+    pub gamma: f64,
+    /// The loss when no prior is positive: 0 as the SSD paper says, or NaN as ssd.pytorch gives
+    #[arg(long, value_enum, default_value_t = ZeroPositives::Zero)]
+    pub zero_positives: ZeroPositives,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+/// The confidence loss of the SSD loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SsdConfLoss {
+    /// Softmax cross entropy
+    Ce,
+    /// Softmax focal loss -α(1 - p_y)^γ log p_y
+    Focal,
 }
 
 #[derive(Debug, Args)]

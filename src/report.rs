@@ -39,6 +39,18 @@ pub struct Report {
     pub classes: Vec<ClassRow>,
     /// Easy versus hard examples.
     pub difficulty: Difficulty,
+    /// SSD: the two parts of the loss and the counts behind them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub components: Option<Components>,
+    /// SSD: positives, mined negatives and the negatives mining left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<PriorGroups>,
+    /// SSD: one row per image, in batch order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<Vec<ImageRow>>,
+    /// SSD: how ground-truth boxes were matched to priors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matching: Option<Matching>,
     /// The same examples under the plain, unweighted loss (CE, or BCE for
     /// sigmoid losses): present when the loss is weighted, smoothed or focal,
     /// so the two can be read side by side.
@@ -118,6 +130,118 @@ pub struct ClassRow {
     pub positive_loss_sum: Option<f64>,
     /// Elementwise losses: loss of the negative elements.
     pub negative_loss_sum: Option<f64>,
+    /// SSD: Smooth L1 of the class's positive priors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loc_loss_sum: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Components {
+    /// Localisation loss over N (ssd.pytorch's `loss_l`, torchvision's `bbox_regression`).
+    pub loc: Option<f64>,
+    /// Confidence loss over N (`loss_c`, `classification`).
+    pub conf: Option<f64>,
+    /// Smooth L1 summed over the positives' four offsets.
+    pub loc_sum: Option<f64>,
+    /// Confidence loss summed over the counted priors.
+    pub conf_sum: Option<f64>,
+    /// α: `value = (conf_sum + α · loc_sum) / N`.
+    pub loc_weight: f64,
+    /// N: positive priors in the batch.
+    pub num_pos: u64,
+    /// Negative priors counted (mined, or every negative without mining).
+    pub num_neg: u64,
+    pub n_images: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PriorGroups {
+    pub positives: PriorGroup,
+    pub mined_negatives: PriorGroup,
+    /// What the negatives mining left out would have cost; outside the total.
+    pub unmined_negatives: PriorGroup,
+    /// torchvision: positives the mining also took, counted a second time.
+    pub positives_counted_twice: PriorGroup,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PriorGroup {
+    pub count: u64,
+    pub conf_sum: Option<f64>,
+    /// `conf_sum` over the counted confidence loss (`components.conf_sum`).
+    pub conf_share: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRow {
+    pub image: usize,
+    /// Ground-truth boxes.
+    pub boxes: u64,
+    pub positives: u64,
+    pub mined_negatives: u64,
+    pub loc_sum: Option<f64>,
+    pub conf_sum: Option<f64>,
+    /// `(conf_sum + α · loc_sum) / sum`: the image's part of the loss.
+    pub loss_share: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Matching {
+    /// Ground-truth boxes in the batch.
+    pub boxes: u64,
+    /// Boxes positive only because their best prior is forced (best IoU below the threshold).
+    pub forced_only: Vec<ForcedBox>,
+    /// Boxes left with no prior: a later box took their only one.
+    pub displaced: Vec<DisplacedBox>,
+    /// Positive priors per box.
+    pub priors_per_box: Option<Spread>,
+    /// Negatives ssd.pytorch's global-max mining score can never pick
+    /// (null unless that score is in use): in this float64 evaluation, and
+    /// had the logits been float32.
+    pub never_mined: Option<NeverMined>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForcedBox {
+    pub image: usize,
+    /// The box's row in the image's truths.
+    pub box_index: usize,
+    pub best_iou: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DisplacedBox {
+    pub image: usize,
+    pub box_index: usize,
+    /// The prior it lost.
+    pub prior: usize,
+    /// The box (row) that took it.
+    pub taken_by: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Spread {
+    pub min: u64,
+    pub median: f64,
+    pub max: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NeverMined {
+    pub float64: u64,
+    pub float32: u64,
+}
+
+/// The detection parts of an SSD report, and each class's localisation loss.
+pub struct Detection {
+    pub components: Components,
+    pub groups: PriorGroups,
+    pub images: Vec<ImageRow>,
+    pub matching: Matching,
+    pub class_loc_sums: Vec<f64>,
+    /// Positive priors per class (torchvision may count a positive twice in
+    /// the confidence loss; this counts it once).
+    pub class_positives: Vec<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -207,6 +331,8 @@ pub struct Header {
     pub inputs: Vec<InputInfo>,
     pub class_names: Option<Vec<String>>,
     pub warnings: Vec<String>,
+    /// The SSD sections, for the SSD loss.
+    pub detection: Option<Detection>,
 }
 
 pub fn finite(x: f64) -> Option<f64> {
@@ -219,8 +345,10 @@ fn ratio(part: f64, whole: f64) -> Option<f64> {
 
 impl Report {
     pub fn build(header: Header, totals: Totals, mut tally: Tally, with_positives: bool) -> Report {
-        let Header { loss, parameters, inputs, class_names, mut warnings } = header;
-        let sum = totals.sum;
+        let Header { loss, parameters, inputs, class_names, mut warnings, detection } = header;
+        // Shares are of what the tally counted: the loss itself, or for SSD
+        // its confidence part.
+        let sum = tally.total.value();
         let counted: u64 = tally.classes.iter().map(|c| c.all.count).sum();
         let classes = tally
             .classes
@@ -240,9 +368,16 @@ impl Report {
                     mean_loss: ratio(loss_sum, count as f64),
                     mean_p_t: ratio(row.p_t.value(), count as f64),
                     accuracy: ratio(row.correct as f64, count as f64),
-                    positives: with_positives.then_some(row.positives.count),
+                    positives: match &detection {
+                        Some(d) => d.class_positives.get(class).copied(),
+                        None => with_positives.then_some(row.positives.count),
+                    },
                     positive_loss_sum: if with_positives { finite(row.positives.loss.value()) } else { None },
                     negative_loss_sum: if with_positives { finite(negatives_loss) } else { None },
+                    loc_loss_sum: detection
+                        .as_ref()
+                        .and_then(|d| d.class_loc_sums.get(class).copied())
+                        .and_then(finite),
                 }
             })
             .collect();
@@ -316,6 +451,10 @@ impl Report {
                 concentration,
             },
             baseline,
+            components: detection.as_ref().map(|d| d.components.clone()),
+            groups: detection.as_ref().map(|d| d.groups.clone()),
+            images: detection.as_ref().map(|d| d.images.clone()),
+            matching: detection.map(|d| d.matching),
             warnings,
         }
     }

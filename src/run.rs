@@ -8,17 +8,23 @@ use serde_json::{Value, json};
 
 use clap::CommandFactory;
 
-use crate::cli::{BceArgs, CeArgs, Cli, Command, DiffArgs, FocalArgs, Format, ReportArgs, WeightsArgs};
+use crate::cli::{
+    BceArgs, CeArgs, Cli, Command, DiffArgs, FocalArgs, Format, ReportArgs, SsdArgs, SsdConfLoss, WeightsArgs,
+};
 use crate::diff::Tolerance;
 use crate::error::{Error, Origin, Result, index_in};
 use crate::format::{self, Document, Layout};
 use crate::input::{self, Spec, Tensor};
+use crate::loss::ssd::{self, ConfLoss, PriorSet, Priors, Ssd, SsdEvaluation, SsdParams};
 use crate::loss::{
     Alpha, Bce, BceParams, CrossEntropy, CrossEntropyParams, Focal, FocalKind, FocalParams, PerExample,
 };
 use crate::output;
 use crate::progress::Progress;
-use crate::report::{Header, InputInfo, Report};
+use crate::report::{
+    self, Components, Detection, ForcedBox, Header, ImageRow, InputInfo, Matching, PriorGroup, PriorGroups,
+    Report, finite,
+};
 use crate::tally::{self, Grouping, NonFinite, Tally, TallySettings};
 use crate::weights::WeightsParams;
 
@@ -35,6 +41,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Ce(args) => ce(args),
         Command::Bce(args) => bce(args),
         Command::Focal(args) => focal(args),
+        Command::Ssd(args) => ssd(args),
         Command::Weights(args) => weights(args),
         Command::Diff(args) => diff(args),
         Command::Completions { shell } => {
@@ -346,6 +353,7 @@ fn ce(args: CeArgs) -> Result<Outcome> {
         inputs: describe(&inputs),
         class_names: None,
         warnings: loss.warnings.clone(),
+        detection: None,
     };
     finish(&loss, (&logits, &targets), header, settings, false)
 }
@@ -378,6 +386,7 @@ fn bce(args: BceArgs) -> Result<Outcome> {
         inputs: describe(&inputs),
         class_names: None,
         warnings: Vec::new(),
+        detection: None,
     };
     finish(&loss, (&logits, &targets), header, settings, true)
 }
@@ -424,9 +433,161 @@ fn focal(args: FocalArgs) -> Result<Outcome> {
         inputs: describe(&inputs),
         class_names: None,
         warnings: loss.warnings.clone(),
+        detection: None,
     };
     let with_positives = loss.grouping() == Grouping::PositivesNegatives && args.kind == FocalKind::Sigmoid;
     finish(&loss, (&logits, &targets), header, settings, with_positives)
+}
+
+fn ssd(args: SsdArgs) -> Result<Outcome> {
+    let settings = ReportSettings::new(args.report)?;
+    let sources = Sources::new(args.bundle.as_deref())?;
+    let loc = sources.required(args.loc.as_deref(), "loc")?;
+    let conf = sources.required(args.conf.as_deref(), "conf")?;
+    let priors = match args.priors.as_deref() {
+        Some(name) if PriorSet::from_name(name).is_some() => {
+            Priors::builtin(PriorSet::from_name(name).expect("checked just above"))
+        }
+        flag => Priors::from_tensor(&sources.required(flag, "priors")?)?,
+    };
+    let truths_spec = sources
+        .spec(args.truths.as_deref(), "truths")
+        .ok_or_else(|| Error::usage("no truths: pass --truths FILE or a bundle holding 'truths'"))?;
+    let truths = ssd::load_truths(&truths_spec)?;
+    let [v0, v1] = args.variance[..] else {
+        return Err(Error::usage(format!("--variance takes two numbers, not {}", args.variance.len())));
+    };
+    let params = SsdParams {
+        preset: args.preset,
+        overlap_threshold: args.overlap,
+        variances: [v0, v1],
+        neg_pos_ratio: args.neg_pos,
+        mining: !args.no_mining,
+        loc_weight: args.loc_weight,
+        conf_loss: match args.conf_loss {
+            SsdConfLoss::Ce => ConfLoss::CrossEntropy,
+            SsdConfLoss::Focal => ConfLoss::SoftmaxFocal { alpha: args.alpha, gamma: args.gamma },
+        },
+        zero_positives: args.zero_positives,
+    };
+    let loss = in_pool(settings.analysis.threads, || Ssd::new(&loc, &conf, &priors, &truths, &params))??;
+    let evaluation = loss.evaluation();
+    let mut parameters = BTreeMap::new();
+    parameters.insert("preset".into(), json!(args.preset.name()));
+    parameters.insert("priors".into(), json!(args.priors.as_deref().unwrap_or("bundle")));
+    parameters.insert("overlap".into(), json!(args.overlap));
+    parameters.insert("variance".into(), json!(params.variances));
+    parameters.insert("neg_pos".into(), json!(args.neg_pos));
+    parameters.insert("mining".into(), json!(params.mining));
+    parameters.insert("loc_weight".into(), json!(args.loc_weight));
+    parameters.insert("conf_loss".into(), json!(params.conf_loss.name()));
+    if let ConfLoss::SoftmaxFocal { alpha, gamma } = params.conf_loss {
+        parameters.insert("alpha".into(), json!(alpha));
+        parameters.insert("gamma".into(), json!(gamma));
+    }
+    parameters.insert("zero_positives".into(), json!(format!("{:?}", args.zero_positives).to_lowercase()));
+    let mut inputs = describe(&[&loc, &conf]);
+    inputs.push(InputInfo {
+        role: "truths".into(),
+        source: truths_spec.text(),
+        // Every box of every image, as [xmin, ymin, xmax, ymax, label] rows.
+        shape: vec![truths.images.iter().map(Vec::len).sum(), 5],
+        dtype: "float64".into(),
+        memory_mapped: false,
+    });
+    let header = Header {
+        loss: "ssd",
+        parameters,
+        inputs,
+        class_names: None,
+        warnings: evaluation.warnings.clone(),
+        detection: Some(detection(evaluation, params.loc_weight)),
+    };
+    finish(&loss, (&conf, &loc), header, settings, true)
+}
+
+/// The SSD sections of the report, from the evaluation.
+fn detection(e: &SsdEvaluation, loc_weight: f64) -> Detection {
+    let share = |part: f64, whole: f64| (whole != 0.0).then(|| part / whole).and_then(finite);
+    let conf_total = e.conf_sum;
+    let group = |g: &ssd::Group| PriorGroup {
+        count: g.count,
+        conf_sum: finite(g.conf_sum.value()),
+        conf_share: share(g.conf_sum.value(), conf_total),
+    };
+    let total = e.conf_sum + loc_weight * e.loc_sum;
+    Detection {
+        components: Components {
+            loc: finite(e.loc),
+            conf: finite(e.conf),
+            loc_sum: finite(e.loc_sum),
+            conf_sum: finite(e.conf_sum),
+            loc_weight,
+            num_pos: e.num_pos,
+            num_neg: e.num_neg,
+            n_images: e.n_images as u64,
+        },
+        groups: PriorGroups {
+            positives: group(&e.groups.positives),
+            mined_negatives: group(&e.groups.mined_negatives),
+            unmined_negatives: group(&e.groups.unmined_negatives),
+            positives_counted_twice: group(&e.groups.positives_counted_twice),
+        },
+        images: e
+            .images
+            .iter()
+            .enumerate()
+            .map(|(image, f)| ImageRow {
+                image,
+                boxes: f.boxes as u64,
+                positives: f.positives,
+                mined_negatives: f.mined_negatives,
+                loc_sum: finite(f.loc_sum),
+                conf_sum: finite(f.conf_sum),
+                loss_share: share(f.conf_sum + loc_weight * f.loc_sum, total),
+            })
+            .collect(),
+        matching: Matching {
+            boxes: e.matching.boxes as u64,
+            forced_only: e
+                .matching
+                .forced_only
+                .iter()
+                .map(|f| ForcedBox { image: f.image, box_index: f.box_row, best_iou: f.best_iou })
+                .collect(),
+            displaced: e
+                .matching
+                .displaced
+                .iter()
+                .map(|d| report::DisplacedBox {
+                    image: d.image,
+                    box_index: d.box_row,
+                    prior: d.prior,
+                    taken_by: d.taken_by,
+                })
+                .collect(),
+            priors_per_box: e.matching.priors_per_box.map(|s| report::Spread {
+                min: s.min as u64,
+                median: s.median,
+                max: s.max as u64,
+            }),
+            never_mined: e.never_mined.map(|n| report::NeverMined { float64: n.float64, float32: n.float32 }),
+        },
+        class_loc_sums: e.classes.iter().map(|c| c.loc_sum.value()).collect(),
+        class_positives: e.classes.iter().map(|c| c.positives).collect(),
+    }
+}
+
+/// Runs `work` in a pool of `threads` threads, or in the global pool.
+fn in_pool<T: Send>(threads: Option<usize>, work: impl FnOnce() -> T + Send) -> Result<T> {
+    match threads {
+        Some(n) => Ok(rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .map_err(|e| Error::usage(format!("--threads {n}: {e}")))?
+            .install(work)),
+        None => Ok(work()),
+    }
 }
 
 /// The shared tail of every subcommand: the pass, the report, the output.

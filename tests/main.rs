@@ -11,4 +11,5 @@ mod output;
 mod parity;
 mod properties;
 mod schema;
+mod ssd;
 mod weights;

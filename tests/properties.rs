@@ -24,6 +24,7 @@ fn header() -> Header {
         inputs: vec![],
         class_names: None,
         warnings: vec![],
+        detection: None,
     }
 }
 

@@ -67,6 +67,7 @@ mod tests {
             positives: None,
             positive_loss_sum: None,
             negative_loss_sum: None,
+            loc_loss_sum: None,
         };
         let share = |count: u64, loss_sum: f64, share: f64| Share {
             count,
@@ -133,6 +134,10 @@ mod tests {
                     gradient_norm_bins: two_bins(6.0, 6.0),
                 },
             }),
+            components: None,
+            groups: None,
+            images: None,
+            matching: None,
             warnings: vec!["two targets are ignored".into()],
         }
     }

@@ -24,7 +24,7 @@ const BAR_WIDTH: usize = 20;
 
 /// Columns of labels, aligned left; every other column holds numbers.
 pub fn is_label_column(name: &str) -> bool {
-    matches!(name, "" | "name" | "field" | "group" | "p_t" | "g")
+    matches!(name, "" | "name" | "field" | "group" | "p_t" | "g" | "value")
 }
 
 /// A bar of `share` (0..=1) in eighths of a character.
@@ -91,6 +91,14 @@ impl Document for Report {
         if let Some(b) = &report.baseline {
             summary.push((format!("baseline ({})", b.loss), exact(b.value)));
         }
+        if let Some(c) = &report.components {
+            summary.push(("loc / N".into(), exact(c.loc)));
+            summary.push(("conf / N".into(), exact(c.conf)));
+            summary.push((
+                "priors".into(),
+                format!("{} positive, {} negative counted, {} images", c.num_pos, c.num_neg, c.n_images),
+            ));
+        }
         for input in &report.inputs {
             let shape: Vec<String> = input.shape.iter().map(|d| d.to_string()).collect();
             summary.push((
@@ -115,6 +123,7 @@ impl Document for Report {
             sections.push(gradient_norm(report));
         }
         sections.push(concentration(report));
+        sections.extend(detection(report, layout));
         View {
             title: format!("{} ({})", loss_title(&report.loss), report.loss),
             summary,
@@ -196,6 +205,104 @@ fn easy_hard(report: &Report) -> Section {
         header: with_baseline(vec!["group", "count", "loss sum", "share", ""], report),
         rows,
         note: None,
+    }
+}
+
+/// The SSD sections: prior groups, images and matching.
+fn detection(report: &Report, layout: Layout) -> Vec<Section> {
+    let (Some(groups), Some(images), Some(matching)) = (&report.groups, &report.images, &report.matching)
+    else {
+        return Vec::new();
+    };
+    let group_rows = [
+        ("positives", &groups.positives),
+        ("mined negatives", &groups.mined_negatives),
+        ("unmined negatives (not in the loss)", &groups.unmined_negatives),
+        ("positives counted twice", &groups.positives_counted_twice),
+    ]
+    .iter()
+    .filter(|(name, g)| g.count > 0 || !name.starts_with("positives counted"))
+    .map(|(name, g)| vec![name.to_string(), g.count.to_string(), num(g.conf_sum), percent(g.conf_share)])
+    .collect();
+    let mut ranked: Vec<_> = images.iter().collect();
+    ranked.sort_by(|a, b| {
+        let share = |i: &crate::report::ImageRow| i.loss_share.unwrap_or(f64::NEG_INFINITY);
+        share(b).total_cmp(&share(a)).then(a.image.cmp(&b.image))
+    });
+    let shown = layout.top.unwrap_or(20).min(ranked.len());
+    let image_rows = ranked[..shown]
+        .iter()
+        .map(|i| {
+            vec![
+                i.image.to_string(),
+                i.boxes.to_string(),
+                i.positives.to_string(),
+                i.mined_negatives.to_string(),
+                num(i.loc_sum),
+                num(i.conf_sum),
+                percent(i.loss_share),
+                bar(i.loss_share),
+            ]
+        })
+        .collect();
+    let mut matching_rows = vec![vec!["boxes".to_string(), matching.boxes.to_string()]];
+    if let Some(s) = &matching.priors_per_box {
+        matching_rows.push(vec![
+            "positive priors per box".into(),
+            format!("min {} / median {} / max {}", s.min, s.median, s.max),
+        ]);
+    }
+    let forced: Vec<String> = matching
+        .forced_only
+        .iter()
+        .map(|f| format!("image {} box {} (best IoU {:.3})", f.image, f.box_index, f.best_iou))
+        .collect();
+    matching_rows.push(vec!["matched only by forcing".into(), list_or_none(&forced)]);
+    let displaced: Vec<String> = matching
+        .displaced
+        .iter()
+        .map(|d| {
+            format!("image {} box {} (prior {} taken by box {})", d.image, d.box_index, d.prior, d.taken_by)
+        })
+        .collect();
+    matching_rows.push(vec!["left without a prior".into(), list_or_none(&displaced)]);
+    if let Some(n) = &matching.never_mined {
+        matching_rows.push(vec![
+            "negatives the global-max mining never picks".into(),
+            format!("{} here, {} had the logits been float32", n.float64, n.float32),
+        ]);
+    }
+    vec![
+        Section {
+            title: "Priors: positives, mined and unmined negatives (confidence loss)".into(),
+            header: vec!["group", "count", "conf sum", "share"],
+            rows: group_rows,
+            note: None,
+        },
+        Section {
+            title: "Images by share of the loss".into(),
+            header: vec![
+                "image",
+                "boxes",
+                "positives",
+                "mined negatives",
+                "loc sum",
+                "conf sum",
+                "share",
+                "",
+            ],
+            rows: image_rows,
+            note: (shown < images.len()).then(|| format!("{} more images not shown", images.len() - shown)),
+        },
+        Section { title: "Matching".into(), header: vec!["name", "value"], rows: matching_rows, note: None },
+    ]
+}
+
+fn list_or_none(items: &[String]) -> String {
+    match items.len() {
+        0 => "none".into(),
+        n if n <= 5 => items.join("; "),
+        n => format!("{}; … {} in all", items[..5].join("; "), n),
     }
 }
 

@@ -5,6 +5,7 @@
 mod bce;
 mod cross_entropy;
 mod focal;
+pub mod ssd;
 
 use std::ops::Range;
 

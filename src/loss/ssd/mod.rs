@@ -1,0 +1,351 @@
+//! The SSD MultiBox loss, `(L_conf + α·L_loc) / N`, with the semantics of
+//! one of two references (notes §3):
+//!
+//! - `ssd.pytorch` (amdegroot, with the usual line-order fix): negatives
+//!   are mined by `log_sum_exp(x) - x_0` with the batch's largest logit as
+//!   the shift (rows far below it score -inf and are never mined),
+//!   positives score 0, `min(ratio · positives, P - 1)` priors are taken
+//!   per image, the confidence loss sums over positives ∪ mined, loc
+//!   targets are rounded to float32, and N is the batch's positive count;
+//! - `torchvision` (`SSD.compute_loss`): negatives are mined by their own
+//!   loss, positives score -inf, there is no cap, positives and mined priors
+//!   are added (a positive the mining reaches counts twice), loc targets come
+//!   from `BoxCoder(1/v0, 1/v0, 1/v1, 1/v1)` on corner-form anchors, and
+//!   N is max(1, positives).
+//!
+//! Both match alike (`matching.rs`), use label + 1 as a box's class (0 is
+//! background) and Smooth L1 with β = 1. Ties at the mining cut-off go to
+//! the lower prior index (torch's sort leaves them unspecified). Where the
+//! references crash, the answers are defined: an image without boxes is all
+//! background (it adds no positives, so no mined negatives either), N = 0
+//! under ssd.pytorch gives 0 (the SSD paper) or NaN as chosen, and malformed
+//! inputs are errors. With the softmax focal confidence loss, mining ranks
+//! by the focal loss. Everything is computed in float64.
+//!
+//! [`Ssd::new`] validates and evaluates every image in parallel; the result
+//! is the [`SsdEvaluation`], and as a [`PerExample`] the loss hands the
+//! shared tally one example per counted prior (unit = image).
+
+mod boxes;
+mod confidence;
+mod evaluation;
+mod image;
+mod matching;
+mod mining;
+mod priors;
+#[cfg(test)]
+mod tests;
+mod truths;
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::input::Tensor;
+use crate::math::max_and_finite;
+use crate::report::Totals;
+use crate::tally::{Example, Grouping, Operand, Tally};
+
+use super::PerExample;
+
+pub use evaluation::{
+    ClassFigures, DisplacedBox, ForcedMatch, Group, Groups, ImageFigures, MatchingFigures, NeverMined,
+    Spread, SsdEvaluation,
+};
+pub use priors::{PriorSet, Priors};
+pub use truths::{GroundTruth, Truths, load as load_truths};
+
+/// Whose semantics the loss follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preset {
+    /// amdegroot/ssd.pytorch's `MultiBoxLoss`.
+    #[value(name = "ssd.pytorch", alias = "ssd-pytorch")]
+    SsdPytorch,
+    /// torchvision's `SSD.compute_loss`.
+    Torchvision,
+}
+
+impl Preset {
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::SsdPytorch => "ssd.pytorch",
+            Preset::Torchvision => "torchvision",
+        }
+    }
+}
+
+/// The confidence loss of one prior against its matched class.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ConfLoss {
+    /// Softmax cross entropy.
+    CrossEntropy,
+    /// Softmax focal loss `-α (1 - p_y)^γ log p_y`, the same α for every class.
+    SoftmaxFocal { alpha: f64, gamma: f64 },
+}
+
+impl ConfLoss {
+    /// Lin et al.'s setting.
+    pub const FOCAL_DEFAULT: ConfLoss = ConfLoss::SoftmaxFocal { alpha: 0.25, gamma: 2.0 };
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            ConfLoss::CrossEntropy => "ce",
+            ConfLoss::SoftmaxFocal { .. } => "softmax-focal",
+        }
+    }
+}
+
+/// The loss when no prior is positive (N = 0) under ssd.pytorch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ZeroPositives {
+    /// 0, as the SSD paper sets it.
+    Zero,
+    /// NaN, what ssd.pytorch's 0/0 gives.
+    Nan,
+}
+
+#[derive(Debug, Clone)]
+pub struct SsdParams {
+    pub preset: Preset,
+    /// IoU at or above which a prior is positive.
+    pub overlap_threshold: f64,
+    /// Centre and size variances of the encoding.
+    pub variances: [f64; 2],
+    /// Mined negatives per positive, per image.
+    pub neg_pos_ratio: f64,
+    /// Hard-negative mining; without it every prior is counted once.
+    pub mining: bool,
+    /// α, the weight of the localisation loss.
+    pub loc_weight: f64,
+    pub conf_loss: ConfLoss,
+    pub zero_positives: ZeroPositives,
+}
+
+impl Default for SsdParams {
+    fn default() -> Self {
+        SsdParams {
+            preset: Preset::SsdPytorch,
+            overlap_threshold: 0.5,
+            variances: [0.1, 0.2],
+            neg_pos_ratio: 3.0,
+            mining: true,
+            loc_weight: 1.0,
+            conf_loss: ConfLoss::CrossEntropy,
+            zero_positives: ZeroPositives::Zero,
+        }
+    }
+}
+
+impl SsdParams {
+    fn check(&self) -> Result<()> {
+        let t = self.overlap_threshold;
+        if !(0.0..=1.0).contains(&t) {
+            return Err(Error::usage(format!("overlap threshold {t} is outside [0, 1]")));
+        }
+        if !self.variances.iter().all(|v| v.is_finite() && *v > 0.0) {
+            let [v0, v1] = self.variances;
+            return Err(Error::usage(format!("variances {v0}, {v1} must be positive and finite")));
+        }
+        for (name, value) in
+            [("negative:positive ratio", self.neg_pos_ratio), ("loc weight", self.loc_weight)]
+        {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(Error::usage(format!("{name} {value} must be finite and not negative")));
+            }
+        }
+        if let ConfLoss::SoftmaxFocal { alpha, gamma } = self.conf_loss
+            && !(alpha.is_finite() && alpha >= 0.0 && gamma.is_finite() && gamma >= 0.0)
+        {
+            return Err(Error::usage(format!(
+                "focal alpha {alpha} and gamma {gamma} must be finite and not negative"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether negatives are ranked by ssd.pytorch's global-max log-sum-exp.
+    fn global_max_mining(&self) -> bool {
+        self.preset == Preset::SsdPytorch && self.mining && self.conf_loss == ConfLoss::CrossEntropy
+    }
+}
+
+/// The evaluated loss: its figures, and the examples for the shared tally.
+pub struct Ssd {
+    evaluation: SsdEvaluation,
+    loc_weight: f64,
+    classes: usize,
+    priors: usize,
+    examples: Vec<Example>,
+    /// Image `b`'s examples are `examples[image_starts[b]..image_starts[b + 1]]`.
+    image_starts: Vec<usize>,
+    /// Per image: non-finite logits, and the flat index of the first.
+    image_nonfinite: Vec<(u64, usize)>,
+}
+
+impl Ssd {
+    /// Checks `loc [B, P, 4]`, `conf [B, P, C]` (logits, class 0 =
+    /// background), the priors and the truths against each other, then
+    /// evaluates every image in parallel (in the current rayon pool).
+    pub fn new(
+        loc: &Tensor,
+        conf: &Tensor,
+        priors: &Priors,
+        truths: &Truths,
+        params: &SsdParams,
+    ) -> Result<Ssd> {
+        params.check()?;
+        let (images, prior_count, classes) = check_inputs(loc, conf, priors, truths)?;
+        let batch_max = params.global_max_mining().then(|| batch_max(conf, images));
+        let context =
+            image::Context { loc: loc.values(), conf: conf.values(), priors, params, classes, batch_max };
+        let results: Vec<image::ImageResult> = (0..images)
+            .into_par_iter()
+            .map_init(image::Scratch::default, |scratch, b| context.evaluate(b, &truths.images[b], scratch))
+            .collect();
+        let evaluation = SsdEvaluation::from_images(&results, classes, truths, params, batch_max.is_some());
+
+        let mut image_starts = Vec::with_capacity(images + 1);
+        let mut examples = Vec::with_capacity(results.iter().map(|r| r.examples.len()).sum());
+        let mut image_nonfinite = Vec::with_capacity(images);
+        for result in results {
+            image_starts.push(examples.len());
+            examples.extend_from_slice(&result.examples);
+            image_nonfinite.push(result.nonfinite_conf);
+        }
+        image_starts.push(examples.len());
+        Ok(Ssd {
+            evaluation,
+            loc_weight: params.loc_weight,
+            classes,
+            priors: prior_count,
+            examples,
+            image_starts,
+            image_nonfinite,
+        })
+    }
+
+    pub fn evaluation(&self) -> &SsdEvaluation {
+        &self.evaluation
+    }
+}
+
+/// Checks the inputs against each other; returns B, P and C.
+fn check_inputs(
+    loc: &Tensor,
+    conf: &Tensor,
+    priors: &Priors,
+    truths: &Truths,
+) -> Result<(usize, usize, usize)> {
+    if loc.shape.len() != 3 || loc.shape[2] != 4 {
+        return Err(Error::input(&loc.origin, format!("shape {} is not [B, P, 4]", loc.shape_text())));
+    }
+    if conf.shape.len() != 3 {
+        return Err(Error::input(&conf.origin, format!("shape {} is not [B, P, C]", conf.shape_text())));
+    }
+    let (images, prior_count, classes) = (loc.shape[0], loc.shape[1], conf.shape[2]);
+    if conf.shape[..2] != loc.shape[..2] {
+        return Err(Error::input(
+            &conf.origin,
+            format!(
+                "shape {} does not match loc {} in images and priors",
+                conf.shape_text(),
+                loc.shape_text()
+            ),
+        ));
+    }
+    if classes < 2 {
+        return Err(Error::input(
+            &conf.origin,
+            format!("has {classes} classes: SSD needs the background and at least one object class"),
+        ));
+    }
+    if priors.len() != prior_count {
+        return Err(Error::input(
+            &priors.origin,
+            format!("holds {} priors but loc {} has {prior_count}", priors.len(), loc.shape_text()),
+        ));
+    }
+    if truths.images.len() != images {
+        return Err(Error::input(
+            &truths.origin,
+            format!("holds {} images but loc {} has {images}", truths.images.len(), loc.shape_text()),
+        ));
+    }
+    for (image, boxes) in truths.images.iter().enumerate() {
+        if let Some(t) = boxes.iter().find(|t| t.label >= classes - 1) {
+            return Err(Error::input(
+                &truths.origin,
+                format!(
+                    "image {image} box {}: label {} is out of range for {} object classes (conf has {classes} with the background)",
+                    t.row,
+                    t.label,
+                    classes - 1
+                ),
+            ));
+        }
+    }
+    Ok((images, prior_count, classes))
+}
+
+/// The largest logit of the batch, for ssd.pytorch's mining score.
+fn batch_max(conf: &Tensor, images: usize) -> f64 {
+    const BLOCK: usize = 4096;
+    let values = conf.values();
+    let per_image = conf.numel() / images.max(1);
+    (0..images)
+        .into_par_iter()
+        .map(|b| {
+            let mut block = [0.0; BLOCK];
+            let mut max = f64::NEG_INFINITY;
+            for start in (b * per_image..(b + 1) * per_image).step_by(BLOCK) {
+                let len = BLOCK.min((b + 1) * per_image - start);
+                values.copy_to_f64(start, 1, &mut block[..len]);
+                // A NaN leaves the maximum unspecified; the tally reports it.
+                max = max.max(max_and_finite(&block[..len]).0);
+            }
+            max
+        })
+        .reduce(|| f64::NEG_INFINITY, f64::max)
+}
+
+impl PerExample for Ssd {
+    fn units(&self) -> usize {
+        self.evaluation.n_images
+    }
+
+    fn unit_cost(&self) -> usize {
+        self.priors * self.classes
+    }
+
+    fn classes(&self) -> usize {
+        self.classes
+    }
+
+    fn grouping(&self) -> Grouping {
+        Grouping::PositivesNegatives
+    }
+
+    fn eval(&self, units: Range<usize>, tally: &mut Tally) {
+        for image in units {
+            for &example in &self.examples[self.image_starts[image]..self.image_starts[image + 1]] {
+                tally.add(example);
+            }
+            tally.normalizer.add(self.evaluation.images[image].positives as f64);
+            let (count, first) = self.image_nonfinite[image];
+            tally.add_nonfinite(Operand::Logits, count, first);
+        }
+    }
+
+    /// From the evaluation, not the tally: the tally holds the confidence
+    /// part only. `value = sum / normalizer` except when N = 0 under ssd.pytorch.
+    fn totals(&self, _tally: &Tally) -> Totals {
+        let e = &self.evaluation;
+        Totals {
+            value: e.value,
+            sum: e.conf_sum + self.loc_weight * e.loc_sum,
+            normalizer: e.normalizer,
+            baseline: None,
+        }
+    }
+}

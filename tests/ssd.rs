@@ -1,0 +1,181 @@
+//! `losscope ssd` against the references: every case of
+//! fixtures/ssd/expected.json was computed by amdegroot/ssd.pytorch's
+//! MultiBoxLoss (with its line-order fix) or torchvision's SSD.compute_loss
+//! in float64 (fixtures/generate_ssd.py names the reference of each case).
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::util::{assert_close, fixtures, json_report, losscope};
+
+/// Every case holds to 1e-10 relative.
+const RTOL: f64 = 1e-10;
+
+#[derive(Deserialize)]
+struct Expected {
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    name: String,
+    reference: String,
+    inputs: serde_json::Map<String, Value>,
+    params: serde_json::Map<String, Value>,
+    value: Option<f64>,
+    loc: Option<f64>,
+    conf: Option<f64>,
+    num_pos: u64,
+    num_neg: u64,
+    class_conf_sums: Vec<f64>,
+    class_positives: Vec<u64>,
+    image_loc_sums: Vec<f64>,
+    image_conf_sums: Vec<f64>,
+}
+
+fn args(case: &Case) -> Vec<String> {
+    let mut args = vec!["ssd".to_string()];
+    for role in ["loc", "conf", "priors", "truths"] {
+        let spec = case.inputs[role].as_str().unwrap();
+        let spec = if spec.starts_with("ssd300-") { spec.to_string() } else { format!("ssd/{spec}") };
+        args.extend([format!("--{role}"), spec]);
+    }
+    let p = &case.params;
+    let number = |key: &str| p[key].as_f64().unwrap().to_string();
+    args.extend(["--preset".into(), p["preset"].as_str().unwrap().into()]);
+    args.extend(["--overlap".into(), number("overlap_threshold")]);
+    args.extend(["--neg-pos".into(), number("neg_pos_ratio")]);
+    args.extend(["--loc-weight".into(), number("loc_weight")]);
+    let variances: Vec<String> = p["variances"].as_array().unwrap().iter().map(|v| v.to_string()).collect();
+    args.extend(["--variance".into(), variances.join(",")]);
+    if p["mining"] == false {
+        args.push("--no-mining".into());
+    }
+    if p["conf_loss"] == "softmax-focal" {
+        args.extend(["--conf-loss".into(), "focal".into()]);
+        args.extend(["--alpha".into(), number("focal_alpha"), "--gamma".into(), number("focal_gamma")]);
+    }
+    args.extend(["--zero-positives".into(), p["zero_positives"].as_str().unwrap().into()]);
+    args
+}
+
+#[test]
+fn every_ssd_case_matches_its_reference() {
+    let text = std::fs::read(fixtures().join("ssd/expected.json")).expect("ssd/expected.json");
+    let cases = serde_json::from_slice::<Expected>(&text).expect("parses").cases;
+    assert!(cases.len() >= 20);
+    for case in &cases {
+        let args = args(case);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let report = json_report(&refs);
+        let what = |field: &str| format!("{} [{}] {field}", case.name, case.reference);
+        let components = &report["components"];
+        for (field, got, want) in [
+            ("value", &report["value"], case.value),
+            ("loc", &components["loc"], case.loc),
+            ("conf", &components["conf"], case.conf),
+        ] {
+            match want {
+                Some(want) => assert_close(&what(field), got.as_f64().unwrap(), want, RTOL),
+                None => assert!(got.is_null(), "{}: {got}", what(field)),
+            }
+        }
+        assert_eq!(components["num_pos"], case.num_pos, "{}", what("num_pos"));
+        assert_eq!(components["num_neg"], case.num_neg, "{}", what("num_neg"));
+        for (c, row) in report["classes"].as_array().unwrap().iter().enumerate() {
+            assert_close(
+                &what("class conf"),
+                row["loss_sum"].as_f64().unwrap(),
+                case.class_conf_sums[c],
+                RTOL,
+            );
+            assert_eq!(row["positives"], case.class_positives[c], "{}", what("class positives"));
+        }
+        for (b, image) in report["images"].as_array().unwrap().iter().enumerate() {
+            assert_close(
+                &what("image loc"),
+                image["loc_sum"].as_f64().unwrap(),
+                case.image_loc_sums[b],
+                RTOL,
+            );
+            assert_close(
+                &what("image conf"),
+                image["conf_sum"].as_f64().unwrap(),
+                case.image_conf_sums[b],
+                RTOL,
+            );
+        }
+    }
+}
+
+/// The golden case: ssd.pytorch gives loss_l 1.1676023468918615 and loss_c
+/// 5.982879105488121 in float64.
+#[test]
+fn golden_case_and_its_sections() {
+    let report = json_report(&[
+        "ssd",
+        "--loc",
+        "ssd/golden/loc.npy",
+        "--conf",
+        "ssd/golden/conf.npy",
+        "--priors",
+        "ssd/golden/priors.npy",
+        "--truths",
+        "ssd/golden/truths.json",
+    ]);
+    assert_close("loc", report["components"]["loc"].as_f64().unwrap(), 1.1676023468918615, 1e-12);
+    assert_close("conf", report["components"]["conf"].as_f64().unwrap(), 5.982879105488121, 1e-12);
+    assert_eq!(report["groups"]["mined_negatives"]["count"], 9);
+    assert_eq!(report["images"].as_array().unwrap().len(), 2);
+    assert_eq!(report["matching"]["boxes"], 3);
+    assert!(report["difficulty"]["concentration"]["positives"].is_object());
+}
+
+#[test]
+fn the_table_shows_groups_images_and_matching() {
+    losscope()
+        .args(["ssd", "--loc", "ssd/golden/loc.npy", "--conf", "ssd/golden/conf.npy"])
+        .args(["--priors", "ssd/golden/priors.npy", "--truths", "ssd/golden/truths.json"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("unmined negatives (not in the loss)"))
+        .stdout(predicates::str::contains("Images by share of the loss"))
+        .stdout(predicates::str::contains("matched only by forcing"));
+}
+
+#[test]
+fn no_positive_prior_gives_zero_with_a_warning() {
+    losscope()
+        .args(["ssd", "--loc", "ssd/no_boxes/loc.npy", "--conf", "ssd/no_boxes/conf.npy"])
+        .args(["--priors", "ssd/no_boxes/priors.npy", "--truths", "ssd/no_boxes/truths.json"])
+        .assert()
+        .success()
+        .stderr(predicates::str::contains("warning"));
+}
+
+#[test]
+fn inconsistent_inputs_exit_two_naming_the_array() {
+    let golden = ["--priors", "ssd/golden/priors.npy", "--truths", "ssd/golden/truths.json"];
+    let output = losscope()
+        .args(["ssd", "--loc", "ssd/golden/conf.npy", "--conf", "ssd/golden/conf.npy"])
+        .args(golden)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("(loc)"));
+    losscope()
+        .args([
+            "ssd",
+            "--loc",
+            "ssd/golden/loc.npy",
+            "--conf",
+            "ssd/golden/conf.npy",
+            "--truths",
+            "ssd/golden/truths.json",
+        ])
+        .args(["--priors", "ssd300-voc"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("8732"));
+}

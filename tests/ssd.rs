@@ -179,3 +179,37 @@ fn inconsistent_inputs_exit_two_naming_the_array() {
         .code(2)
         .stderr(predicates::str::contains("8732"));
 }
+
+/// Boxes ssd.pytorch would turn into NaN or inf, labels beyond the classes,
+/// and a batch size that disagrees: one line naming image and box, exit 2.
+#[test]
+fn bad_truths_name_the_image_and_box() {
+    let cases = [
+        (
+            "[[[0.5,0.5,0.2,0.9,0]],[[0.25,0.25,0.75,0.75,1]]]",
+            "image 0 box 0: box [0.5, 0.5, 0.2, 0.9] is flipped",
+        ),
+        (
+            "[[[0.25,0.25,0.75,0.75,1]],[[0.1,0.1,0.1,0.9,0]]]",
+            "image 1 box 0: box [0.1, 0.1, 0.1, 0.9] has zero area",
+        ),
+        ("[[[0.1,0.1,0.5,0.9,2]],[[0.25,0.25,0.75,0.75,1]]]", "image 0 box 0: label 2 is out of range"),
+        ("[[[0.1,0.1,0.5,0.9,0]]]", "holds 1 images but loc [2, 8, 4] has 2"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (truths, message)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("truths{i}.json"));
+        std::fs::write(&path, truths).unwrap();
+        let output = losscope()
+            .args(["ssd", "--loc", "ssd/golden/loc.npy", "--conf", "ssd/golden/conf.npy"])
+            .args(["--priors", "ssd/golden/priors.npy", "--truths"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{truths}");
+        assert!(output.stdout.is_empty());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("(truths)") && stderr.contains(message), "{stderr}");
+    }
+}

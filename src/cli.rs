@@ -249,7 +249,7 @@ pub struct FocalArgs {
     #[arg(long, value_enum)]
     pub reduction: Option<Reduction>,
     /// The mean's divisor instead of the preset's: elements, rows, positives or a number
-    #[arg(long, value_name = "DIVISOR")]
+    #[arg(long, value_name = "DIVISOR", allow_negative_numbers = true)]
     pub normalize: Option<Normalize>,
     /// mmdet's avg_factor: the mean is sum / (F + 1.1920929e-07)
     #[arg(long, value_name = "F", allow_negative_numbers = true)]

@@ -71,28 +71,28 @@ pub struct SsdArgs {
     #[arg(long, value_enum, default_value_t = SsdPreset::SsdPytorch)]
     pub preset: SsdPreset,
     /// IoU at or above which a prior matches a box
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
     pub overlap: f64,
     /// Centre and size variances of the box encoding
     #[arg(long, value_name = "V0,V1", default_value = "0.1,0.2", value_delimiter = ',')]
     pub variance: Vec<f64>,
     /// Mined negatives per positive, per image
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = 3.0, allow_negative_numbers = true)]
     pub neg_pos: f64,
     /// Count every prior instead of mining hard negatives
     #[arg(long)]
     pub no_mining: bool,
     /// α, the weight of the localisation loss
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub loc_weight: f64,
     /// The confidence loss; with mining, negatives are ranked by it
     #[arg(long, value_enum, default_value_t = SsdConfLoss::Ce)]
     pub conf_loss: SsdConfLoss,
     /// Focal confidence loss: α on every class alike
-    #[arg(long, default_value_t = 0.25)]
+    #[arg(long, default_value_t = 0.25, allow_negative_numbers = true)]
     pub alpha: f64,
     /// Focal confidence loss: γ
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, allow_negative_numbers = true)]
     pub gamma: f64,
     /// The loss when no prior is positive: 0 as the SSD paper says, or NaN as ssd.pytorch gives
     #[arg(long, value_enum, default_value_t = ZeroPositives::Zero)]
@@ -301,7 +301,7 @@ pub struct ReportArgs {
     /// Bins of the p_t histogram
     #[arg(long, default_value_t = 10)]
     pub bins: usize,
-    /// Show only the N classes with the largest share (table and markdown)
+    /// Show only the N classes (and, for ssd, images) with the largest share (table and markdown)
     #[arg(long, value_name = "N")]
     pub top: Option<usize>,
     /// Exit 1 when the value differs from this

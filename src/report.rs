@@ -357,7 +357,12 @@ impl Report {
             .map(|(class, row)| {
                 let loss_sum = row.all.loss.value();
                 let count = row.all.count;
-                let negatives_loss = loss_sum - row.positives.loss.value();
+                // Exact at the ends: a class of positives only has no negative loss.
+                let negatives_loss = match row.positives.count {
+                    0 => loss_sum,
+                    n if n == count => 0.0,
+                    _ => loss_sum - row.positives.loss.value(),
+                };
                 ClassRow {
                     class,
                     name: class_names.as_ref().and_then(|names| names.get(class).cloned()),

@@ -453,7 +453,7 @@ fn ssd(args: SsdArgs) -> Result<Outcome> {
     let truths_spec = sources
         .spec(args.truths.as_deref(), "truths")
         .ok_or_else(|| Error::usage("no truths: pass --truths FILE or a bundle holding 'truths'"))?;
-    let truths = ssd::load_truths(&truths_spec)?;
+    let truths = ssd::load_truths(&truths_spec, loc.shape.first().copied())?;
     let [v0, v1] = args.variance[..] else {
         return Err(Error::usage(format!("--variance takes two numbers, not {}", args.variance.len())));
     };
@@ -637,7 +637,7 @@ pub fn analyse(
     }
     if loss.units() == 0 {
         header.warnings.push("the input holds no examples (a mean of nothing is NaN, as in PyTorch)".into());
-    } else if tally.classes.iter().all(|c| c.all.count == 0) {
+    } else if tally.ignored > 0 && tally.classes.iter().all(|c| c.all.count == 0) {
         header.warnings.push("every target is ignored (a mean of nothing is NaN, as in PyTorch)".into());
     }
     let totals = loss.totals(&tally);

@@ -8,7 +8,7 @@ use std::cell::Cell;
 use losscope::input::{Container, from_bytes};
 use losscope::loss::{CrossEntropy, CrossEntropyParams, Reduction};
 
-use crate::util::losscope;
+use crate::util::{fixtures, losscope};
 
 /// The system allocator, noting the largest single request each thread makes,
 /// so a test can tell how much memory a call asked for at once.
@@ -84,6 +84,35 @@ fn cli_reports_a_fortran_npy_with_a_huge_dimension_instead_of_panicking() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
 }
 
+/// The same shape with one-byte elements (uint8; bool behaves alike). The
+/// header check multiplies the dimensions by the element size and only asks
+/// that the product fits a `usize`: 2**63 × 1 does, but ndarray (like
+/// NumPy) needs it to fit an `isize`, so the Fortran reorder in `c_order`
+/// still panics on `.expect("the payload length was checked against the shape")`.
+const FORTRAN_ZERO_HUGE_U8: &[u8] = b"\x93NUMPY\x01\x00v\x00{'descr': '|u1', 'fortran_order': True, 'shape': (0, 9223372036854775808), }                                         \n";
+
+#[test]
+fn fortran_npy_of_bytes_with_no_elements_and_a_huge_dimension_does_not_panic() {
+    if let Ok(tensor) = from_bytes(FORTRAN_ZERO_HUGE_U8, Container::Npy, None, "logits") {
+        assert_eq!(tensor.numel(), 0);
+        assert!(tensor.to_f64_vec().is_empty());
+    }
+}
+
+#[test]
+fn cli_reports_a_fortran_npy_of_bytes_with_a_huge_dimension_instead_of_panicking() {
+    let dir = tempfile::tempdir().unwrap();
+    let logits = dir.path().join("logits.npy");
+    std::fs::write(&logits, FORTRAN_ZERO_HUGE_U8).unwrap();
+    let output = losscope()
+        .args(["ce", "--logits", logits.to_str().unwrap(), "--targets", "0"])
+        .output()
+        .expect("losscope runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+}
+
 /// C-order logits of shape (0, 2, 2**62, 4) and class-index targets of
 /// shape (0, 2**62, 4). Both hold no elements and pass `npy::parse` (its
 /// running product is 0 from the first axis on), but `ClassLayout::new`
@@ -125,4 +154,32 @@ fn npz_member_size_claims_are_not_reserved_beyond_the_archive() {
         largest_allocation(|| from_bytes(NPZ_CLAIMS_2_GIB, Container::Npz, Some("logits"), "logits"));
     assert!(result.is_err(), "an empty member is not an array");
     assert!(largest < 1 << 24, "a 110-byte archive made one allocation of {largest} bytes");
+}
+
+/// SSD ground truths as a padded `[B, M, 5]` `.npy` of shape (10**8, 0, 5):
+/// 128 bytes, no elements. `truths::from_padded` pushes one empty box list
+/// per image, 10**8 of them (2.4 GB and more as the list grows), before
+/// `Ssd::new` compares the image count with the batch of `--loc` (2 here).
+/// A larger B exhausts any machine.
+const TRUTHS_MANY_EMPTY_IMAGES: &[u8] = b"\x93NUMPY\x01\x00v\x00{'descr': '<f8', 'fortran_order': False, 'shape': (100000000, 0, 5), }                                               \n";
+
+#[test]
+fn ssd_truths_with_a_huge_empty_batch_are_refused_without_exhausting_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let truths = dir.path().join("truths.npy");
+    std::fs::write(&truths, TRUTHS_MANY_EMPTY_IMAGES).unwrap();
+    // 1 GiB of address space is plenty for a two-image batch; the reader
+    // asks for more, and the process aborts instead of reporting an error.
+    let output = std::process::Command::new("prlimit")
+        .arg("--as=1073741824")
+        .arg(env!("CARGO_BIN_EXE_losscope"))
+        .args(["ssd", "--loc", "ssd/golden/loc.npy", "--conf", "ssd/golden/conf.npy"])
+        .args(["--priors", "ssd/golden/priors.npy", "--truths", truths.to_str().unwrap()])
+        .current_dir(fixtures())
+        .output()
+        .expect("prlimit (util-linux) runs losscope");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("memory allocation"), "{stderr}");
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("images"), "{stderr}");
 }

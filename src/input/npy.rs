@@ -81,6 +81,8 @@ pub fn parse(bytes: &[u8]) -> Result<NpyLayout, String> {
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d.max(1)))
         .and_then(|n| n.checked_mul(dtype.size()))
+        // Array libraries (ndarray among them) address at most isize::MAX bytes.
+        .filter(|&bytes| bytes <= isize::MAX as usize)
         .ok_or_else(|| format!("shape {shape:?} of {} is larger than can be addressed", dtype.name()))?;
     let numel: usize = shape.iter().product();
     let data_len = numel * dtype.size();

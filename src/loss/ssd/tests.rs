@@ -51,7 +51,7 @@ fn evaluate_case(inputs: &Value, params: &SsdParams) -> Result<Ssd> {
         Some(set) => Priors::builtin(set),
         None => Priors::from_tensor(&input::load(&spec(priors_text), "priors")?)?,
     };
-    let truths = load_truths(&spec(inputs["truths"].as_str().unwrap()))?;
+    let truths = load_truths(&spec(inputs["truths"].as_str().unwrap()), None)?;
     Ssd::new(&loc, &conf, &priors, &truths, params)
 }
 
@@ -285,10 +285,14 @@ fn padded_rows_and_npz_members_read_alike() {
     let padded = truths::from_padded(&npy(dir.path(), "t.npy", &[1, 2, 5], &rows)).unwrap();
     assert_eq!(padded.images, [vec![GroundTruth { corners: [0.1, 0.1, 0.4, 0.5], label: 2, row: 0 }]]);
     assert_eq!(padded.padding_rows, 1);
-    let npz = load_truths(&spec("ssd300_voc/truths.npz")).unwrap();
+    let npz = load_truths(&spec("ssd300_voc/truths.npz"), None).unwrap();
     assert_eq!(npz.images.iter().map(Vec::len).collect::<Vec<_>>(), [3, 1, 6, 2]);
-    assert_eq!(load_truths(&spec("random_b/inputs.npz")).unwrap().images.len(), 4, "its 'truths' member");
-    let neither = message(load_truths(&spec("ssd300_voc/inputs.npz")));
+    assert_eq!(
+        load_truths(&spec("random_b/inputs.npz"), None).unwrap().images.len(),
+        4,
+        "its 'truths' member"
+    );
+    let neither = message(load_truths(&spec("ssd300_voc/inputs.npz"), None));
     assert!(neither.contains("expected one array per image named arr_0 … arr_1"), "{neither}");
 }
 
@@ -362,7 +366,7 @@ fn ssd300_batch_of_32_timing() {
         let spec = |name: &str| Spec { path: dir.path().join(name), key: None };
         let loc = input::load(&spec("loc.npy"), "loc").unwrap();
         let conf = input::load(&spec("conf.npy"), "conf").unwrap();
-        let truths = load_truths(&spec("truths.json")).unwrap();
+        let truths = load_truths(&spec("truths.json"), None).unwrap();
         let priors = Priors::builtin(PriorSet::Ssd300Voc);
         let loaded = start.elapsed();
         let ssd = Ssd::new(&loc, &conf, &priors, &truths, &SsdParams::default()).unwrap();

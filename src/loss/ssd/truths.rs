@@ -45,7 +45,11 @@ const ROLE: &str = "truths";
 const MAX_LABEL: f64 = 4_294_967_296.0;
 
 /// Reads the ground truths a spec names.
-pub fn load(spec: &Spec) -> Result<Truths> {
+///
+/// `images`, when known, is the batch size of the other inputs: a padded
+/// array is checked against it before one list per image is built, so a
+/// header claiming 10^9 empty images is refused, not allocated.
+pub fn load(spec: &Spec, images: Option<usize>) -> Result<Truths> {
     let origin = Origin::new(ROLE, spec.text());
     let extension = spec.path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     match extension.as_deref() {
@@ -54,9 +58,22 @@ pub fn load(spec: &Spec) -> Result<Truths> {
                 std::fs::read(&spec.path).map_err(|e| Error::input(&origin, format!("cannot read: {e}")))?;
             from_json(&text, spec.key.as_deref(), origin)
         }
-        Some("npz") if spec.key.is_none() => from_npz_members(&spec.path, origin),
-        _ => from_padded(&input::load(spec, ROLE)?),
+        Some("npz") if spec.key.is_none() => from_npz_members(&spec.path, origin, images),
+        _ => from_padded_batch(&input::load(spec, ROLE)?, images),
     }
+}
+
+/// [`from_padded`], after checking the batch size when it is known.
+fn from_padded_batch(tensor: &Tensor, images: Option<usize>) -> Result<Truths> {
+    if let (Some(expected), Some(&batch)) = (images, tensor.shape.first())
+        && batch != expected
+    {
+        return Err(Error::input(
+            &tensor.origin,
+            format!("holds {batch} images but the batch has {expected}"),
+        ));
+    }
+    from_padded(tensor)
 }
 
 /// A list per image of rows, parsed from JSON text.
@@ -143,13 +160,13 @@ pub fn from_padded(tensor: &Tensor) -> Result<Truths> {
 
 /// One array per image, named `arr_0`, `arr_1`, … as `np.savez(f, *boxes)`
 /// writes them.
-fn from_npz_members(path: &Path, origin: Origin) -> Result<Truths> {
+fn from_npz_members(path: &Path, origin: Origin, images: Option<usize>) -> Result<Truths> {
     let members = input::bundle_members(path)?;
     let count = members.len();
     let numbered = (0..count).all(|b| members.iter().any(|m| *m == format!("arr_{b}")));
     if !numbered {
         if members.iter().any(|m| m == ROLE) {
-            return from_padded(&input::load(&Spec::member(path, ROLE), ROLE)?);
+            return from_padded_batch(&input::load(&Spec::member(path, ROLE), ROLE)?, images);
         }
         return Err(Error::input(
             &origin,

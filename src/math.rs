@@ -6,7 +6,7 @@
 //! the same bits, on any machine.
 
 /// ln 2 split so that `n · LN2_HI` is exact for |n| < 2^11.
-const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
+const LN2_HI: f64 = 6.931_471_803_691_238e-1;
 const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
 const LOG2_E: f64 = std::f64::consts::LOG2_E;
 /// Adding and subtracting 1.5·2^52 rounds a double to the nearest integer.

@@ -25,10 +25,10 @@ impl Exporter for Table {
                 table.add_row(row.clone());
             }
             for (i, name) in section.header.iter().enumerate() {
-                if !is_label_column(name) {
-                    if let Some(column) = table.column_mut(i) {
-                        column.set_cell_alignment(CellAlignment::Right);
-                    }
+                if !is_label_column(name)
+                    && let Some(column) = table.column_mut(i)
+                {
+                    column.set_cell_alignment(CellAlignment::Right);
                 }
             }
             out.push_str(&format!("\n{}\n{}\n", section.title, table.trim_fmt()));

@@ -167,7 +167,7 @@ fn load_npy(file: File, origin: Origin) -> Result<Tensor> {
     if layout.dtype == DType::Bool {
         check_bools(&map[layout.data_offset..], &layout.shape, &origin)?;
     }
-    let aligned = (map.as_ptr() as usize + layout.data_offset) % layout.dtype.size() == 0;
+    let aligned = (map.as_ptr() as usize + layout.data_offset).is_multiple_of(layout.dtype.size());
     if layout.is_native() && aligned {
         let storage = Storage::Mapped { offset: layout.data_offset, len: layout.data_len, map };
         return Ok(Tensor::new(origin, layout.dtype, layout.shape, storage));

@@ -141,7 +141,7 @@ fi
 build
 
 say "data (bench/generate.py, written once)"
-python3 bench/generate.py --if-missing
+python3 bench/generate.py --if-missing --only "$ONLY"
 SCALES=()
 if [[ $SCALING -eq 1 ]] && selected ce; then
     SCALES=(0.25 0.5 2)

@@ -183,3 +183,20 @@ fn ssd_truths_with_a_huge_empty_batch_are_refused_without_exhausting_memory() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("images"), "{stderr}");
 }
+
+/// An `.npy` header of brackets nested twenty deep (found by the `truths`
+/// target): the header parser's time grows exponentially with the depth, so
+/// 142 bytes took 0.6 s and a few more would take hours. It is refused at once.
+const DEEPLY_NESTED_HEADER: &[u8] = b"\x93NUMPY\x01\x00v\x00{'descr',[[[[[[[[[[[[[[[[[\x0a\x0a\x0a\x0a\x0a[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\x0a\x0a\x0a\x0a\x0a[[[[[[[[[           \x0a@\xb5\xd1?\xa8)N\xa9\xf6\xe2\xe5?\xef\x00";
+
+#[test]
+fn deeply_nested_npy_headers_are_refused_quickly() {
+    let started = std::time::Instant::now();
+    let err = match from_bytes(DEEPLY_NESTED_HEADER, Container::Npy, None, "logits") {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a header of brackets is not an array"),
+    };
+    assert!(err.contains("nested deeper"), "{err}");
+    // Generous: the refusal itself takes microseconds.
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+}

@@ -9,6 +9,9 @@ use ndarray_npy::npy::header::{Header, Layout};
 use super::tensor::{Column, DType};
 
 const MAGIC: &[u8] = b"\x93NUMPY";
+/// Bracket nesting a header may have: a structured dtype's list of tuples
+/// needs three; this leaves room.
+const MAX_HEADER_NESTING: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ByteOrder {
@@ -69,6 +72,22 @@ pub fn parse(bytes: &[u8]) -> Result<NpyLayout, String> {
             "truncated header: it declares {header_len} bytes but the file has {}",
             bytes.len() - header_start
         ));
+    }
+    // NumPy writes a flat dict whose values nest two or three levels at most;
+    // the header parser takes time exponential in the nesting depth, so a
+    // deeper header is refused before it is parsed.
+    let mut depth = 0usize;
+    for &byte in &bytes[header_start..data_offset] {
+        match byte {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if depth > MAX_HEADER_NESTING {
+            return Err(format!(
+                "unparsable header: brackets nested deeper than {MAX_HEADER_NESTING} levels"
+            ));
+        }
     }
     let header =
         Header::from_reader(&mut &bytes[..data_offset]).map_err(|e| format!("unparsable header: {e}"))?;

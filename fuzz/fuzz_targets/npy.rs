@@ -1,0 +1,14 @@
+//! `.npy` images through `input::from_bytes`: never a panic, and an accepted
+//! array has exactly as many elements as its shape says, each readable.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use losscope::input::{Container, from_bytes};
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(tensor) = from_bytes(data, Container::Npy, None, "logits") {
+        let values = tensor.to_f64_vec();
+        assert_eq!(values.len(), tensor.numel(), "shape {:?}", tensor.shape);
+        std::hint::black_box(values.iter().sum::<f64>());
+    }
+});

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Seeds each target's corpus (fuzz/corpus/<target>/) from the fixtures.
+# Safe to run again: files are named after their fixture and overwritten.
+set -euo pipefail
+cd "$(dirname "$0")"
+fixtures=../fixtures
+
+# name <file>: a corpus file name for a fixture path.
+name() { echo "${1#"$fixtures"/}" | tr '/' '_'; }
+
+mkdir -p corpus/npy corpus/npz corpus/json corpus/truths corpus/report
+find "$fixtures" -name '*.npy' | while read -r f; do cp "$f" "corpus/npy/$(name "$f")"; done
+# Archives over 64 KiB are left out: the npz target runs with -max_len=65536,
+# and a truncated archive has lost its central directory.
+find "$fixtures" -name '*.npz' -size -65k | while read -r f; do cp "$f" "corpus/npz/$(name "$f")"; done
+find "$fixtures" -name '*.json' ! -name 'expected.json' | while read -r f; do
+    cp "$f" "corpus/json/$(name "$f")"
+done
+
+# truths: the first byte picks the extension (0 json, 1 npy, 2 npz, 3 sniffed)
+# and the key (bits 2-3: none, none, 'truths', 'boxes'); the rest is the file.
+find "$fixtures/ssd" -name 'truths.*' | while read -r f; do
+    case "$f" in
+        *.json) selector='\x00' ;;
+        *.npy) selector='\x01' ;;
+        *.npz) selector='\x02' ;;
+    esac
+    { printf "$selector"; cat "$f"; } > "corpus/truths/$(name "$f")"
+done

@@ -313,9 +313,7 @@ fn describe(tensors: &[&Tensor]) -> Vec<InputInfo> {
 
 fn ce(args: CeArgs) -> Result<Outcome> {
     let settings = ReportSettings::new(args.report)?;
-    if !(0.0..=1.0).contains(&args.label_smoothing) {
-        return Err(Error::usage(format!("--label-smoothing {} is outside [0, 1]", args.label_smoothing)));
-    }
+    check_label_smoothing(args.label_smoothing)?;
     let sources = Sources::new(args.bundle.as_deref())?;
     let logits = sources.required(args.logits.as_deref(), "logits")?;
     let targets = sources.required(args.targets.as_deref(), "targets")?;
@@ -393,9 +391,7 @@ fn bce(args: BceArgs) -> Result<Outcome> {
 
 fn focal(args: FocalArgs) -> Result<Outcome> {
     let settings = ReportSettings::new(args.report)?;
-    if !(0.0..=1.0).contains(&args.label_smoothing) {
-        return Err(Error::usage(format!("--label-smoothing {} is outside [0, 1]", args.label_smoothing)));
-    }
+    check_label_smoothing(args.label_smoothing)?;
     let sources = Sources::new(args.bundle.as_deref())?;
     let logits = sources.required(args.logits.as_deref(), "logits")?;
     let targets = sources.required(args.targets.as_deref(), "targets")?;
@@ -578,6 +574,15 @@ fn detection(e: &SsdEvaluation, loc_weight: f64) -> Detection {
     }
 }
 
+/// Label smoothing ε must lie in [0, 1], as PyTorch requires.
+fn check_label_smoothing(eps: f64) -> Result<()> {
+    if (0.0..=1.0).contains(&eps) {
+        Ok(())
+    } else {
+        Err(Error::usage(format!("--label-smoothing {eps} is outside [0, 1]")))
+    }
+}
+
 /// Runs `work` in a pool of `threads` threads, or in the global pool.
 fn in_pool<T: Send>(threads: Option<usize>, work: impl FnOnce() -> T + Send) -> Result<T> {
     match threads {
@@ -657,14 +662,7 @@ fn pass(loss: &dyn PerExample, settings: &Analysis) -> Result<Tally> {
             loss.eval(range, t)
         })
     };
-    let tally = match settings.threads {
-        Some(n) => rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build()
-            .map_err(|e| Error::usage(format!("--threads {n}: {e}")))?
-            .install(work),
-        None => work(),
-    };
+    let tally = in_pool(settings.threads, work)?;
     progress.finish();
     Ok(tally)
 }

@@ -17,13 +17,15 @@ find "$fixtures" -name '*.json' ! -name 'expected.json' | while read -r f; do
     cp "$f" "corpus/json/$(name "$f")"
 done
 
-# truths: the first byte picks the extension (0 json, 1 npy, 2 npz, 3 sniffed)
-# and the key (bits 2-3: none, none, 'truths', 'boxes'); the rest is the file.
+# truths: the first byte picks the extension (bits 0-1: json, npy, npz, sniffed),
+# the key (bits 2-3: none, none, 'truths', 'boxes') and the batch size (bits
+# 4-7); the rest is the file. The batch matches the fixtures: the padded .npy
+# holds 3 images, the .npz 4 (JSON truths are not checked against it).
 find "$fixtures/ssd" -name 'truths.*' | while read -r f; do
     case "$f" in
         *.json) selector='\x00' ;;
-        *.npy) selector='\x01' ;;
-        *.npz) selector='\x02' ;;
+        *.npy) selector='\x31' ;;
+        *.npz) selector='\x42' ;;
     esac
     { printf "$selector"; cat "$f"; } > "corpus/truths/$(name "$f")"
 done

@@ -145,7 +145,9 @@ fn check_finite_report(report: &Report) {
         assert!(within(share, 0.0, 1.0), "share {share} is outside [0, 1]");
     }
     for class in &report.classes {
-        for (what, x) in [("frequency", class.frequency), ("mean_p_t", class.mean_p_t), ("accuracy", class.accuracy)] {
+        for (what, x) in
+            [("frequency", class.frequency), ("mean_p_t", class.mean_p_t), ("accuracy", class.accuracy)]
+        {
             if let Some(x) = x {
                 assert!(within(x, 0.0, 1.0), "class {} {what} {x} is outside [0, 1]", class.class);
             }
@@ -243,7 +245,8 @@ fuzz_target!(|data: &[u8]| {
             let w: Vec<f64> = (0..classes).map(|_| input.weight(bad_weights)).collect();
             (w, Origin::new("weight", "weight"))
         });
-        let mut well_formed = weight.as_ref().is_none_or(|(w, _)| w.iter().all(|&x| x.is_finite() && x >= 0.0));
+        let mut well_formed =
+            weight.as_ref().is_none_or(|(w, _)| w.iter().all(|&x| x.is_finite() && x >= 0.0));
         let target_kind = input.byte() % 8;
         let targets = if target_kind == 0 {
             // Probabilities, shaped like the logits.
@@ -291,15 +294,23 @@ fuzz_target!(|data: &[u8]| {
         let targets = tensor("targets", shape.clone(), Column::F64(targets));
         let last = *shape.last().expect("rank at least 1");
         let weight_len = if bad_weights && input.byte() % 8 == 0 { last + 1 } else { last };
-        let weight = with_weight.then(|| (0..weight_len).map(|_| input.weight(bad_weights)).collect::<Vec<f64>>());
-        let pos_weight =
-            (flags & 64 != 0).then(|| (0..weight_len).map(|_| input.weight(bad_weights)).collect::<Vec<f64>>());
+        let weight =
+            with_weight.then(|| (0..weight_len).map(|_| input.weight(bad_weights)).collect::<Vec<f64>>());
+        let pos_weight = (flags & 64 != 0)
+            .then(|| (0..weight_len).map(|_| input.weight(bad_weights)).collect::<Vec<f64>>());
         let well_formed = in_unit
-            && [&weight, &pos_weight].into_iter().flatten().all(|w| w.iter().all(|&x| x.is_finite() && x >= 0.0));
+            && [&weight, &pos_weight]
+                .into_iter()
+                .flatten()
+                .all(|w| w.iter().all(|&x| x.is_finite() && x >= 0.0));
         let weight = weight.map(|w| tensor("weight", vec![w.len()], Column::F64(w)));
         let pos_weight = pos_weight.map(|w| tensor("pos_weight", vec![w.len()], Column::F64(w)));
-        let params =
-            BceParams { weight: weight.as_ref(), pos_weight: pos_weight.as_ref(), reduction, class_axis: None };
+        let params = BceParams {
+            weight: weight.as_ref(),
+            pos_weight: pos_weight.as_ref(),
+            reduction,
+            class_axis: None,
+        };
         let Ok(loss) = Bce::new(&logits, &targets, &params) else { return };
         let result = analyse(&loss, &logits, &targets, header(), &analysis, true);
         check(&loss, result, allow_nonfinite, finite, well_formed, &mut input);
@@ -323,7 +334,11 @@ fn check(
         Ok(report) => {
             assert!(allow_nonfinite || finite, "non-finite inputs were accepted without allow_nonfinite");
             assert_eq!(report.classes.len(), loss.classes());
-            assert_eq!(report.count + report.ignored, loss.units() as u64, "counted + ignored is not every example");
+            assert_eq!(
+                report.count + report.ignored,
+                loss.units() as u64,
+                "counted + ignored is not every example"
+            );
             if finite && well_formed {
                 check_finite_report(&report);
             }

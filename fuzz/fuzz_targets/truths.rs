@@ -1,8 +1,9 @@
 //! The SSD ground-truth reader. Only `loss::ssd::load_truths(&Spec, images)` is
 //! public, and it reads a path, so each input is written to a file first:
-//! the first byte picks the file's extension and the key, the rest is the
-//! file. Never a panic, and every box it accepts is finite, not flipped and
-//! not empty.
+//! the first byte picks the file's extension (bits 0-1), the key (bits 2-3)
+//! and the batch size the other inputs would have (bits 4-7, 0 to 15: the
+//! CLI always passes the batch of `--loc`); the rest is the file. Never a
+//! panic, and every box it accepts is finite, not flipped and not empty.
 #![no_main]
 
 use std::path::PathBuf;
@@ -36,7 +37,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let path = scratch().join(format!("truths.{extension}"));
     std::fs::write(&path, file).expect("write the input");
-    if let Ok(truths) = load_truths(&Spec { path, key }, None) {
+    let images = Some(usize::from(selector >> 4));
+    if let Ok(truths) = load_truths(&Spec { path, key }, images) {
         for image in &truths.images {
             for gt in image {
                 let [xmin, ymin, xmax, ymax] = gt.corners;

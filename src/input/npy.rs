@@ -9,6 +9,10 @@ use ndarray_npy::npy::header::{Header, Layout};
 use super::tensor::{Column, DType};
 
 const MAGIC: &[u8] = b"\x93NUMPY";
+/// The longest header read, as NumPy's own `max_header_size`: a plain
+/// array's header is under 200 bytes, and the header parser slows with
+/// every bracket of a long one.
+const MAX_HEADER_BYTES: usize = 10_000;
 /// Bracket nesting a header may have: a structured dtype's list of tuples
 /// needs three; this leaves room.
 const MAX_HEADER_NESTING: usize = 8;
@@ -71,6 +75,11 @@ pub fn parse(bytes: &[u8]) -> Result<NpyLayout, String> {
         return Err(format!(
             "truncated header: it declares {header_len} bytes but the file has {}",
             bytes.len() - header_start
+        ));
+    }
+    if header_len > MAX_HEADER_BYTES {
+        return Err(format!(
+            "unparsable header: {header_len} bytes, more than the {MAX_HEADER_BYTES} NumPy itself reads"
         ));
     }
     // NumPy writes a flat dict whose values nest two or three levels at most;

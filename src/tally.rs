@@ -250,6 +250,16 @@ impl Tally {
         self.losses[group].push(loss as f32);
     }
 
+    /// Records the non-finite values among `values`, which were read from
+    /// `operand` starting at flat index `start`, `stride` apart.
+    #[inline]
+    pub fn record_nonfinite(&mut self, operand: Operand, values: &[f64], start: usize, stride: usize) {
+        if let Some(first) = values.iter().position(|v| !v.is_finite()) {
+            let count = values[first..].iter().filter(|v| !v.is_finite()).count();
+            self.add_nonfinite(operand, count as u64, start + first * stride);
+        }
+    }
+
     /// Records `count` non-finite values of `operand`, the first of them at
     /// flat index `at`.
     #[inline]

@@ -192,12 +192,8 @@ impl Bce<'_> {
             let first = start - run * self.run;
             self.logits.copy_to_f64(start, 1, &mut x[..len]);
             self.targets.copy_to_f64(start, 1, &mut t[..len]);
-            for (operand, values) in [(Operand::Logits, &x[..len]), (Operand::Targets, &t[..len])] {
-                if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
-                    let count = values.iter().filter(|v| !v.is_finite()).count();
-                    tally.add_nonfinite(operand, count as u64, start + bad);
-                }
-            }
+            tally.record_nonfinite(Operand::Logits, &x[..len], start, 1);
+            tally.record_nonfinite(Operand::Targets, &t[..len], start, 1);
             let weight = self.weight.as_ref().map(|b| self.cursor(b, run, first));
             let pos_weight = self.pos_weight.as_ref().map(|b| self.cursor(b, run, first));
             // The class is the position in the run when the classes sit on

@@ -11,7 +11,8 @@ use crate::report::{BaselineTotals, Totals};
 use crate::tally::{Example, Grouping, Operand, Tally};
 
 use super::{
-    ClassLayout, NotClasses, PerExample, Reduction, check_class_weights, check_labels, predicts, resolve_axis,
+    ClassLayout, NotClasses, PerExample, Reduction, check_class_weights, check_labels, predicts, read_row,
+    resolve_axis,
 };
 
 /// The parameters of `F.cross_entropy`, plus where the classes sit.
@@ -182,14 +183,7 @@ impl PerExample for CrossEntropy<'_> {
         let mut row = vec![0.0; classes];
         let mut target_row = vec![0.0; classes];
         for i in units {
-            let (start, stride) = self.layout.row(i);
-            self.logits.copy_to_f64(start, stride, &mut row);
-            let (max, finite) = crate::math::max_and_finite(&row);
-            if !finite {
-                let first = row.iter().position(|v| !v.is_finite()).expect("a value is not finite");
-                let bad = row.iter().filter(|v| !v.is_finite()).count();
-                tally.add_nonfinite(Operand::Logits, bad as u64, start + first * stride);
-            }
+            let (max, start, stride) = read_row(&self.logits, &self.layout, i, &mut row, tally);
             let ln_sum = log_sum_exp(&row, max);
             let log_p = |c: usize| (row[c] - max) - ln_sum;
             match self.targets {
@@ -221,10 +215,7 @@ impl PerExample for CrossEntropy<'_> {
                 }
                 Targets::Probabilities(targets) => {
                     targets.copy_to_f64(start, stride, &mut target_row);
-                    if let Some(first) = target_row.iter().position(|v| !v.is_finite()) {
-                        let bad = target_row.iter().filter(|v| !v.is_finite()).count();
-                        tally.add_nonfinite(Operand::Targets, bad as u64, start + first * stride);
-                    }
+                    tally.record_nonfinite(Operand::Targets, &target_row, start, stride);
                     let y = first_max(&target_row);
                     let mut weighted = 0.0;
                     let mut plain = 0.0;

@@ -15,8 +15,9 @@ pub use focal::{Alpha, Focal, FocalKind, FocalParams, FocalPreset, Normalize};
 
 use crate::error::{Error, Origin, Result, index_in};
 use crate::input::Tensor;
+use crate::input::Values;
 use crate::report::Totals;
-use crate::tally::{Grouping, Tally};
+use crate::tally::{Grouping, Operand, Tally};
 
 /// How the per-example losses are reduced to `value`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -99,6 +100,25 @@ pub fn resolve_axis(axis: i64, rank: usize, origin: &Origin) -> Result<usize> {
         ));
     }
     Ok(resolved as usize)
+}
+
+/// Reads example `i`'s logits into `row` and records any that are not
+/// finite; returns the row's maximum and where the row starts and steps.
+#[inline]
+pub fn read_row(
+    logits: &Values,
+    layout: &ClassLayout,
+    i: usize,
+    row: &mut [f64],
+    tally: &mut Tally,
+) -> (f64, usize, usize) {
+    let (start, stride) = layout.row(i);
+    logits.copy_to_f64(start, stride, row);
+    let (max, finite) = crate::math::max_and_finite(row);
+    if !finite {
+        tally.record_nonfinite(Operand::Logits, row, start, stride);
+    }
+    (max, start, stride)
 }
 
 /// Whether `label` is the prediction of a row whose maximum is `max`: the

@@ -272,12 +272,8 @@ impl<'a> SigmoidFocal<'a> {
                 }
                 at.advance(layout);
             }
-            for (operand, values) in [(Operand::Logits, &x[..len]), (Operand::Targets, &t[..len])] {
-                if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
-                    let count = values.iter().filter(|v| !v.is_finite()).count();
-                    tally.add_nonfinite(operand, count as u64, start + bad);
-                }
-            }
+            tally.record_nonfinite(Operand::Logits, &x[..len], start, 1);
+            tally.record_nonfinite(Operand::Targets, &t[..len], start, 1);
             for k in 0..len {
                 let (x, t) = (x[k], t[k]);
                 let (log_sig, p) = logistic(x);

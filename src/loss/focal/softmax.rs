@@ -3,13 +3,13 @@
 //! for kornia and the snippet, `exp / sum` for mmcv, a renormalised, clipped
 //! softmax for Keras).
 
-use crate::loss::{NotClasses, check_labels, predicts};
+use crate::loss::{NotClasses, check_labels, predicts, read_row};
 use std::ops::Range;
 
 use crate::error::{Error, Result};
 use crate::input::{Tensor, Values, shape_text};
 use crate::loss::{ClassLayout, resolve_axis};
-use crate::tally::{Example, Operand, Tally};
+use crate::tally::{Example, Tally};
 
 use super::{Alpha, FocalParams, FocalPreset, KERAS_EPSILON, power};
 
@@ -197,14 +197,7 @@ impl<'a> SoftmaxFocal<'a> {
         let mut row = vec![0.0; classes];
         let mut exps = vec![0.0; classes];
         for i in units {
-            let (start, stride) = self.layout.row(i);
-            self.logits.copy_to_f64(start, stride, &mut row);
-            let (max, finite) = crate::math::max_and_finite(&row);
-            if !finite {
-                let first = row.iter().position(|v| !v.is_finite()).expect("a value is not finite");
-                let bad = row.iter().filter(|v| !v.is_finite()).count();
-                tally.add_nonfinite(Operand::Logits, bad as u64, start + first * stride);
-            }
+            let (max, ..) = read_row(&self.logits, &self.layout, i, &mut row, tally);
             // The same sum CE takes, so γ = 0 gives CE's very digits.
             let sum = crate::math::sum_exp(&row, max);
             if self.formula.needs_probabilities() {

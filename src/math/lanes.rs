@@ -1,0 +1,429 @@
+//! Eight f64 lanes, three ways: one AVX-512 register, two AVX2 registers, or
+//! a plain array. The kernels in the parent module are written once over
+//! [`Real`] and [`Lanes`]; every operation here is the same IEEE operation
+//! in each implementation, so each build of a kernel gives the same bits.
+//!
+//! The methods are `unsafe` because the vector implementations use
+//! instructions the CPU must have: they may only run inside a function built
+//! for those instructions (see `dispatch`), where they are inlined.
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+/// Arithmetic on one value or on eight lanes.
+pub trait Real: Copy {
+    type Mask: Copy;
+    unsafe fn splat(x: f64) -> Self;
+    unsafe fn add(self, other: Self) -> Self;
+    unsafe fn sub(self, other: Self) -> Self;
+    unsafe fn mul(self, other: Self) -> Self;
+    unsafe fn div(self, other: Self) -> Self;
+    /// `self · b + c` with one rounding.
+    unsafe fn mul_add(self, b: Self, c: Self) -> Self;
+    /// `self` if it is greater than `other`, else `other` (so `other` when
+    /// either is NaN), as the x86 max instruction.
+    unsafe fn max(self, other: Self) -> Self;
+    /// `self` if it is less than `other`, else `other`.
+    unsafe fn min(self, other: Self) -> Self;
+    unsafe fn abs(self) -> Self;
+    unsafe fn lt(self, other: Self) -> Self::Mask;
+    unsafe fn ge(self, other: Self) -> Self::Mask;
+    unsafe fn is_nan(self) -> Self::Mask;
+    /// `yes` where `mask` is set, `no` elsewhere.
+    unsafe fn select(mask: Self::Mask, yes: Self, no: Self) -> Self;
+    /// The integer in the low bits of `rounded` (a value `n + 1.5·2^52`)
+    /// turned into the double 2^n, for -1022 ≤ n ≤ 1023.
+    unsafe fn pow2(rounded: Self, round: f64) -> Self;
+}
+
+/// Eight lanes, read from and written to slices.
+pub trait Lanes: Real {
+    /// Reads eight values from the start of `from`.
+    unsafe fn load(from: &[f64]) -> Self;
+    /// Reads eight f32 values from the start of `from`, widened exactly.
+    unsafe fn load_f32(from: &[f32]) -> Self;
+    unsafe fn store(self, to: &mut [f64]);
+    fn to_array(self) -> [f64; 8];
+}
+
+impl Real for f64 {
+    type Mask = bool;
+
+    #[inline(always)]
+    unsafe fn splat(x: f64) -> Self {
+        x
+    }
+    #[inline(always)]
+    unsafe fn add(self, other: Self) -> Self {
+        self + other
+    }
+    #[inline(always)]
+    unsafe fn sub(self, other: Self) -> Self {
+        self - other
+    }
+    #[inline(always)]
+    unsafe fn mul(self, other: Self) -> Self {
+        self * other
+    }
+    #[inline(always)]
+    unsafe fn div(self, other: Self) -> Self {
+        self / other
+    }
+    #[inline(always)]
+    unsafe fn mul_add(self, b: Self, c: Self) -> Self {
+        f64::mul_add(self, b, c)
+    }
+    #[inline(always)]
+    unsafe fn max(self, other: Self) -> Self {
+        if self > other { self } else { other }
+    }
+    #[inline(always)]
+    unsafe fn min(self, other: Self) -> Self {
+        if self < other { self } else { other }
+    }
+    #[inline(always)]
+    unsafe fn abs(self) -> Self {
+        f64::abs(self)
+    }
+    #[inline(always)]
+    unsafe fn lt(self, other: Self) -> bool {
+        self < other
+    }
+    #[inline(always)]
+    unsafe fn ge(self, other: Self) -> bool {
+        self >= other
+    }
+    #[inline(always)]
+    unsafe fn is_nan(self) -> bool {
+        f64::is_nan(self)
+    }
+    #[inline(always)]
+    unsafe fn select(mask: bool, yes: Self, no: Self) -> Self {
+        if mask { yes } else { no }
+    }
+    #[inline(always)]
+    unsafe fn pow2(rounded: Self, round: f64) -> Self {
+        f64::from_bits((rounded.to_bits().wrapping_sub(round.to_bits()).wrapping_add(1023)) << 52)
+    }
+}
+
+/// The portable build: eight scalars.
+#[derive(Clone, Copy)]
+pub struct Portable([f64; 8]);
+
+impl Portable {
+    #[inline(always)]
+    fn map(self, f: impl Fn(f64) -> f64) -> Self {
+        Portable(self.0.map(f))
+    }
+
+    #[inline(always)]
+    fn zip(self, other: Self, f: impl Fn(f64, f64) -> f64) -> Self {
+        Portable(std::array::from_fn(|k| f(self.0[k], other.0[k])))
+    }
+}
+
+impl Real for Portable {
+    type Mask = [bool; 8];
+
+    #[inline(always)]
+    unsafe fn splat(x: f64) -> Self {
+        Portable([x; 8])
+    }
+    #[inline(always)]
+    unsafe fn add(self, other: Self) -> Self {
+        self.zip(other, |a, b| a + b)
+    }
+    #[inline(always)]
+    unsafe fn sub(self, other: Self) -> Self {
+        self.zip(other, |a, b| a - b)
+    }
+    #[inline(always)]
+    unsafe fn mul(self, other: Self) -> Self {
+        self.zip(other, |a, b| a * b)
+    }
+    #[inline(always)]
+    unsafe fn div(self, other: Self) -> Self {
+        self.zip(other, |a, b| a / b)
+    }
+    #[inline(always)]
+    unsafe fn mul_add(self, b: Self, c: Self) -> Self {
+        Portable(std::array::from_fn(|k| f64::mul_add(self.0[k], b.0[k], c.0[k])))
+    }
+    #[inline(always)]
+    unsafe fn max(self, other: Self) -> Self {
+        self.zip(other, |a, b| if a > b { a } else { b })
+    }
+    #[inline(always)]
+    unsafe fn min(self, other: Self) -> Self {
+        self.zip(other, |a, b| if a < b { a } else { b })
+    }
+    #[inline(always)]
+    unsafe fn abs(self) -> Self {
+        self.map(f64::abs)
+    }
+    #[inline(always)]
+    unsafe fn lt(self, other: Self) -> [bool; 8] {
+        std::array::from_fn(|k| self.0[k] < other.0[k])
+    }
+    #[inline(always)]
+    unsafe fn ge(self, other: Self) -> [bool; 8] {
+        std::array::from_fn(|k| self.0[k] >= other.0[k])
+    }
+    #[inline(always)]
+    unsafe fn is_nan(self) -> [bool; 8] {
+        self.0.map(f64::is_nan)
+    }
+    #[inline(always)]
+    unsafe fn select(mask: [bool; 8], yes: Self, no: Self) -> Self {
+        Portable(std::array::from_fn(|k| if mask[k] { yes.0[k] } else { no.0[k] }))
+    }
+    #[inline(always)]
+    unsafe fn pow2(rounded: Self, round: f64) -> Self {
+        // SAFETY: scalar arithmetic only.
+        rounded.map(|r| unsafe { <f64 as Real>::pow2(r, round) })
+    }
+}
+
+impl Lanes for Portable {
+    #[inline(always)]
+    unsafe fn load(from: &[f64]) -> Self {
+        Portable(std::array::from_fn(|k| from[k]))
+    }
+    #[inline(always)]
+    unsafe fn load_f32(from: &[f32]) -> Self {
+        Portable(std::array::from_fn(|k| from[k] as f64))
+    }
+    #[inline(always)]
+    unsafe fn store(self, to: &mut [f64]) {
+        to[..8].copy_from_slice(&self.0);
+    }
+    #[inline(always)]
+    fn to_array(self) -> [f64; 8] {
+        self.0
+    }
+}
+
+/// The AVX-512 build: one 512-bit register.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+pub struct Avx512(__m512d);
+
+#[cfg(target_arch = "x86_64")]
+impl Real for Avx512 {
+    type Mask = __mmask8;
+
+    #[inline(always)]
+    unsafe fn splat(x: f64) -> Self {
+        unsafe { Avx512(_mm512_set1_pd(x)) }
+    }
+    #[inline(always)]
+    unsafe fn add(self, other: Self) -> Self {
+        unsafe { Avx512(_mm512_add_pd(self.0, other.0)) }
+    }
+    #[inline(always)]
+    unsafe fn sub(self, other: Self) -> Self {
+        unsafe { Avx512(_mm512_sub_pd(self.0, other.0)) }
+    }
+    #[inline(always)]
+    unsafe fn mul(self, other: Self) -> Self {
+        unsafe { Avx512(_mm512_mul_pd(self.0, other.0)) }
+    }
+    #[inline(always)]
+    unsafe fn div(self, other: Self) -> Self {
+        unsafe { Avx512(_mm512_div_pd(self.0, other.0)) }
+    }
+    #[inline(always)]
+    unsafe fn mul_add(self, b: Self, c: Self) -> Self {
+        unsafe { Avx512(_mm512_fmadd_pd(self.0, b.0, c.0)) }
+    }
+    #[inline(always)]
+    unsafe fn max(self, other: Self) -> Self {
+        unsafe { Avx512(_mm512_max_pd(self.0, other.0)) }
+    }
+    #[inline(always)]
+    unsafe fn min(self, other: Self) -> Self {
+        unsafe { Avx512(_mm512_min_pd(self.0, other.0)) }
+    }
+    #[inline(always)]
+    unsafe fn abs(self) -> Self {
+        unsafe { Avx512(_mm512_abs_pd(self.0)) }
+    }
+    #[inline(always)]
+    unsafe fn lt(self, other: Self) -> __mmask8 {
+        unsafe { _mm512_cmp_pd_mask::<_CMP_LT_OQ>(self.0, other.0) }
+    }
+    #[inline(always)]
+    unsafe fn ge(self, other: Self) -> __mmask8 {
+        unsafe { _mm512_cmp_pd_mask::<_CMP_GE_OQ>(self.0, other.0) }
+    }
+    #[inline(always)]
+    unsafe fn is_nan(self) -> __mmask8 {
+        unsafe { _mm512_cmp_pd_mask::<_CMP_UNORD_Q>(self.0, self.0) }
+    }
+    #[inline(always)]
+    unsafe fn select(mask: __mmask8, yes: Self, no: Self) -> Self {
+        unsafe { Avx512(_mm512_mask_blend_pd(mask, no.0, yes.0)) }
+    }
+    #[inline(always)]
+    unsafe fn pow2(rounded: Self, round: f64) -> Self {
+        unsafe {
+            let n =
+                _mm512_sub_epi64(_mm512_castpd_si512(rounded.0), _mm512_set1_epi64(round.to_bits() as i64));
+            Avx512(_mm512_castsi512_pd(_mm512_slli_epi64::<52>(_mm512_add_epi64(n, _mm512_set1_epi64(1023)))))
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Lanes for Avx512 {
+    #[inline(always)]
+    unsafe fn load(from: &[f64]) -> Self {
+        assert!(from.len() >= 8);
+        // SAFETY: eight values are there; unaligned loads are allowed.
+        unsafe { Avx512(_mm512_loadu_pd(from.as_ptr())) }
+    }
+    #[inline(always)]
+    unsafe fn load_f32(from: &[f32]) -> Self {
+        assert!(from.len() >= 8);
+        // SAFETY: as above.
+        unsafe { Avx512(_mm512_cvtps_pd(_mm256_loadu_ps(from.as_ptr()))) }
+    }
+    #[inline(always)]
+    unsafe fn store(self, to: &mut [f64]) {
+        assert!(to.len() >= 8);
+        // SAFETY: as above.
+        unsafe { _mm512_storeu_pd(to.as_mut_ptr(), self.0) }
+    }
+    #[inline(always)]
+    fn to_array(self) -> [f64; 8] {
+        // SAFETY: a 512-bit register is eight f64.
+        unsafe { std::mem::transmute::<__m512d, [f64; 8]>(self.0) }
+    }
+}
+
+/// The AVX2 build: lanes 0–3 and 4–7 in two 256-bit registers.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+pub struct Avx2(__m256d, __m256d);
+
+#[cfg(target_arch = "x86_64")]
+macro_rules! both {
+    ($f:ident($($a:expr),*)) => {
+        Avx2($f($($a.0),*), $f($($a.1),*))
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Real for Avx2 {
+    type Mask = (__m256d, __m256d);
+
+    #[inline(always)]
+    unsafe fn splat(x: f64) -> Self {
+        unsafe { Avx2(_mm256_set1_pd(x), _mm256_set1_pd(x)) }
+    }
+    #[inline(always)]
+    unsafe fn add(self, other: Self) -> Self {
+        unsafe { both!(_mm256_add_pd(self, other)) }
+    }
+    #[inline(always)]
+    unsafe fn sub(self, other: Self) -> Self {
+        unsafe { both!(_mm256_sub_pd(self, other)) }
+    }
+    #[inline(always)]
+    unsafe fn mul(self, other: Self) -> Self {
+        unsafe { both!(_mm256_mul_pd(self, other)) }
+    }
+    #[inline(always)]
+    unsafe fn div(self, other: Self) -> Self {
+        unsafe { both!(_mm256_div_pd(self, other)) }
+    }
+    #[inline(always)]
+    unsafe fn mul_add(self, b: Self, c: Self) -> Self {
+        unsafe { both!(_mm256_fmadd_pd(self, b, c)) }
+    }
+    #[inline(always)]
+    unsafe fn max(self, other: Self) -> Self {
+        unsafe { both!(_mm256_max_pd(self, other)) }
+    }
+    #[inline(always)]
+    unsafe fn min(self, other: Self) -> Self {
+        unsafe { both!(_mm256_min_pd(self, other)) }
+    }
+    #[inline(always)]
+    unsafe fn abs(self) -> Self {
+        unsafe {
+            let sign = _mm256_set1_pd(-0.0);
+            Avx2(_mm256_andnot_pd(sign, self.0), _mm256_andnot_pd(sign, self.1))
+        }
+    }
+    #[inline(always)]
+    unsafe fn lt(self, other: Self) -> Self::Mask {
+        unsafe {
+            (_mm256_cmp_pd::<_CMP_LT_OQ>(self.0, other.0), _mm256_cmp_pd::<_CMP_LT_OQ>(self.1, other.1))
+        }
+    }
+    #[inline(always)]
+    unsafe fn ge(self, other: Self) -> Self::Mask {
+        unsafe {
+            (_mm256_cmp_pd::<_CMP_GE_OQ>(self.0, other.0), _mm256_cmp_pd::<_CMP_GE_OQ>(self.1, other.1))
+        }
+    }
+    #[inline(always)]
+    unsafe fn is_nan(self) -> Self::Mask {
+        unsafe {
+            (_mm256_cmp_pd::<_CMP_UNORD_Q>(self.0, self.0), _mm256_cmp_pd::<_CMP_UNORD_Q>(self.1, self.1))
+        }
+    }
+    #[inline(always)]
+    unsafe fn select(mask: Self::Mask, yes: Self, no: Self) -> Self {
+        unsafe { Avx2(_mm256_blendv_pd(no.0, yes.0, mask.0), _mm256_blendv_pd(no.1, yes.1, mask.1)) }
+    }
+    #[inline(always)]
+    unsafe fn pow2(rounded: Self, round: f64) -> Self {
+        unsafe {
+            let build = |r: __m256d| {
+                let n = _mm256_sub_epi64(_mm256_castpd_si256(r), _mm256_set1_epi64x(round.to_bits() as i64));
+                _mm256_castsi256_pd(_mm256_slli_epi64::<52>(_mm256_add_epi64(n, _mm256_set1_epi64x(1023))))
+            };
+            Avx2(build(rounded.0), build(rounded.1))
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Lanes for Avx2 {
+    #[inline(always)]
+    unsafe fn load(from: &[f64]) -> Self {
+        assert!(from.len() >= 8);
+        // SAFETY: eight values are there; unaligned loads are allowed.
+        unsafe { Avx2(_mm256_loadu_pd(from.as_ptr()), _mm256_loadu_pd(from.as_ptr().add(4))) }
+    }
+    #[inline(always)]
+    unsafe fn load_f32(from: &[f32]) -> Self {
+        assert!(from.len() >= 8);
+        // SAFETY: as above.
+        unsafe {
+            Avx2(
+                _mm256_cvtps_pd(_mm_loadu_ps(from.as_ptr())),
+                _mm256_cvtps_pd(_mm_loadu_ps(from.as_ptr().add(4))),
+            )
+        }
+    }
+    #[inline(always)]
+    unsafe fn store(self, to: &mut [f64]) {
+        assert!(to.len() >= 8);
+        // SAFETY: as above.
+        unsafe {
+            _mm256_storeu_pd(to.as_mut_ptr(), self.0);
+            _mm256_storeu_pd(to.as_mut_ptr().add(4), self.1);
+        }
+    }
+    #[inline(always)]
+    fn to_array(self) -> [f64; 8] {
+        // SAFETY: a 256-bit register is four f64.
+        let [low, high] =
+            [self.0, self.1].map(|half| unsafe { std::mem::transmute::<__m256d, [f64; 4]>(half) });
+        std::array::from_fn(|k| if k < 4 { low[k] } else { high[k - 4] })
+    }
+}

@@ -1,0 +1,307 @@
+//! Numerical kernels of the per-example passes. The hot one is the sum of
+//! `exp(x - m)` over a row of logits. Each kernel is written once, over
+//! eight f64 lanes ([`lanes`]), and compiled three times: for AVX-512, for
+//! AVX2 with FMA, and as plain scalar code; the build is chosen at run time.
+//! All three perform the same IEEE operations in the same order, fused
+//! multiply-adds included (without FMA hardware `mul_add` is computed
+//! exactly in software), so every machine gives the same bits.
+
+mod lanes;
+
+use lanes::{Lanes, Portable, Real};
+
+/// ln 2 split so that `n · LN2_HI` is exact for |n| < 2^11.
+const LN2_HI: f64 = 6.931_471_803_691_238e-1;
+const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+const LOG2_E: f64 = std::f64::consts::LOG2_E;
+/// Adding and subtracting 1.5·2^52 rounds a double to the nearest integer.
+const ROUND: f64 = 6_755_399_441_055_744.0;
+/// Below this, exp(x) is under the smallest normal double; it is taken as 0
+/// (the true value is below 2.3e-308, invisible next to any other term).
+const SMALLEST: f64 = -708.39;
+/// Every kernel works on this many lanes; sums are kept per lane (element
+/// k of a row in lane k mod 8) and the lanes added pairwise at the end.
+const LANES: usize = 8;
+
+/// exp(x) for x ≤ 0 (and -inf, and NaN), within about one ulp, on one value
+/// or on eight lanes.
+#[inline(always)]
+unsafe fn exp<V: Real>(x: V) -> V {
+    // SAFETY: the caller runs where V's instructions exist.
+    unsafe {
+        let clamped = x.max(V::splat(SMALLEST));
+        let shifted = clamped.mul_add(V::splat(LOG2_E), V::splat(ROUND));
+        let n = shifted.sub(V::splat(ROUND));
+        // x = n·ln2 + r with |r| ≤ ln2/2 (n·LN2_HI is exact).
+        let minus_n = V::splat(0.0).sub(n);
+        let r = minus_n.mul_add(V::splat(LN2_LO), minus_n.mul_add(V::splat(LN2_HI), clamped));
+        // exp(r) - 1 by its Taylor series to degree 13 (error below 2e-17).
+        const TAYLOR: [f64; 11] = [
+            1.0 / 479_001_600.0,
+            1.0 / 39_916_800.0,
+            1.0 / 3_628_800.0,
+            1.0 / 362_880.0,
+            1.0 / 40_320.0,
+            1.0 / 5_040.0,
+            1.0 / 720.0,
+            1.0 / 120.0,
+            1.0 / 24.0,
+            1.0 / 6.0,
+            0.5,
+        ];
+        let mut p = V::splat(1.0 / 6_227_020_800.0);
+        for c in TAYLOR {
+            p = p.mul_add(r, V::splat(c));
+        }
+        let expm1 = r.mul(r).mul_add(p, r);
+        // 2^n · (1 + expm1) with one rounding; n ≥ -1022 thanks to the clamp.
+        let scale = V::pow2(shifted, ROUND);
+        let value = expm1.mul_add(scale, scale);
+        let value = V::select(x.lt(V::splat(SMALLEST)), V::splat(0.0), value);
+        V::select(x.is_nan(), x, value)
+    }
+}
+
+/// exp(x) for x ≤ 0 (and -inf, and NaN), within about one ulp: the scalar
+/// form of the kernels' exponential, with the same bits.
+#[inline]
+pub fn exp_nonpositive(x: f64) -> f64 {
+    // SAFETY: scalar arithmetic only.
+    unsafe { exp(x) }
+}
+
+/// The pairwise sum of the lanes, the same in every build.
+#[inline(always)]
+fn combine(lanes: [f64; LANES]) -> f64 {
+    ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
+}
+
+/// Which build of the kernels this CPU runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Avx512,
+    Avx2,
+    Portable,
+}
+
+impl Level {
+    /// The best build this CPU supports (the standard library caches the
+    /// feature detection).
+    #[inline]
+    pub fn detect() -> Level {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx512f") && has!("avx512dq") && has!("avx512vl") && has!("fma") {
+                return Level::Avx512;
+            }
+            if has!("avx2") && has!("fma") {
+                return Level::Avx2;
+            }
+        }
+        Level::Portable
+    }
+}
+
+/// A loop over lanes, compiled once per [`Level`].
+pub trait Kernel {
+    type Output;
+    /// # Safety
+    /// The CPU must have `V`'s instructions, and the call must be inside a
+    /// function built for them (as [`dispatch`] does) for them to inline.
+    unsafe fn run<V: Lanes>(self) -> Self::Output;
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+unsafe fn run_avx512<K: Kernel>(kernel: K) -> K::Output {
+    // SAFETY: this function is only called when the CPU has AVX-512.
+    unsafe { kernel.run::<lanes::Avx512>() }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run_avx2<K: Kernel>(kernel: K) -> K::Output {
+    // SAFETY: this function is only called when the CPU has AVX2 and FMA.
+    unsafe { kernel.run::<lanes::Avx2>() }
+}
+
+/// Runs `kernel` built for `level`; a level above [`Level::detect`] runs
+/// the portable build.
+#[inline]
+pub fn dispatch<K: Kernel>(level: Level, kernel: K) -> K::Output {
+    let level =
+        if level == Level::Avx512 && Level::detect() != Level::Avx512 { Level::Portable } else { level };
+    let level =
+        if level == Level::Avx2 && Level::detect() == Level::Portable { Level::Portable } else { level };
+    match level {
+        // SAFETY: the CPU has the instructions, checked above.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { run_avx512(kernel) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { run_avx2(kernel) },
+        // SAFETY: plain scalar code runs anywhere.
+        _ => unsafe { kernel.run::<Portable>() },
+    }
+}
+
+/// The last `len % 8` values of a row, padded to eight lanes with `pad`.
+#[inline(always)]
+fn padded_tail(row: &[f64], pad: f64) -> Option<[f64; LANES]> {
+    let tail = &row[row.len() - row.len() % LANES..];
+    (!tail.is_empty()).then(|| std::array::from_fn(|k| tail.get(k).copied().unwrap_or(pad)))
+}
+
+struct SumExp<'a> {
+    row: &'a [f64],
+    shift: f64,
+}
+
+impl Kernel for SumExp<'_> {
+    type Output = f64;
+
+    #[inline(always)]
+    unsafe fn run<V: Lanes>(self) -> f64 {
+        // SAFETY: the caller runs where V's instructions exist.
+        unsafe {
+            let shift = V::splat(self.shift);
+            let mut acc = V::splat(0.0);
+            for chunk in self.row.chunks_exact(LANES) {
+                acc = acc.add(exp(V::load(chunk).sub(shift)));
+            }
+            // exp(-inf) is exactly 0: padding leaves the other lanes as they are.
+            if let Some(tail) = padded_tail(self.row, f64::NEG_INFINITY) {
+                acc = acc.add(exp(V::load(&tail).sub(shift)));
+            }
+            combine(acc.to_array())
+        }
+    }
+}
+
+/// Σ exp(x - shift) over `row`, for a shift at least the row's maximum.
+#[inline]
+pub fn sum_exp(row: &[f64], shift: f64) -> f64 {
+    dispatch(Level::detect(), SumExp { row, shift })
+}
+
+struct MaxAndFinite<'a> {
+    row: &'a [f64],
+}
+
+impl Kernel for MaxAndFinite<'_> {
+    type Output = (f64, bool);
+
+    #[inline(always)]
+    unsafe fn run<V: Lanes>(self) -> (f64, bool) {
+        // SAFETY: the caller runs where V's instructions exist.
+        unsafe {
+            let mut max = V::splat(f64::NEG_INFINITY);
+            // x·0 is 0 for finite x and NaN for ±inf and NaN.
+            let mut probe = V::splat(0.0);
+            let zero = V::splat(0.0);
+            let mut step = |x: V| {
+                max = x.max(max);
+                probe = probe.add(x.mul(zero));
+            };
+            for chunk in self.row.chunks_exact(LANES) {
+                step(V::load(chunk));
+            }
+            // Padding with a value of the row changes neither answer.
+            if let Some(tail) = padded_tail(self.row, self.row[0]) {
+                step(V::load(&tail));
+            }
+            let top = max.to_array().iter().fold(f64::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+            (top, probe.to_array().iter().all(|p| *p == 0.0))
+        }
+    }
+}
+
+/// The largest element of a non-empty row, and whether every element is
+/// finite. With a NaN in the row the maximum is unspecified; callers treat
+/// such rows as non-finite (their loss is NaN whatever the maximum).
+#[inline]
+pub fn max_and_finite(row: &[f64]) -> (f64, bool) {
+    dispatch(Level::detect(), MaxAndFinite { row })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ulps(a: f64, b: f64) -> u64 {
+        (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs()
+    }
+
+    #[test]
+    fn exp_is_within_two_ulps_of_the_libm_exp() {
+        let mut worst = 0;
+        let mut x = 0.0f64;
+        while x > -708.0 {
+            worst = worst.max(ulps(exp_nonpositive(x), x.exp()));
+            x -= 0.000_731_3;
+        }
+        for k in 0..100_000 {
+            let x = -(k as f64) * 1e-6;
+            worst = worst.max(ulps(exp_nonpositive(x), x.exp()));
+        }
+        assert!(worst <= 2, "worst error {worst} ulps");
+    }
+
+    #[test]
+    fn exp_edges() {
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+        assert_eq!(exp_nonpositive(-0.0), 1.0);
+        assert_eq!(exp_nonpositive(f64::NEG_INFINITY), 0.0);
+        assert_eq!(exp_nonpositive(-1000.0), 0.0);
+        assert!(exp_nonpositive(f64::NAN).is_nan());
+        assert!(exp_nonpositive(-708.0) > 0.0);
+    }
+
+    /// Every level this CPU supports, the portable one always.
+    fn levels() -> Vec<Level> {
+        let best = Level::detect();
+        [Level::Avx512, Level::Avx2, Level::Portable]
+            .into_iter()
+            .filter(|&l| l == Level::Portable || l == best || (best == Level::Avx512 && l == Level::Avx2))
+            .collect()
+    }
+
+    #[test]
+    fn every_build_gives_the_same_bits() {
+        for len in [0, 1, 7, 8, 9, 100, 1003] {
+            let row: Vec<f64> = (0..len).map(|i| -((i * 7919 % 1000) as f64) / 17.0).collect();
+            let portable = dispatch(Level::Portable, SumExp { row: &row, shift: 0.5 });
+            for level in levels() {
+                let built = dispatch(level, SumExp { row: &row, shift: 0.5 });
+                assert_eq!(built.to_bits(), portable.to_bits(), "{level:?}, {len} values");
+            }
+            let exact: f64 = row.iter().map(|&x| (x - 0.5).exp()).sum();
+            assert!((portable - exact).abs() <= 1e-14 * exact);
+        }
+    }
+}
+
+#[cfg(test)]
+mod row_tests {
+    use super::*;
+
+    #[test]
+    fn max_and_finiteness_of_rows() {
+        for len in 1..21 {
+            let row: Vec<f64> = (0..len).map(|i| ((i * 37) % 11) as f64 - 5.0).collect();
+            let want = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            for level in [Level::detect(), Level::Portable] {
+                assert_eq!(dispatch(level, MaxAndFinite { row: &row }), (want, true));
+                for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+                    let mut with_bad = row.clone();
+                    with_bad[len / 2] = bad;
+                    assert!(!dispatch(level, MaxAndFinite { row: &with_bad }).1);
+                }
+            }
+        }
+        let mut inf = vec![1.0; 9];
+        inf[6] = f64::INFINITY;
+        assert_eq!(max_and_finite(&inf).0, f64::INFINITY);
+    }
+}

@@ -7,6 +7,7 @@
 //! [`format`] renders it.
 
 pub mod cli;
+pub mod concentration;
 pub mod diff;
 pub mod error;
 pub mod format;

@@ -344,7 +344,7 @@ fn ratio(part: f64, whole: f64) -> Option<f64> {
 }
 
 impl Report {
-    pub fn build(header: Header, totals: Totals, mut tally: Tally, with_positives: bool) -> Report {
+    pub fn build(header: Header, totals: Totals, tally: Tally, with_positives: bool) -> Report {
         let Header { loss, parameters, inputs, class_names, mut warnings, detection } = header;
         // Shares are of what the tally counted: the loss itself, or for SSD
         // its confidence part.
@@ -422,13 +422,15 @@ impl Report {
             }
         });
         let concentration = match tally.settings.grouping {
-            Grouping::All => {
-                Concentration { all: Some(hardest(&mut tally.losses[0])), positives: None, negatives: None }
-            }
+            Grouping::All => Concentration {
+                all: Some(tally.concentration[0].hardest()),
+                positives: None,
+                negatives: None,
+            },
             Grouping::PositivesNegatives => Concentration {
                 all: None,
-                negatives: Some(hardest(&mut tally.losses[0])),
-                positives: Some(hardest(&mut tally.losses[1])),
+                negatives: Some(tally.concentration[0].hardest()),
+                positives: Some(tally.concentration[1].hardest()),
             },
         };
         for (name, x) in [("value", totals.value), ("sum", totals.sum)] {
@@ -479,51 +481,4 @@ fn bins_of(buckets: &[Bucket], of: impl Fn(&Bucket) -> f64, whole: f64) -> Vec<B
             loss_share: ratio(of(bucket), whole),
         })
         .collect()
-}
-
-/// Shares of the group's loss carried by its hardest examples. Selection, not
-/// sorting: each level is chosen inside the previous, larger one.
-fn hardest(losses: &mut [f32]) -> Hardest {
-    let n = losses.len();
-    let total: f64 = losses.iter().map(|&l| l as f64).sum();
-    let descending = |a: &f32, b: &f32| b.total_cmp(a);
-    let mut levels = Vec::with_capacity(HARDEST_FRACTIONS.len());
-    let mut prefix = n;
-    for &fraction in HARDEST_FRACTIONS.iter().rev() {
-        let take = ((fraction * n as f64).ceil() as usize).min(n);
-        if take > 0 && take < prefix {
-            losses[..prefix].select_nth_unstable_by(take - 1, descending);
-        }
-        prefix = take;
-        let top: f64 = losses[..take].iter().map(|&l| l as f64).sum();
-        levels.push(Level { fraction, count: take as u64, loss_share: ratio(top, total) });
-    }
-    levels.reverse();
-    Hardest { count: n as u64, levels }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hardest_shares_come_from_the_largest_losses() {
-        let mut losses: Vec<f32> = (1..=100).map(|i| i as f32).collect();
-        losses.reverse();
-        losses.swap(3, 70);
-        let h = hardest(&mut losses);
-        let total = 5050.0;
-        assert_eq!(h.count, 100);
-        assert_eq!(h.levels[0].count, 1);
-        assert_eq!(h.levels[0].loss_share, Some(100.0 / total));
-        assert_eq!(h.levels[1].loss_share, Some((96..=100).sum::<i32>() as f64 / total));
-        assert_eq!(h.levels[3].loss_share, Some((76..=100).sum::<i32>() as f64 / total));
-    }
-
-    #[test]
-    fn hardest_of_nothing_is_empty() {
-        let h = hardest(&mut []);
-        assert_eq!(h.count, 0);
-        assert!(h.levels.iter().all(|l| l.count == 0 && l.loss_share.is_none()));
-    }
 }

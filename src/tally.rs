@@ -6,6 +6,8 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use crate::concentration::{self, Groups};
+
 /// What one counted example contributes.
 #[derive(Debug, Clone, Copy)]
 pub struct Example {
@@ -199,14 +201,18 @@ pub struct Tally {
     pub ignored: u64,
     /// Non-finite inputs, per operand: `[logits, targets]`.
     pub nonfinite: [NonFinite; 2],
-    /// Per-example losses for the concentration figures: one list per group
-    /// (`[all]`, or `[negatives, positives]`). Stored as f32: they only rank
-    /// examples and give shares, never the reported sums.
-    pub losses: [Vec<f32>; 2],
+    /// The concentration histograms, one per group (`[all]`, or
+    /// `[negatives, positives]`). [`run`] lends each worker's histograms to
+    /// its chunks in turn, and takes them back empty-handed.
+    pub concentration: Groups,
 }
 
 impl Tally {
     pub fn new(settings: &TallySettings) -> Self {
+        Tally::with_histograms(settings, concentration::new_groups())
+    }
+
+    fn with_histograms(settings: &TallySettings, concentration: Groups) -> Self {
         Tally {
             classes: vec![ClassTally::default(); settings.classes],
             total: Sum::default(),
@@ -218,7 +224,7 @@ impl Tally {
             gradient_bins: [Bucket::default(); GRADIENT_BINS],
             ignored: 0,
             nonfinite: [NonFinite::default(); 2],
-            losses: [Vec::new(), Vec::new()],
+            concentration,
             settings: settings.clone(),
         }
     }
@@ -247,7 +253,7 @@ impl Tally {
             Grouping::All => 0,
             Grouping::PositivesNegatives => positive as usize,
         };
-        self.losses[group].push(loss as f32);
+        self.concentration[group].add(loss);
     }
 
     /// Records the non-finite values among `values`, which were read from
@@ -320,27 +326,36 @@ pub fn run<F>(
 where
     F: Fn(Range<usize>, &mut Tally) + Sync,
 {
-    let parts: Vec<Tally> = chunks(units, unit_cost)
+    // The floating-point sums of each chunk are merged in chunk order. The
+    // concentration histograms hold integers, whose sums do not depend on
+    // the order: each worker keeps one set for all the chunks it runs.
+    let (mut parts, histograms) = chunks(units, unit_cost)
         .into_par_iter()
-        .map(|range| {
-            let len = range.len() as u64;
-            let mut tally = Tally::new(settings);
-            eval(range, &mut tally);
-            on_chunk(len);
-            tally
-        })
-        .collect();
-    let mut merged = Tally::new(settings);
-    for group in 0..2 {
-        let len = parts.iter().map(|p| p.losses[group].len()).sum();
-        merged.losses[group].reserve_exact(len);
-    }
-    for mut part in parts {
-        merged.merge_counts(&part);
-        for group in 0..2 {
-            merged.losses[group].extend_from_slice(&part.losses[group]);
-            part.losses[group] = Vec::new();
-        }
+        .enumerate()
+        .fold(
+            || (Vec::new(), concentration::new_groups()),
+            |(mut parts, histograms), (index, range)| {
+                let len = range.len() as u64;
+                let mut tally = Tally::with_histograms(settings, histograms);
+                eval(range, &mut tally);
+                on_chunk(len);
+                let histograms = std::mem::take(&mut tally.concentration);
+                parts.push((index, tally));
+                (parts, histograms)
+            },
+        )
+        .reduce(
+            || (Vec::new(), Groups::default()),
+            |(mut parts, mut histograms), (more, other)| {
+                parts.extend(more);
+                concentration::merge_groups(&mut histograms, &other);
+                (parts, histograms)
+            },
+        );
+    parts.sort_unstable_by_key(|(index, _)| *index);
+    let mut merged = Tally::with_histograms(settings, histograms);
+    for (_, part) in &parts {
+        merged.merge_counts(part);
     }
     merged
 }

@@ -163,7 +163,7 @@ fn results_do_not_depend_on_the_thread_count() {
             (
                 e.value.to_bits(),
                 e.classes.iter().map(|c| c.conf_sum.value().to_bits()).collect::<Vec<_>>(),
-                tally.losses,
+                tally.concentration,
             )
         })
     };

@@ -39,7 +39,7 @@ impl Histogram {
     #[inline(always)]
     pub fn add(&mut self, loss: f64) {
         let bits = (loss as f32).to_bits();
-        let (bin, significand) = if loss.is_nan() || bits >= 0x7F80_0000 && bits < 0x8000_0000 {
+        let (bin, significand) = if loss.is_nan() || (0x7F80_0000..0x8000_0000).contains(&bits) {
             (NON_FINITE, 0)
         } else if bits >= 0x8000_0000 {
             (0, 0)

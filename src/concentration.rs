@@ -24,14 +24,14 @@ const MANTISSA_BITS: u32 = 23;
 /// placeholder that holds no bins; [`Histogram::new`] one to count in.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Histogram {
-    counts: Vec<u64>,
-    /// Per bin, Σ of the float32 significands (implicit bit included).
-    significands: Vec<u64>,
+    /// Per bin, the count and Σ of the float32 significands (implicit bit
+    /// included), side by side so that an update touches one cache line.
+    bins: Vec<[u64; 2]>,
 }
 
 impl Histogram {
     pub fn new() -> Self {
-        Histogram { counts: vec![0; FINITE_BINS + 1], significands: vec![0; FINITE_BINS + 1] }
+        Histogram { bins: vec![[0, 0]; FINITE_BINS + 1] }
     }
 
     /// Counts one loss. Negative losses (soft targets outside [0, 1] can
@@ -47,47 +47,44 @@ impl Histogram {
             let implicit = if bits >= 1 << MANTISSA_BITS { 1 << MANTISSA_BITS } else { 0 };
             ((bits >> 16) as usize, (bits & ((1 << MANTISSA_BITS) - 1) | implicit) as u64)
         };
-        self.counts[bin] += 1;
-        self.significands[bin] += significand;
+        let [count, sum] = &mut self.bins[bin];
+        *count += 1;
+        *sum += significand;
     }
 
     /// Adds `other`'s counts; a placeholder on either side holds nothing.
     pub fn merge(&mut self, other: &Histogram) {
-        if self.counts.is_empty() {
+        if self.bins.is_empty() {
             self.clone_from(other);
             return;
         }
-        for (mine, theirs) in self.counts.iter_mut().zip(&other.counts) {
-            *mine += theirs;
-        }
-        for (mine, theirs) in self.significands.iter_mut().zip(&other.significands) {
-            *mine += theirs;
+        for (mine, theirs) in self.bins.iter_mut().zip(&other.bins) {
+            mine[0] += theirs[0];
+            mine[1] += theirs[1];
         }
     }
 
     pub fn count(&self) -> u64 {
-        self.counts.iter().sum()
+        self.bins.iter().map(|[count, _]| count).sum()
     }
 
     /// The sum of a bin's losses: NaN for the non-finite bin when it holds any.
     fn sum(&self, bin: usize) -> f64 {
-        if self.counts.is_empty() {
-            return 0.0;
-        }
+        let [count, significands] = self.bins[bin];
         if bin == NON_FINITE {
-            return if self.counts[bin] > 0 { f64::NAN } else { 0.0 };
+            return if count > 0 { f64::NAN } else { 0.0 };
         }
         // Every value of a bin has the bin's exponent field; a field of 0
         // (subnormals) scales like 1.
         let exponent = (bin >> 7).max(1) as i32;
-        self.significands[bin] as f64 * 2f64.powi(exponent - 127 - MANTISSA_BITS as i32)
+        significands as f64 * 2f64.powi(exponent - 127 - MANTISSA_BITS as i32)
     }
 
     /// The share of the group's loss carried by its hardest examples, for
     /// each of [`HARDEST_FRACTIONS`].
     pub fn hardest(&self) -> Hardest {
         let n = self.count();
-        let total: f64 = (0..self.counts.len()).map(|bin| self.sum(bin)).sum();
+        let total: f64 = (0..self.bins.len()).map(|bin| self.sum(bin)).sum();
         let levels = HARDEST_FRACTIONS
             .iter()
             .map(|&fraction| {
@@ -104,7 +101,7 @@ impl Histogram {
     fn top(&self, take: u64) -> f64 {
         let mut left = take;
         let mut sum = 0.0;
-        for (bin, &count) in self.counts.iter().enumerate().rev() {
+        for (bin, &[count, _]) in self.bins.iter().enumerate().rev() {
             if count == 0 {
                 continue;
             }

@@ -348,7 +348,7 @@ impl Report {
         let Header { loss, parameters, inputs, class_names, mut warnings, detection } = header;
         // Shares are of what the tally counted: the loss itself, or for SSD
         // its confidence part.
-        let sum = tally.total.value();
+        let sum = tally.total();
         let counted: u64 = tally.classes.iter().map(|c| c.all.count).sum();
         let classes = tally
             .classes
@@ -391,8 +391,8 @@ impl Report {
             loss_sum: finite(bucket.loss.value()),
             loss_share: ratio(bucket.loss.value(), sum),
         };
-        let bins = bins_of(&tally.bins, |b| b.loss.value(), sum);
-        let gradient_norm_bins = bins_of(&tally.gradient_bins, |b| b.loss.value(), sum);
+        let bins = bins_of(&tally.bins(), |b| b.loss.value(), sum);
+        let gradient_norm_bins = bins_of(&tally.gradient_bins(), |b| b.loss.value(), sum);
         let baseline = totals.baseline.map(|b| {
             let base_share = |bucket: &Bucket| Share {
                 count: bucket.count,
@@ -414,10 +414,10 @@ impl Report {
                     })
                     .collect(),
                 difficulty: BaselineDifficulty {
-                    easy: base_share(&tally.easy),
-                    hard: base_share(&tally.hard),
-                    bins: bins_of(&tally.bins, |x| x.baseline.value(), b.sum),
-                    gradient_norm_bins: bins_of(&tally.gradient_bins, |x| x.baseline.value(), b.sum),
+                    easy: base_share(&tally.easy()),
+                    hard: base_share(&tally.hard()),
+                    bins: bins_of(&tally.bins(), |x| x.baseline.value(), b.sum),
+                    gradient_norm_bins: bins_of(&tally.gradient_bins(), |x| x.baseline.value(), b.sum),
                 },
             }
         });
@@ -451,8 +451,8 @@ impl Report {
             classes,
             difficulty: Difficulty {
                 easy_threshold: tally.settings.easy_threshold,
-                easy: share(&tally.easy),
-                hard: share(&tally.hard),
+                easy: share(&tally.easy()),
+                hard: share(&tally.hard()),
                 bins,
                 gradient_norm_bins,
                 concentration,

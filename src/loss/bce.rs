@@ -8,7 +8,7 @@ use std::ops::Range;
 use crate::error::{Error, Result};
 use crate::input::{Tensor, Values, shape_text};
 use crate::report::{BaselineTotals, Totals};
-use crate::tally::{Example, Grouping, Operand, Tally};
+use crate::tally::{Elements, Example, Grouping, Operand, Tally};
 
 use super::{ClassLayout, PerExample, Reduction, check_weights, resolve_axis};
 
@@ -132,16 +132,6 @@ impl<'a> Bce<'a> {
     }
 }
 
-/// `log σ(x)` and `σ(x)` from one exponential `e = exp(-|x|) ≤ 1`: stable
-/// for every x, as `log σ(x) = min(x, 0) - log1p(e)`.
-#[inline(always)]
-pub fn logistic(x: f64) -> (f64, f64) {
-    let e = crate::math::exp_nonpositive(-x.abs());
-    let log_sig = x.min(0.0) - e.ln_1p();
-    let p = if x >= 0.0 { 1.0 / (1.0 + e) } else { e / (1.0 + e) };
-    (log_sig, p)
-}
-
 const BLOCK: usize = 1024;
 
 impl PerExample for Bce<'_> {
@@ -166,10 +156,10 @@ impl PerExample for Bce<'_> {
     }
 
     fn totals(&self, tally: &Tally) -> Totals {
-        let sum = tally.total.value();
+        let sum = tally.total();
         let normalizer = self.units() as f64;
         let baseline = (self.weight.is_some() || self.pos_weight.is_some()).then(|| {
-            let sum = tally.baseline.value();
+            let sum = tally.baseline_total();
             BaselineTotals { loss: "bce", value: self.reduction.apply(sum, normalizer), sum }
         });
         Totals { value: self.reduction.apply(sum, normalizer), sum, normalizer, baseline }
@@ -181,6 +171,10 @@ impl Bce<'_> {
         let last = self.shape.len() - 1;
         let mut x = [0.0; BLOCK];
         let mut t = [0.0; BLOCK];
+        let mut log_sigs = [0.0; BLOCK];
+        let mut ps = [0.0; BLOCK];
+        let mut losses = [0.0; BLOCK];
+        let mut bces = [0.0; BLOCK];
         let mut start = units.start;
         while start < units.end {
             // A block never crosses the end of a run, so the broadcast
@@ -194,6 +188,7 @@ impl Bce<'_> {
             self.targets.copy_to_f64(start, 1, &mut t[..len]);
             tally.record_nonfinite(Operand::Logits, &x[..len], start, 1);
             tally.record_nonfinite(Operand::Targets, &t[..len], start, 1);
+            crate::math::logistic_into(&x[..len], &mut log_sigs[..len], &mut ps[..len]);
             let weight = self.weight.as_ref().map(|b| self.cursor(b, run, first));
             let pos_weight = self.pos_weight.as_ref().map(|b| self.cursor(b, run, first));
             // The class is the position in the run when the classes sit on
@@ -203,8 +198,7 @@ impl Bce<'_> {
                 Some(layout) => ((start / layout.inner) % layout.classes, layout.axis == last),
             };
             for k in 0..len {
-                let (x, t) = (x[k], t[k]);
-                let (log_sig, p) = logistic(x);
+                let (x, t, log_sig) = (x[k], t[k], log_sigs[k]);
                 let mut weighted_log_sig = log_sig;
                 if let Some((values, base, step)) = pos_weight {
                     weighted_log_sig *= (values[base + k * step] - 1.0) * t + 1.0;
@@ -213,16 +207,21 @@ impl Bce<'_> {
                 if let Some((values, base, step)) = weight {
                     loss *= values[base + k * step];
                 }
-                let class = if along_run { first + k } else { run_class };
-                tally.add(Example {
-                    class,
-                    loss,
-                    p_t: p * t + (1.0 - p) * (1.0 - t),
-                    correct: (x > 0.0) == (t > 0.5),
-                    positive: t > 0.5,
-                    baseline: (1.0 - t) * x - log_sig,
-                    grad_norm: (p - t).abs(),
-                });
+                losses[k] = loss;
+                bces[k] = (1.0 - t) * x - log_sig;
+            }
+            let elements = Elements {
+                first_class: first,
+                x: &x[..len],
+                t: &t[..len],
+                p: &ps[..len],
+                loss: &losses[..len],
+                baseline: &bces[..len],
+            };
+            if along_run {
+                tally.add_elements(&elements);
+            } else {
+                tally.add_all((0..len).map(|k| Example { class: run_class, ..elements.example(k) }));
             }
             start = end;
         }

@@ -241,13 +241,13 @@ impl PerExample for CrossEntropy<'_> {
     }
 
     fn totals(&self, tally: &Tally) -> Totals {
-        let sum = tally.total.value();
+        let sum = tally.total();
         let normalizer = tally.normalizer.value();
         // Weights and smoothing change the loss; the plain CE of the same
         // examples divides by their count.
         let baseline = (self.weight.is_some() || self.smoothing > 0.0).then(|| {
             let counted: u64 = tally.classes.iter().map(|c| c.all.count).sum();
-            let sum = tally.baseline.value();
+            let sum = tally.baseline_total();
             BaselineTotals { loss: "ce", value: self.reduction.apply(sum, counted as f64), sum }
         });
         Totals { value: self.reduction.apply(sum, normalizer), sum, normalizer, baseline }

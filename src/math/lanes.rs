@@ -5,7 +5,9 @@
 //!
 //! The methods are `unsafe` because the vector implementations use
 //! instructions the CPU must have: they may only run inside a function built
-//! for those instructions (see `dispatch`), where they are inlined.
+//! for those instructions (see `dispatch`), where they are inlined. That one
+//! rule is the safety contract of every method below.
+#![allow(clippy::missing_safety_doc)]
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -26,6 +28,8 @@ pub trait Real: Copy {
     /// `self` if it is less than `other`, else `other`.
     unsafe fn min(self, other: Self) -> Self;
     unsafe fn abs(self) -> Self;
+    /// The largest integer not above `self`.
+    unsafe fn floor(self) -> Self;
     unsafe fn lt(self, other: Self) -> Self::Mask;
     unsafe fn ge(self, other: Self) -> Self::Mask;
     unsafe fn is_nan(self) -> Self::Mask;
@@ -84,6 +88,10 @@ impl Real for f64 {
     #[inline(always)]
     unsafe fn abs(self) -> Self {
         f64::abs(self)
+    }
+    #[inline(always)]
+    unsafe fn floor(self) -> Self {
+        f64::floor(self)
     }
     #[inline(always)]
     unsafe fn lt(self, other: Self) -> bool {
@@ -161,6 +169,10 @@ impl Real for Portable {
     #[inline(always)]
     unsafe fn abs(self) -> Self {
         self.map(f64::abs)
+    }
+    #[inline(always)]
+    unsafe fn floor(self) -> Self {
+        self.map(f64::floor)
     }
     #[inline(always)]
     unsafe fn lt(self, other: Self) -> [bool; 8] {
@@ -248,6 +260,10 @@ impl Real for Avx512 {
     #[inline(always)]
     unsafe fn abs(self) -> Self {
         unsafe { Avx512(_mm512_abs_pd(self.0)) }
+    }
+    #[inline(always)]
+    unsafe fn floor(self) -> Self {
+        unsafe { Avx512(_mm512_roundscale_pd::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(self.0)) }
     }
     #[inline(always)]
     unsafe fn lt(self, other: Self) -> __mmask8 {
@@ -356,6 +372,10 @@ impl Real for Avx2 {
             let sign = _mm256_set1_pd(-0.0);
             Avx2(_mm256_andnot_pd(sign, self.0), _mm256_andnot_pd(sign, self.1))
         }
+    }
+    #[inline(always)]
+    unsafe fn floor(self) -> Self {
+        unsafe { both!(_mm256_floor_pd(self)) }
     }
     #[inline(always)]
     unsafe fn lt(self, other: Self) -> Self::Mask {

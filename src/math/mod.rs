@@ -8,7 +8,8 @@
 
 mod lanes;
 
-use lanes::{Lanes, Portable, Real};
+use lanes::Portable;
+pub use lanes::{Lanes, Real};
 
 /// ln 2 split so that `n · LN2_HI` is exact for |n| < 2^11.
 const LN2_HI: f64 = 6.931_471_803_691_238e-1;
@@ -21,7 +22,7 @@ const ROUND: f64 = 6_755_399_441_055_744.0;
 const SMALLEST: f64 = -708.39;
 /// Every kernel works on this many lanes; sums are kept per lane (element
 /// k of a row in lane k mod 8) and the lanes added pairwise at the end.
-const LANES: usize = 8;
+pub const LANES: usize = 8;
 
 /// exp(x) for x ≤ 0 (and -inf, and NaN), within about one ulp, on one value
 /// or on eight lanes.
@@ -68,6 +69,56 @@ unsafe fn exp<V: Real>(x: V) -> V {
 pub fn exp_nonpositive(x: f64) -> f64 {
     // SAFETY: scalar arithmetic only.
     unsafe { exp(x) }
+}
+
+/// ln(1 + e) for 0 ≤ e ≤ 1 (and NaN), within about two ulps.
+#[inline(always)]
+unsafe fn ln_1p_unit<V: Real>(e: V) -> V {
+    /// 1/3, 1/5, …, 1/23: the series of atanh, to z^10 (error below 2e-17
+    /// for the |s| ≤ 1/5 met here).
+    const ATANH: [f64; 10] = [
+        1.0 / 21.0,
+        1.0 / 19.0,
+        1.0 / 17.0,
+        1.0 / 15.0,
+        1.0 / 13.0,
+        1.0 / 11.0,
+        1.0 / 9.0,
+        1.0 / 7.0,
+        1.0 / 5.0,
+        1.0 / 3.0,
+    ];
+    // SAFETY: the caller runs where V's instructions exist.
+    unsafe {
+        // For e ≥ 1/2, 1 + e = 2·(1 + f) with f = (e - 1)/2, which is exact.
+        let big = e.ge(V::splat(0.5));
+        let f = V::select(big, e.sub(V::splat(1.0)).mul(V::splat(0.5)), e);
+        // ln(1 + f) = 2·atanh(s) = 2s·(1 + z/3 + z²/5 + …), s = f/(2 + f), z = s².
+        let s = f.div(V::splat(2.0).add(f));
+        let z = s.mul(s);
+        let mut series = V::splat(1.0 / 23.0);
+        for c in ATANH {
+            series = series.mul_add(z, V::splat(c));
+        }
+        let two_s = s.add(s);
+        let zero = V::splat(0.0);
+        let tail = two_s.mul(z).mul_add(series, V::select(big, V::splat(LN2_LO), zero));
+        V::select(big, V::splat(LN2_HI), zero).add(two_s.add(tail))
+    }
+}
+
+/// `log σ(x)` and `σ(x)` from one exponential `e = exp(-|x|) ≤ 1`: stable
+/// for every x, as `log σ(x) = min(x, 0) - ln(1 + e)`.
+#[inline(always)]
+unsafe fn logistic<V: Real>(x: V) -> (V, V) {
+    // SAFETY: the caller runs where V's instructions exist.
+    unsafe {
+        let zero = V::splat(0.0);
+        let e = exp(zero.sub(x.abs()));
+        let log_sig = x.min(zero).sub(ln_1p_unit(e));
+        let p = V::select(x.ge(zero), V::splat(1.0), e).div(V::splat(1.0).add(e));
+        (log_sig, p)
+    }
 }
 
 /// The pairwise sum of the lanes, the same in every build.
@@ -148,7 +199,7 @@ pub fn dispatch<K: Kernel>(level: Level, kernel: K) -> K::Output {
 
 /// The last `len % 8` values of a row, padded to eight lanes with `pad`.
 #[inline(always)]
-fn padded_tail(row: &[f64], pad: f64) -> Option<[f64; LANES]> {
+pub fn padded_tail(row: &[f64], pad: f64) -> Option<[f64; LANES]> {
     let tail = &row[row.len() - row.len() % LANES..];
     (!tail.is_empty()).then(|| std::array::from_fn(|k| tail.get(k).copied().unwrap_or(pad)))
 }
@@ -183,6 +234,44 @@ impl Kernel for SumExp<'_> {
 #[inline]
 pub fn sum_exp(row: &[f64], shift: f64) -> f64 {
     dispatch(Level::detect(), SumExp { row, shift })
+}
+
+struct Logistic<'a> {
+    x: &'a [f64],
+    log_sig: &'a mut [f64],
+    p: &'a mut [f64],
+}
+
+impl Kernel for Logistic<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    unsafe fn run<V: Lanes>(self) {
+        let Logistic { x, log_sig, p } = self;
+        let full = x.len() - x.len() % LANES;
+        // SAFETY: the caller runs where V's instructions exist.
+        unsafe {
+            for at in (0..full).step_by(LANES) {
+                let (l, q) = logistic(V::load(&x[at..]));
+                l.store(&mut log_sig[at..]);
+                q.store(&mut p[at..]);
+            }
+            if let Some(tail) = padded_tail(x, 0.0) {
+                let (l, q) = logistic(V::load(&tail));
+                let (l, q) = (l.to_array(), q.to_array());
+                let rest = x.len() - full;
+                log_sig[full..].copy_from_slice(&l[..rest]);
+                p[full..].copy_from_slice(&q[..rest]);
+            }
+        }
+    }
+}
+
+/// `log σ(x)` and `σ(x)` of every value of `x`, into the slices of the same
+/// length.
+pub fn logistic_into(x: &[f64], log_sig: &mut [f64], p: &mut [f64]) {
+    assert!(log_sig.len() == x.len() && p.len() == x.len());
+    dispatch(Level::detect(), Logistic { x, log_sig, p })
 }
 
 struct MaxAndFinite<'a> {
@@ -278,6 +367,65 @@ mod tests {
             }
             let exact: f64 = row.iter().map(|&x| (x - 0.5).exp()).sum();
             assert!((portable - exact).abs() <= 1e-14 * exact);
+        }
+    }
+}
+
+#[cfg(test)]
+mod logistic_tests {
+    use super::*;
+
+    fn ulps(a: f64, b: f64) -> u64 {
+        (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs()
+    }
+
+    #[test]
+    fn ln_1p_is_within_two_ulps_of_the_libm_one() {
+        let mut worst = 0;
+        for k in 0..=200_000 {
+            for e in [k as f64 / 200_000.0, (k as f64 * 1e-3).exp() * 1e-300, 0.5 - k as f64 * 1e-17] {
+                // SAFETY: scalar arithmetic only.
+                worst = worst.max(ulps(unsafe { ln_1p_unit(e) }, e.ln_1p()));
+            }
+        }
+        assert!(worst <= 2, "worst error {worst} ulps");
+        // SAFETY: as above.
+        unsafe {
+            assert_eq!(ln_1p_unit(0.0), 0.0);
+            assert!(ln_1p_unit(f64::NAN).is_nan());
+        }
+    }
+
+    #[test]
+    fn logistic_of_every_build_is_the_same_and_close_to_libm() {
+        let x: Vec<f64> = (0..1003)
+            .map(|i| ((i * 7919) % 2001) as f64 / 20.0 - 50.0)
+            .chain([0.0, -0.0, 1e-300, -800.0, 800.0, f64::INFINITY, f64::NEG_INFINITY, f64::NAN])
+            .collect();
+        let run = |level| {
+            let (mut l, mut p) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+            dispatch(level, Logistic { x: &x, log_sig: &mut l, p: &mut p });
+            (l, p)
+        };
+        let (l, p) = run(Level::Portable);
+        for level in [Level::detect(), Level::Avx2] {
+            let (l2, p2) = run(level);
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!((bits(&l), bits(&p)), (bits(&l2), bits(&p2)), "{level:?}");
+        }
+        for (k, &v) in x.iter().enumerate() {
+            if v.is_nan() {
+                assert!(l[k].is_nan() && p[k].is_nan());
+                continue;
+            }
+            let want_p = 1.0 / (1.0 + (-v).exp());
+            let want_l = if v >= 0.0 { -(-v).exp().ln_1p() } else { v - v.exp().ln_1p() };
+            assert!((p[k] - want_p).abs() <= 4.0 * f64::EPSILON * want_p, "p({v}) = {}", p[k]);
+            assert!(
+                l[k] == want_l || (l[k] - want_l).abs() <= 4.0 * f64::EPSILON * want_l.abs(),
+                "log σ({v}) = {}",
+                l[k]
+            );
         }
     }
 }

@@ -653,7 +653,7 @@ impl PerExample for Focal<'_> {
     }
 
     fn totals(&self, tally: &Tally) -> Totals {
-        let sum = tally.total.value();
+        let sum = tally.total();
         let normalizer = match self.divisor {
             Divisor::Elements => self.elements as f64,
             Divisor::Rows => self.rows() as f64,
@@ -678,7 +678,7 @@ impl PerExample for Focal<'_> {
             FocalKind::Sigmoid => ("bce", self.elements),
             FocalKind::Softmax => ("ce", self.rows()),
         };
-        let baseline_sum = tally.baseline.value();
+        let baseline_sum = tally.baseline_total();
         let baseline = BaselineTotals {
             loss,
             value: self.reduction.apply(baseline_sum, baseline_divisor as f64),

@@ -8,9 +8,8 @@ use std::ops::Range;
 
 use crate::error::{Error, Result};
 use crate::input::{Tensor, Values, shape_text};
-use crate::loss::bce::logistic;
 use crate::loss::{ClassLayout, resolve_axis};
-use crate::tally::{Example, Operand, Tally};
+use crate::tally::{Elements, Example, Operand, Tally};
 
 use super::{FocalParams, FocalPreset, KERAS_EPSILON, power};
 
@@ -255,38 +254,60 @@ impl<'a> SigmoidFocal<'a> {
         let mut x = [0.0; BLOCK];
         let mut t = [0.0; BLOCK];
         let mut class = [0usize; BLOCK];
+        let mut log_sigs = [0.0; BLOCK];
+        let mut ps = [0.0; BLOCK];
+        let mut losses = [0.0; BLOCK];
+        let mut bces = [0.0; BLOCK];
         let layout = &self.layout;
+        // With the classes on the last axis, element k of a block has class
+        // first + k (mod C) and the tally takes the block in lanes.
+        let class_last = layout.inner == 1;
         let mut at = Position::of(units.start, layout);
         let mut start = units.start;
         while start < units.end {
             let len = (units.end - start).min(BLOCK);
+            let first_class = at.class;
             self.logits.copy_to_f64(start, 1, &mut x[..len]);
-            if let Targets::Elements(values) = self.targets {
-                values.copy_to_f64(start, 1, &mut t[..len]);
-            }
-            for k in 0..len {
-                class[k] = at.class;
-                if let Targets::Labels { labels, background } = self.targets {
-                    let label = labels.get_index(at.row(layout)).expect("labels were checked");
-                    t[k] = if label == at.class as i64 && !background.holds(label) { 1.0 } else { 0.0 };
+            match self.targets {
+                Targets::Elements(values) if class_last => {
+                    values.copy_to_f64(start, 1, &mut t[..len]);
+                    at = Position::of(start + len, layout);
                 }
-                at.advance(layout);
+                Targets::Elements(values) => {
+                    values.copy_to_f64(start, 1, &mut t[..len]);
+                    for c in &mut class[..len] {
+                        *c = at.class;
+                        at.advance(layout);
+                    }
+                }
+                Targets::Labels { labels, background } => {
+                    for k in 0..len {
+                        class[k] = at.class;
+                        let label = labels.get_index(at.row(layout)).expect("labels were checked");
+                        t[k] = if label == at.class as i64 && !background.holds(label) { 1.0 } else { 0.0 };
+                        at.advance(layout);
+                    }
+                }
             }
             tally.record_nonfinite(Operand::Logits, &x[..len], start, 1);
             tally.record_nonfinite(Operand::Targets, &t[..len], start, 1);
+            crate::math::logistic_into(&x[..len], &mut log_sigs[..len], &mut ps[..len]);
             for k in 0..len {
-                let (x, t) = (x[k], t[k]);
-                let (log_sig, p) = logistic(x);
-                let bce = (1.0 - t) * x - log_sig;
-                tally.add(Example {
-                    class: class[k],
-                    loss: self.formula.loss(t, self.gamma, p, bce),
-                    p_t: p * t + (1.0 - p) * (1.0 - t),
-                    correct: (x > 0.0) == (t > 0.5),
-                    positive: t > 0.5,
-                    baseline: bce,
-                    grad_norm: (p - t).abs(),
-                });
+                bces[k] = (1.0 - t[k]) * x[k] - log_sigs[k];
+                losses[k] = self.formula.loss(t[k], self.gamma, ps[k], bces[k]);
+            }
+            let elements = Elements {
+                first_class,
+                x: &x[..len],
+                t: &t[..len],
+                p: &ps[..len],
+                loss: &losses[..len],
+                baseline: &bces[..len],
+            };
+            if class_last {
+                tally.add_elements(&elements);
+            } else {
+                tally.add_all((0..len).map(|k| Example { class: class[k], ..elements.example(k) }));
             }
             start += len;
         }

@@ -129,7 +129,7 @@ fn gamma_zero_without_alpha_is_bce_per_element() {
         let loss = Focal::new(&x, &t, &params).unwrap();
         for unit in 0..loss.units() {
             let tally = single(&loss, unit);
-            assert_eq!(tally.total.value(), tally.baseline.value(), "{preset:?} element {unit}");
+            assert_eq!(tally.total(), tally.baseline_total(), "{preset:?} element {unit}");
         }
     }
 }
@@ -146,7 +146,7 @@ fn gamma_zero_without_alpha_is_ce_per_row() {
         let loss = Focal::new(&x, &y, &params).unwrap();
         for unit in 0..loss.units() {
             let tally = single(&loss, unit);
-            let (focal, ce) = (tally.total.value(), tally.baseline.value());
+            let (focal, ce) = (tally.total(), tally.baseline_total());
             if preset == FocalPreset::Mmcv && unit == 3 {
                 // p_y = exp(-97) is below FLT_MIN: mmcv's log stops at log(FLT_MIN).
                 assert_eq!((focal, ce), (-softmax::FLT_MIN.ln(), 97.0));
@@ -170,9 +170,9 @@ fn chunks_starting_inside_a_row_read_the_right_labels() {
     let whole = run(&loss);
     let mut by_element = 0.0;
     for unit in 0..loss.units() {
-        by_element += single(&loss, unit).total.value();
+        by_element += single(&loss, unit).total();
     }
-    assert!(relative_error(whole.total.value(), by_element) <= 1e-15);
+    assert!(relative_error(whole.total(), by_element) <= 1e-15);
     // Element [1, 2, 0] is the one positive of row [1, 0] (label 2).
     assert_eq!(whole.classes.iter().map(|c| c.positives.count).sum::<u64>(), 2);
     assert_eq!(single(&loss, 10).classes[2].positives.count, 1);

@@ -8,6 +8,10 @@ use rayon::prelude::*;
 
 use crate::concentration::{self, Groups};
 
+mod elements;
+
+pub use elements::Elements;
+
 /// What one counted example contributes.
 #[derive(Debug, Clone, Copy)]
 pub struct Example {
@@ -146,13 +150,13 @@ impl NonFinite {
     }
 }
 
-/// Count, loss and baseline loss of a set of examples; the loss is summed
-/// with `L` (compensated for the per-class sums, plain elsewhere).
+/// Count, loss and baseline loss of a set of examples, both summed with `L`
+/// (compensated for the per-class sums, plain elsewhere).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Bucket<L: Accumulate = Plain> {
     pub count: u64,
     pub loss: L,
-    pub baseline: Plain,
+    pub baseline: L,
 }
 
 impl<L: Accumulate> Bucket<L> {
@@ -172,10 +176,20 @@ impl<L: Accumulate> Bucket<L> {
 
 /// Bins of GHM's gradient norm over [0, 1].
 pub const GRADIENT_BINS: usize = 10;
+/// Each cell of the difficulty table is kept this many times over, example
+/// k of a batch going to copy k mod WAYS: most examples of a batch often
+/// fall in one cell, and with one copy each addition would wait for the
+/// previous one.
+const WAYS: usize = 4;
 
+/// The bin of `x` among `bins` equal bins over [0, 1]; values outside go to
+/// the nearest end, NaN to the first bin.
 #[inline(always)]
 fn bin_of(x: f64, bins: usize) -> usize {
-    ((x * bins as f64) as usize).min(bins - 1)
+    // f64::max turns NaN into 0.
+    let clamped = (x * bins as f64).max(0.0).min((bins - 1) as f64);
+    // SAFETY: `clamped` is finite and within [0, bins - 1].
+    unsafe { clamped.to_int_unchecked::<u32>() as usize }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -186,25 +200,35 @@ pub struct ClassTally {
     pub correct: u64,
 }
 
+/// Where an example falls in the difficulty table: its p_t bin, its
+/// gradient-norm bin and whether it is easy. The p_t histogram, the
+/// gradient-norm histogram and the easy/hard split are the table's margins,
+/// so each example updates one cell instead of three buckets.
+#[derive(Debug, Clone, Copy)]
+struct Cell {
+    p_t_bin: usize,
+    gradient_bin: usize,
+    easy: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct Tally {
     pub settings: TallySettings,
     pub classes: Vec<ClassTally>,
-    pub total: Sum,
-    pub baseline: Sum,
     /// The mean's divisor, as each loss defines it (Σ w[y] for weighted CE).
     pub normalizer: Sum,
-    pub easy: Bucket,
-    pub hard: Bucket,
-    pub bins: Vec<Bucket>,
-    pub gradient_bins: [Bucket; GRADIENT_BINS],
+    /// The difficulty table: `WAYS` copies of each [`Cell`], see [`Tally::cell_index`].
+    cells: Vec<Bucket>,
     pub ignored: u64,
     /// Non-finite inputs, per operand: `[logits, targets]`.
     pub nonfinite: [NonFinite; 2],
     /// The concentration histograms, one per group (`[all]`, or
     /// `[negatives, positives]`). [`run`] lends each worker's histograms to
-    /// its chunks in turn, and takes them back empty-handed.
+    /// its chunks in turn.
     pub concentration: Groups,
+    /// Scratch space of [`Tally::add_elements`].
+    class_sums: elements::ClassSums,
+    cell_scratch: Vec<f64>,
 }
 
 impl Tally {
@@ -215,45 +239,108 @@ impl Tally {
     fn with_histograms(settings: &TallySettings, concentration: Groups) -> Self {
         Tally {
             classes: vec![ClassTally::default(); settings.classes],
-            total: Sum::default(),
-            baseline: Sum::default(),
             normalizer: Sum::default(),
-            easy: Bucket::default(),
-            hard: Bucket::default(),
-            bins: vec![Bucket::default(); settings.bins],
-            gradient_bins: [Bucket::default(); GRADIENT_BINS],
+            cells: vec![Bucket::default(); settings.bins * GRADIENT_BINS * 2 * WAYS],
             ignored: 0,
             nonfinite: [NonFinite::default(); 2],
             concentration,
+            class_sums: elements::ClassSums::default(),
+            cell_scratch: Vec::new(),
             settings: settings.clone(),
         }
     }
 
+    #[inline(always)]
+    fn cell_index(&self, cell: Cell, way: usize) -> usize {
+        ((cell.p_t_bin * GRADIENT_BINS + cell.gradient_bin) * 2 + cell.easy as usize) * WAYS + way
+    }
+
     #[inline]
     pub fn add(&mut self, example: Example) {
-        let Example { class, loss, p_t, correct, positive, baseline, grad_norm } = example;
-        self.total.add(loss);
-        self.baseline.add(baseline);
-        let row = &mut self.classes[class];
-        row.all.add(loss, baseline);
-        if positive {
-            row.positives.add(loss, baseline);
+        self.add_all([example]);
+    }
+
+    /// Adds a batch of examples.
+    #[inline(always)]
+    pub fn add_all(&mut self, examples: impl IntoIterator<Item = Example>) {
+        let threshold = self.settings.easy_threshold;
+        let by_sign = self.settings.grouping == Grouping::PositivesNegatives;
+        let bins = self.settings.bins;
+        for (k, example) in examples.into_iter().enumerate() {
+            let Example { class, loss, p_t, correct, positive, baseline, grad_norm } = example;
+            let row = &mut self.classes[class];
+            row.all.add(loss, baseline);
+            if positive {
+                row.positives.add(loss, baseline);
+            }
+            row.p_t.add(p_t);
+            row.correct += correct as u64;
+            let cell = Cell {
+                p_t_bin: bin_of(p_t, bins),
+                gradient_bin: bin_of(grad_norm, GRADIENT_BINS),
+                easy: p_t > threshold,
+            };
+            let index = self.cell_index(cell, k % WAYS);
+            self.cells[index].add(loss, baseline);
+            self.concentration[(by_sign && positive) as usize].add(loss);
         }
-        row.p_t.add(p_t);
-        row.correct += correct as u64;
-        if p_t > self.settings.easy_threshold {
-            self.easy.add(loss, baseline);
-        } else {
-            self.hard.add(loss, baseline);
+    }
+
+    /// The sum of every counted loss.
+    pub fn total(&self) -> f64 {
+        self.class_sum(|row| &row.all.loss)
+    }
+
+    /// The sum of every counted example's baseline loss.
+    pub fn baseline_total(&self) -> f64 {
+        self.class_sum(|row| &row.all.baseline)
+    }
+
+    fn class_sum(&self, of: impl Fn(&ClassTally) -> &Sum) -> f64 {
+        let mut sum = Sum::default();
+        for row in &self.classes {
+            sum.merge(of(row));
         }
-        let bins = self.bins.len();
-        self.bins[bin_of(p_t, bins)].add(loss, baseline);
-        self.gradient_bins[bin_of(grad_norm, GRADIENT_BINS)].add(loss, baseline);
-        let group = match self.settings.grouping {
-            Grouping::All => 0,
-            Grouping::PositivesNegatives => positive as usize,
-        };
-        self.concentration[group].add(loss);
+        sum.value()
+    }
+
+    /// The buckets of the examples whose cell satisfies `keep`, added in
+    /// table order.
+    fn margin(&self, keep: impl Fn(Cell) -> bool) -> Bucket {
+        let mut bucket = Bucket::default();
+        for p_t_bin in 0..self.settings.bins {
+            for gradient_bin in 0..GRADIENT_BINS {
+                for easy in [false, true] {
+                    let cell = Cell { p_t_bin, gradient_bin, easy };
+                    if keep(cell) {
+                        for way in 0..WAYS {
+                            bucket.merge(&self.cells[self.cell_index(cell, way)]);
+                        }
+                    }
+                }
+            }
+        }
+        bucket
+    }
+
+    /// Examples with p_t above the easy threshold.
+    pub fn easy(&self) -> Bucket {
+        self.margin(|cell| cell.easy)
+    }
+
+    /// Examples with p_t at or below the easy threshold.
+    pub fn hard(&self) -> Bucket {
+        self.margin(|cell| !cell.easy)
+    }
+
+    /// The p_t histogram, one bucket per bin over [0, 1].
+    pub fn bins(&self) -> Vec<Bucket> {
+        (0..self.settings.bins).map(|bin| self.margin(|cell| cell.p_t_bin == bin)).collect()
+    }
+
+    /// The gradient-norm histogram, [`GRADIENT_BINS`] buckets over [0, 1].
+    pub fn gradient_bins(&self) -> Vec<Bucket> {
+        (0..GRADIENT_BINS).map(|bin| self.margin(|cell| cell.gradient_bin == bin)).collect()
     }
 
     /// Records the non-finite values among `values`, which were read from
@@ -280,15 +367,8 @@ impl Tally {
             mine.p_t.merge(&theirs.p_t);
             mine.correct += theirs.correct;
         }
-        self.total.merge(&other.total);
-        self.baseline.merge(&other.baseline);
         self.normalizer.merge(&other.normalizer);
-        self.easy.merge(&other.easy);
-        self.hard.merge(&other.hard);
-        for (mine, theirs) in self.bins.iter_mut().zip(&other.bins) {
-            mine.merge(theirs);
-        }
-        for (mine, theirs) in self.gradient_bins.iter_mut().zip(&other.gradient_bins) {
+        for (mine, theirs) in self.cells.iter_mut().zip(&other.cells) {
             mine.merge(theirs);
         }
         self.ignored += other.ignored;

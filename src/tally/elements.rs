@@ -224,12 +224,13 @@ impl Tally {
         let touched = (0..n.min(classes)).map(|k| (elements.first_class + k) % classes);
         sums.settle(&mut self.classes, touched);
         let by_sign = self.settings.grouping == Grouping::PositivesNegatives;
-        for (k, &cell) in cells.iter().enumerate() {
+        let [negatives, positives] = &mut self.concentration;
+        let updates = cells.iter().zip(elements.loss).zip(elements.baseline).zip(elements.t);
+        for (k, (((&cell, &loss), &baseline), &t)) in updates.enumerate() {
             // SAFETY: cells are whole numbers below the table's length.
             let index = unsafe { cell.to_int_unchecked::<u32>() } as usize + k % WAYS;
-            let (loss, baseline) = (elements.loss[k], elements.baseline[k]);
             self.cells[index].add(loss, baseline);
-            self.concentration[(by_sign && elements.t[k] > 0.5) as usize].add(loss);
+            if by_sign && t > 0.5 { positives.add(loss) } else { negatives.add(loss) }
         }
         self.class_sums = sums;
         self.cell_scratch = cells;

@@ -38,30 +38,47 @@ impl Formula {
         }
     }
 
-    /// The loss for target `t`, given the logit's `σ(x)` and its plain BCE.
+    /// The losses of a block, from the targets, `σ(x)` and the plain BCE.
+    /// The formula and γ's common values are settled once per block, so
+    /// the loop the compiler sees is straight arithmetic.
+    fn losses(self, gamma: f64, t: &[f64], p: &[f64], bce: &[f64], out: &mut [f64]) {
+        #[inline(always)]
+        fn each(out: &mut [f64], t: &[f64], p: &[f64], bce: &[f64], loss: impl Fn(f64, f64, f64) -> f64) {
+            for (((out, &t), &p), &bce) in out.iter_mut().zip(t).zip(p).zip(bce) {
+                *out = loss(t, p, bce);
+            }
+        }
+        match gamma {
+            2.0 => each(out, t, p, bce, |t, p, bce| self.loss(t, |b| b * b, p, bce)),
+            _ => each(out, t, p, bce, |t, p, bce| self.loss(t, |b| power(b, gamma), p, bce)),
+        }
+    }
+
+    /// The loss for target `t`, given the logit's `σ(x)` and its plain BCE;
+    /// `power` raises to γ.
     #[inline(always)]
-    fn loss(self, t: f64, gamma: f64, p: f64, bce: f64) -> f64 {
+    fn loss(self, t: f64, power: impl Fn(f64) -> f64, p: f64, bce: f64) -> f64 {
         let alpha_t = |a: f64, t: f64| a * t + (1.0 - a) * (1.0 - t);
         match self {
             Formula::Torchvision { alpha } => {
                 let p_t = p * t + (1.0 - p) * (1.0 - t);
-                let loss = bce * power(1.0 - p_t, gamma);
+                let loss = bce * power(1.0 - p_t);
                 alpha.map_or(loss, |a| alpha_t(a, t) * loss)
             }
             Formula::Mmdet { alpha } => {
                 let one_minus_p_t = (1.0 - p) * t + p * (1.0 - t);
-                let modulating = power(one_minus_p_t, gamma);
+                let modulating = power(one_minus_p_t);
                 bce * alpha.map_or(modulating, |a| alpha_t(a, t) * modulating)
             }
             Formula::Keras { alpha, smoothing } => {
                 let t = if smoothing > 0.0 { t * (1.0 - smoothing) + 0.5 * smoothing } else { t };
                 let bce = binary_cross_entropy(p.clamp(KERAS_EPSILON, 1.0 - KERAS_EPSILON), t);
                 let p_t = t * p + (1.0 - t) * (1.0 - p);
-                let loss = power(1.0 - p_t, gamma) * bce;
+                let loss = power(1.0 - p_t) * bce;
                 alpha.map_or(loss, |a| (t * a + (1.0 - t) * (1.0 - a)) * loss)
             }
             Formula::Seed { alpha } => {
-                let modulating = power(1.0 - (-bce).exp(), gamma);
+                let modulating = power(1.0 - (-bce).exp());
                 alpha.map_or(modulating * bce, |a| a * modulating * bce)
             }
         }
@@ -294,8 +311,8 @@ impl<'a> SigmoidFocal<'a> {
             crate::math::logistic_into(&x[..len], &mut log_sigs[..len], &mut ps[..len]);
             for k in 0..len {
                 bces[k] = (1.0 - t[k]) * x[k] - log_sigs[k];
-                losses[k] = self.formula.loss(t[k], self.gamma, ps[k], bces[k]);
             }
+            self.formula.losses(self.gamma, &t[..len], &ps[..len], &bces[..len], &mut losses[..len]);
             let elements = Elements {
                 first_class,
                 x: &x[..len],

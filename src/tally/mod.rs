@@ -2,9 +2,10 @@
 //! into [`Example`]s and hands them to a [`Tally`]; tallies of fixed chunks
 //! are merged in chunk order, so the result is the same for any thread count.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
-
-use rayon::prelude::*;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::concentration::{self, Groups};
 
@@ -406,38 +407,50 @@ pub fn run<F>(
 where
     F: Fn(Range<usize>, &mut Tally) + Sync,
 {
-    // The floating-point sums of each chunk are merged in chunk order. The
-    // concentration histograms hold integers, whose sums do not depend on
-    // the order: each worker keeps one set for all the chunks it runs.
-    let (mut parts, histograms) = chunks(units, unit_cost)
-        .into_par_iter()
-        .enumerate()
-        .fold(
-            || (Vec::new(), concentration::new_groups()),
-            |(mut parts, histograms), (index, range)| {
-                let len = range.len() as u64;
-                let mut tally = Tally::with_histograms(settings, histograms);
-                eval(range, &mut tally);
-                on_chunk(len);
-                let histograms = std::mem::take(&mut tally.concentration);
-                parts.push((index, tally));
-                (parts, histograms)
-            },
-        )
-        .reduce(
-            || (Vec::new(), Groups::default()),
-            |(mut parts, mut histograms), (more, other)| {
-                parts.extend(more);
-                concentration::merge_groups(&mut histograms, &other);
-                (parts, histograms)
-            },
-        );
-    parts.sort_unstable_by_key(|(index, _)| *index);
-    let mut merged = Tally::with_histograms(settings, histograms);
-    for (_, part) in &parts {
-        merged.merge_counts(part);
+    /// Chunks finished out of turn wait in `pending` until every earlier
+    /// chunk is merged: the floating-point sums are merged in chunk order
+    /// whatever the thread count, and since workers take chunks in order,
+    /// only about one chunk per worker ever waits.
+    struct Merge {
+        next: usize,
+        pending: BTreeMap<usize, Tally>,
+        merged: Tally,
     }
-    merged
+    let chunks = chunks(units, unit_cost);
+    let taken = AtomicUsize::new(0);
+    let state = Mutex::new(Merge {
+        next: 0,
+        pending: BTreeMap::new(),
+        merged: Tally::with_histograms(settings, Groups::default()),
+    });
+    let lock = || state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let work = || {
+        // The concentration histograms hold integers, whose sums do not
+        // depend on the order: each worker keeps one set for all its chunks.
+        let mut histograms = concentration::new_groups();
+        loop {
+            let index = taken.fetch_add(1, Ordering::Relaxed);
+            let Some(range) = chunks.get(index) else { break };
+            let mut tally = Tally::with_histograms(settings, histograms);
+            eval(range.clone(), &mut tally);
+            on_chunk(range.len() as u64);
+            histograms = std::mem::take(&mut tally.concentration);
+            let mut guard = lock();
+            let state = &mut *guard;
+            state.pending.insert(index, tally);
+            while let Some(part) = state.pending.remove(&state.next) {
+                state.merged.merge_counts(&part);
+                state.next += 1;
+            }
+        }
+        concentration::merge_groups(&mut lock().merged.concentration, &histograms);
+    };
+    rayon::scope(|scope| {
+        for _ in 0..rayon::current_num_threads().min(chunks.len()) {
+            scope.spawn(|_| work());
+        }
+    });
+    state.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()).merged
 }
 
 #[cfg(test)]

@@ -63,10 +63,9 @@ unsafe fn exp<V: Real>(x: V) -> V {
     }
 }
 
-/// exp(x) for x ≤ 0 (and -inf, and NaN), within about one ulp: the scalar
-/// form of the kernels' exponential, with the same bits.
-#[inline]
-pub fn exp_nonpositive(x: f64) -> f64 {
+/// The kernels' exponential on one value, for the tests.
+#[cfg(test)]
+fn exp_nonpositive(x: f64) -> f64 {
     // SAFETY: scalar arithmetic only.
     unsafe { exp(x) }
 }
@@ -236,6 +235,46 @@ pub fn sum_exp(row: &[f64], shift: f64) -> f64 {
     dispatch(Level::detect(), SumExp { row, shift })
 }
 
+struct ExpInto<'a> {
+    row: &'a [f64],
+    shift: f64,
+    out: &'a mut [f64],
+}
+
+impl Kernel for ExpInto<'_> {
+    type Output = f64;
+
+    #[inline(always)]
+    unsafe fn run<V: Lanes>(self) -> f64 {
+        let ExpInto { row, shift, out } = self;
+        let full = row.len() - row.len() % LANES;
+        // SAFETY: the caller runs where V's instructions exist.
+        unsafe {
+            let shift = V::splat(shift);
+            let mut acc = V::splat(0.0);
+            for at in (0..full).step_by(LANES) {
+                let e = exp(V::load(&row[at..]).sub(shift));
+                e.store(&mut out[at..]);
+                acc = acc.add(e);
+            }
+            if let Some(tail) = padded_tail(row, f64::NEG_INFINITY) {
+                let e = exp(V::load(&tail).sub(shift));
+                out[full..].copy_from_slice(&e.to_array()[..row.len() - full]);
+                acc = acc.add(e);
+            }
+            combine(acc.to_array())
+        }
+    }
+}
+
+/// Writes exp(x - shift) of every value of `row` into `out` (of the same
+/// length) and returns their sum, the same bits as [`sum_exp`].
+#[inline]
+pub fn exp_into(row: &[f64], shift: f64, out: &mut [f64]) -> f64 {
+    assert_eq!(row.len(), out.len());
+    dispatch(Level::detect(), ExpInto { row, shift, out })
+}
+
 struct Logistic<'a> {
     x: &'a [f64],
     log_sig: &'a mut [f64],
@@ -367,6 +406,13 @@ mod tests {
             }
             let exact: f64 = row.iter().map(|&x| (x - 0.5).exp()).sum();
             assert!((portable - exact).abs() <= 1e-14 * exact);
+            for level in levels() {
+                let mut out = vec![0.0; len];
+                let sum = dispatch(level, ExpInto { row: &row, shift: 0.5, out: &mut out });
+                assert_eq!(sum.to_bits(), portable.to_bits());
+                let each: Vec<u64> = row.iter().map(|&x| exp_nonpositive(x - 0.5).to_bits()).collect();
+                assert_eq!(out.iter().map(|e| e.to_bits()).collect::<Vec<_>>(), each, "{level:?}");
+            }
         }
     }
 }

@@ -199,12 +199,11 @@ impl<'a> SoftmaxFocal<'a> {
         for i in units {
             let (max, ..) = read_row(&self.logits, &self.layout, i, &mut row, tally);
             // The same sum CE takes, so γ = 0 gives CE's very digits.
-            let sum = crate::math::sum_exp(&row, max);
-            if self.formula.needs_probabilities() {
-                for (e, &v) in exps.iter_mut().zip(&row) {
-                    *e = crate::math::exp_nonpositive(v - max);
-                }
-            }
+            let sum = if self.formula.needs_probabilities() {
+                crate::math::exp_into(&row, max, &mut exps)
+            } else {
+                crate::math::sum_exp(&row, max)
+            };
             let y = self.labels.get_index(i).expect("labels were checked") as usize;
             // log-softmax in PyTorch's order: (x - max) - ln Σ exp(x - max).
             let log_p_y = (row[y] - max) - sum.ln();

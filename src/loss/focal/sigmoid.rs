@@ -297,6 +297,22 @@ impl<'a> SigmoidFocal<'a> {
                         at.advance(layout);
                     }
                 }
+                Targets::Labels { labels, background } if class_last => {
+                    // One label per row: the row is all zero but for its class.
+                    let mut k = 0;
+                    while k < len {
+                        let label = labels.get_index(at.outer).expect("labels were checked");
+                        let run = (layout.classes - at.class).min(len - k);
+                        let row = &mut t[k..k + run];
+                        row.fill(0.0);
+                        if !background.holds(label) && (at.class..at.class + run).contains(&(label as usize))
+                        {
+                            row[label as usize - at.class] = 1.0;
+                        }
+                        k += run;
+                        at = Position::of(start + k, layout);
+                    }
+                }
                 Targets::Labels { labels, background } => {
                     for k in 0..len {
                         class[k] = at.class;

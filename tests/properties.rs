@@ -169,6 +169,28 @@ fn thread_count_does_not_change_the_report() {
     assert_eq!(one, three);
 }
 
+/// The same for the elementwise losses, whose blocks are tallied in lanes
+/// (11 classes on the last axis) or one by one (a single class).
+#[test]
+fn thread_count_does_not_change_elementwise_reports() {
+    let (rows, classes) = (30_011, 11);
+    let n = rows * classes;
+    let logits: Vec<f64> = (0..n).map(|i| ((i * 7919) % 1000) as f64 / 37.0 - 13.0).collect();
+    let targets: Vec<f64> = (0..n).map(|i| if (i * 31) % 17 == 0 { 1.0 } else { 0.0 }).collect();
+    let x = tensor("logits", vec![rows, classes], Column::F64(logits.clone()));
+    let t = tensor("targets", vec![rows, classes], Column::F64(targets.clone()));
+    let focal = Focal::new(&x, &t, &FocalParams::new(FocalKind::Sigmoid)).unwrap();
+    let x1 = tensor("logits", vec![n], Column::F64(logits));
+    let t1 = tensor("targets", vec![n], Column::F64(targets));
+    let params = BceParams { weight: None, pos_weight: None, reduction: Reduction::Mean, class_axis: None };
+    let bce = Bce::new(&x1, &t1, &params).unwrap();
+    for (loss, inputs) in [(&focal as &dyn PerExample, (&x, &t)), (&bce, (&x1, &t1))] {
+        let one = json_of(&report_of(loss, inputs, Some(1), true));
+        assert_eq!(one, json_of(&report_of(loss, inputs, Some(2), true)));
+        assert_eq!(one, json_of(&report_of(loss, inputs, Some(3), true)));
+    }
+}
+
 fn json_of(report: &Report) -> String {
     serde_json::to_string(report).expect("serialises")
 }

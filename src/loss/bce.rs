@@ -175,12 +175,17 @@ impl Bce<'_> {
         let mut ps = [0.0; BLOCK];
         let mut losses = [0.0; BLOCK];
         let mut bces = [0.0; BLOCK];
+        // A block crosses the end of a run only when nothing depends on the
+        // run: no broadcast weights, and a class that is the position in the
+        // run (or the only class). Otherwise the broadcast offsets and the
+        // class (off the last axis) stay fixed within a block.
+        let across_runs = self.weight.is_none()
+            && self.pos_weight.is_none()
+            && self.classes.is_none_or(|layout| layout.axis == last);
         let mut start = units.start;
         while start < units.end {
-            // A block never crosses the end of a run, so the broadcast
-            // offsets and the class (off the last axis) are fixed within it.
             let run = start / self.run;
-            let run_end = (run + 1) * self.run;
+            let run_end = if across_runs { usize::MAX } else { (run + 1) * self.run };
             let end = units.end.min(run_end).min(start + BLOCK);
             let len = end - start;
             let first = start - run * self.run;

@@ -113,8 +113,15 @@ pub fn read_row(
     tally: &mut Tally,
 ) -> (f64, usize, usize) {
     let (start, stride) = layout.row(i);
-    logits.copy_to_f64(start, stride, row);
-    let (max, finite) = crate::math::max_and_finite(row);
+    let (max, finite) = match logits {
+        Values::F32(values) if stride == 1 => {
+            crate::math::widen_max_and_finite(&values[start..][..row.len()], row)
+        }
+        _ => {
+            logits.copy_to_f64(start, stride, row);
+            crate::math::max_and_finite(row)
+        }
+    };
     if !finite {
         tally.record_nonfinite(Operand::Logits, row, start, stride);
     }

@@ -135,10 +135,14 @@ pub enum Level {
 }
 
 impl Level {
-    /// The best build this CPU supports (the standard library caches the
-    /// feature detection).
+    /// The best build this CPU supports, worked out once per process.
     #[inline]
     pub fn detect() -> Level {
+        static DETECTED: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
+        *DETECTED.get_or_init(Level::probe)
+    }
+
+    fn probe() -> Level {
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::is_x86_feature_detected as has;
@@ -313,6 +317,42 @@ pub fn logistic_into(x: &[f64], log_sig: &mut [f64], p: &mut [f64]) {
     dispatch(Level::detect(), Logistic { x, log_sig, p })
 }
 
+/// The running maximum of a row, and the probe that tells whether every
+/// value is finite: x·0 is 0 for finite x and NaN for ±inf and NaN.
+struct RowScan<V> {
+    max: V,
+    probe: V,
+}
+
+impl<V: Lanes> RowScan<V> {
+    #[inline(always)]
+    unsafe fn new() -> Self {
+        // SAFETY: the caller runs where V's instructions exist.
+        unsafe { RowScan { max: V::splat(f64::NEG_INFINITY), probe: V::splat(0.0) } }
+    }
+
+    #[inline(always)]
+    unsafe fn step(&mut self, x: V) {
+        // SAFETY: the caller runs where V's instructions exist.
+        unsafe {
+            self.max = x.max(self.max);
+            self.probe = self.probe.add(x.mul(V::splat(0.0)));
+        }
+    }
+
+    /// Scans the row's last `len % 8` values (padding with a value of the
+    /// row changes neither answer) and gives the row's maximum and finiteness.
+    #[inline(always)]
+    unsafe fn finish(mut self, row: &[f64]) -> (f64, bool) {
+        if let Some(tail) = padded_tail(row, row[0]) {
+            // SAFETY: the caller runs where V's instructions exist.
+            unsafe { self.step(V::load(&tail)) };
+        }
+        let top = self.max.to_array().iter().fold(f64::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+        (top, self.probe.to_array().iter().all(|p| *p == 0.0))
+    }
+}
+
 struct MaxAndFinite<'a> {
     row: &'a [f64],
 }
@@ -324,23 +364,39 @@ impl Kernel for MaxAndFinite<'_> {
     unsafe fn run<V: Lanes>(self) -> (f64, bool) {
         // SAFETY: the caller runs where V's instructions exist.
         unsafe {
-            let mut max = V::splat(f64::NEG_INFINITY);
-            // x·0 is 0 for finite x and NaN for ±inf and NaN.
-            let mut probe = V::splat(0.0);
-            let zero = V::splat(0.0);
-            let mut step = |x: V| {
-                max = x.max(max);
-                probe = probe.add(x.mul(zero));
-            };
+            let mut scan = RowScan::<V>::new();
             for chunk in self.row.chunks_exact(LANES) {
-                step(V::load(chunk));
+                scan.step(V::load(chunk));
             }
-            // Padding with a value of the row changes neither answer.
-            if let Some(tail) = padded_tail(self.row, self.row[0]) {
-                step(V::load(&tail));
+            scan.finish(self.row)
+        }
+    }
+}
+
+struct Widen<'a> {
+    from: &'a [f32],
+    to: &'a mut [f64],
+}
+
+impl Kernel for Widen<'_> {
+    type Output = (f64, bool);
+
+    #[inline(always)]
+    unsafe fn run<V: Lanes>(self) -> (f64, bool) {
+        let Widen { from, to } = self;
+        let full = from.len() - from.len() % LANES;
+        // SAFETY: the caller runs where V's instructions exist.
+        unsafe {
+            let mut scan = RowScan::<V>::new();
+            for at in (0..full).step_by(LANES) {
+                let x = V::load_f32(&from[at..]);
+                x.store(&mut to[at..]);
+                scan.step(x);
             }
-            let top = max.to_array().iter().fold(f64::NEG_INFINITY, |m, &x| if x > m { x } else { m });
-            (top, probe.to_array().iter().all(|p| *p == 0.0))
+            for (to, &from) in to[full..].iter_mut().zip(&from[full..]) {
+                *to = from as f64;
+            }
+            scan.finish(to)
         }
     }
 }
@@ -351,6 +407,14 @@ impl Kernel for MaxAndFinite<'_> {
 #[inline]
 pub fn max_and_finite(row: &[f64]) -> (f64, bool) {
     dispatch(Level::detect(), MaxAndFinite { row })
+}
+
+/// `from` widened exactly into `to`, of the same length, and the row's
+/// [`max_and_finite`], in one pass over the float32 values.
+#[inline]
+pub fn widen_max_and_finite(from: &[f32], to: &mut [f64]) -> (f64, bool) {
+    assert_eq!(from.len(), to.len());
+    dispatch(Level::detect(), Widen { from, to })
 }
 
 #[cfg(test)]
@@ -497,5 +561,21 @@ mod row_tests {
         let mut inf = vec![1.0; 9];
         inf[6] = f64::INFINITY;
         assert_eq!(max_and_finite(&inf).0, f64::INFINITY);
+    }
+
+    #[test]
+    fn widening_a_float32_row_scans_it_too() {
+        for len in 1..21 {
+            let row: Vec<f32> = (0..len).map(|i| ((i * 37) % 11) as f32 / 3.0 - 5.0).collect();
+            let wide: Vec<f64> = row.iter().map(|&x| x as f64).collect();
+            for level in [Level::detect(), Level::Avx2, Level::Portable] {
+                let mut out = vec![0.0; len];
+                assert_eq!(dispatch(level, Widen { from: &row, to: &mut out }), max_and_finite(&wide));
+                assert_eq!(out, wide);
+                let mut with_nan = row.clone();
+                with_nan[len - 1] = f32::NAN;
+                assert!(!dispatch(level, Widen { from: &with_nan, to: &mut out }).1);
+            }
+        }
     }
 }

@@ -421,7 +421,8 @@ pub fn widen_max_and_finite(from: &[f32], to: &mut [f64]) -> (f64, bool) {
 mod tests {
     use super::*;
 
-    fn ulps(a: f64, b: f64) -> u64 {
+    /// How many doubles lie between `a` and `b`.
+    pub(super) fn ulps(a: f64, b: f64) -> u64 {
         (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs()
     }
 
@@ -483,11 +484,8 @@ mod tests {
 
 #[cfg(test)]
 mod logistic_tests {
+    use super::tests::ulps;
     use super::*;
-
-    fn ulps(a: f64, b: f64) -> u64 {
-        (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs()
-    }
 
     #[test]
     fn ln_1p_is_within_two_ulps_of_the_libm_one() {

@@ -6,14 +6,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::util::{assert_close, fixtures, json_report, losscope};
-
-const RTOL: f64 = 1e-10;
-
-#[derive(Deserialize)]
-struct Expected {
-    cases: Vec<Case>,
-}
+use crate::util::{PARITY_RTOL, assert_close, json_report, losscope, reference_cases};
 
 #[derive(Deserialize)]
 struct Case {
@@ -59,21 +52,25 @@ fn args(case: &Case) -> Vec<String> {
 
 #[test]
 fn every_focal_case_matches_its_framework() {
-    let text = std::fs::read(fixtures().join("focal/expected.json")).expect("focal/expected.json");
-    let cases = serde_json::from_slice::<Expected>(&text).expect("parses").cases;
+    let cases: Vec<Case> = reference_cases("focal/expected.json");
     assert!(cases.len() >= 40);
     for case in &cases {
         let args = args(case);
         let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let report = json_report(&arg_refs);
         let what = |field: &str| format!("{} [{}] {field}", case.name, case.reference);
-        assert_close(&what("value"), report["value"].as_f64().unwrap(), case.value, RTOL);
-        assert_close(&what("sum"), report["sum"].as_f64().unwrap(), case.sum, RTOL);
-        assert_close(&what("normalizer"), report["normalizer"].as_f64().unwrap(), case.normalizer, RTOL);
+        assert_close(&what("value"), report["value"].as_f64().unwrap(), case.value, PARITY_RTOL);
+        assert_close(&what("sum"), report["sum"].as_f64().unwrap(), case.sum, PARITY_RTOL);
+        assert_close(
+            &what("normalizer"),
+            report["normalizer"].as_f64().unwrap(),
+            case.normalizer,
+            PARITY_RTOL,
+        );
         let classes = report["classes"].as_array().unwrap();
         assert_eq!(classes.len(), case.class_loss_sums.len(), "{}", what("classes"));
         for (row, want) in classes.iter().zip(&case.class_loss_sums) {
-            assert_close(&what("class loss_sum"), row["loss_sum"].as_f64().unwrap(), *want, RTOL);
+            assert_close(&what("class loss_sum"), row["loss_sum"].as_f64().unwrap(), *want, PARITY_RTOL);
         }
         assert_eq!(report["parameters"]["kind"], case.params["kind"], "{}", what("kind"));
     }

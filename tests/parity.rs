@@ -5,14 +5,7 @@
 
 use serde::Deserialize;
 
-use crate::util::{assert_close, fixtures, json_report};
-
-const RTOL: f64 = 1e-10;
-
-#[derive(Deserialize)]
-struct Expected {
-    cases: Vec<Case>,
-}
+use crate::util::{PARITY_RTOL, assert_close, json_report, reference_cases};
 
 #[derive(Deserialize)]
 struct Case {
@@ -32,8 +25,7 @@ struct Case {
 }
 
 fn cases() -> Vec<Case> {
-    let text = std::fs::read(fixtures().join("expected.json")).expect("fixtures/expected.json");
-    serde_json::from_slice::<Expected>(&text).expect("expected.json parses").cases
+    reference_cases("expected.json")
 }
 
 fn check(case: &Case) {
@@ -41,15 +33,17 @@ fn check(case: &Case) {
     let report = json_report(&args);
     let what = |field: &str| format!("{} [{}] {field}", case.name, case.reference);
     match case.value {
-        Some(value) => assert_close(&what("value"), report["value"].as_f64().expect("value"), value, RTOL),
+        Some(value) => {
+            assert_close(&what("value"), report["value"].as_f64().expect("value"), value, PARITY_RTOL)
+        }
         None => assert!(report["value"].is_null(), "{}: value should be null", what("value")),
     }
-    assert_close(&what("sum"), report["sum"].as_f64().expect("sum"), case.sum, RTOL);
+    assert_close(&what("sum"), report["sum"].as_f64().expect("sum"), case.sum, PARITY_RTOL);
     assert_close(
         &what("normalizer"),
         report["normalizer"].as_f64().expect("normalizer"),
         case.normalizer,
-        RTOL,
+        PARITY_RTOL,
     );
     assert_eq!(report["count"], case.count, "{}", what("count"));
     assert_eq!(report["ignored"], case.ignored, "{}", what("ignored"));
@@ -61,13 +55,16 @@ fn check(case: &Case) {
             &class_what("loss_sum"),
             row["loss_sum"].as_f64().expect("loss_sum"),
             case.class_loss_sums[c],
-            RTOL,
+            PARITY_RTOL,
         );
         assert_eq!(row["count"], case.class_counts[c], "{}", class_what("count"));
         match case.class_mean_p_t[c] {
-            Some(p) => {
-                assert_close(&class_what("mean_p_t"), row["mean_p_t"].as_f64().expect("mean_p_t"), p, RTOL)
-            }
+            Some(p) => assert_close(
+                &class_what("mean_p_t"),
+                row["mean_p_t"].as_f64().expect("mean_p_t"),
+                p,
+                PARITY_RTOL,
+            ),
             None => assert!(row["mean_p_t"].is_null(), "{}", class_what("mean_p_t")),
         }
         if let Some(positives) = &case.class_positives {

@@ -6,15 +6,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::util::{assert_close, fixtures, json_report, losscope};
-
-/// Every case holds to 1e-10 relative.
-const RTOL: f64 = 1e-10;
-
-#[derive(Deserialize)]
-struct Expected {
-    cases: Vec<Case>,
-}
+use crate::util::{PARITY_RTOL, assert_close, json_report, losscope, reference_cases};
 
 #[derive(Deserialize)]
 struct Case {
@@ -61,8 +53,7 @@ fn args(case: &Case) -> Vec<String> {
 
 #[test]
 fn every_ssd_case_matches_its_reference() {
-    let text = std::fs::read(fixtures().join("ssd/expected.json")).expect("ssd/expected.json");
-    let cases = serde_json::from_slice::<Expected>(&text).expect("parses").cases;
+    let cases: Vec<Case> = reference_cases("ssd/expected.json");
     assert!(cases.len() >= 20);
     for case in &cases {
         let args = args(case);
@@ -76,7 +67,7 @@ fn every_ssd_case_matches_its_reference() {
             ("conf", &components["conf"], case.conf),
         ] {
             match want {
-                Some(want) => assert_close(&what(field), got.as_f64().unwrap(), want, RTOL),
+                Some(want) => assert_close(&what(field), got.as_f64().unwrap(), want, PARITY_RTOL),
                 None => assert!(got.is_null(), "{}: {got}", what(field)),
             }
         }
@@ -87,7 +78,7 @@ fn every_ssd_case_matches_its_reference() {
                 &what("class conf"),
                 row["loss_sum"].as_f64().unwrap(),
                 case.class_conf_sums[c],
-                RTOL,
+                PARITY_RTOL,
             );
             assert_eq!(row["positives"], case.class_positives[c], "{}", what("class positives"));
         }
@@ -96,13 +87,13 @@ fn every_ssd_case_matches_its_reference() {
                 &what("image loc"),
                 image["loc_sum"].as_f64().unwrap(),
                 case.image_loc_sums[b],
-                RTOL,
+                PARITY_RTOL,
             );
             assert_close(
                 &what("image conf"),
                 image["conf_sum"].as_f64().unwrap(),
                 case.image_conf_sums[b],
-                RTOL,
+                PARITY_RTOL,
             );
         }
     }

@@ -4,10 +4,26 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use assert_cmd::Command;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 /// The fixtures folder, where every case's relative paths start.
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// Every parity case holds to this relative tolerance against its reference.
+pub const PARITY_RTOL: f64 = 1e-10;
+
+/// The `cases` of a reference file under fixtures/ (`{"cases": [...]}`, as
+/// the generator scripts write them).
+pub fn reference_cases<Case: DeserializeOwned>(file: &str) -> Vec<Case> {
+    #[derive(Deserialize)]
+    struct Expected<Case> {
+        cases: Vec<Case>,
+    }
+    let text = std::fs::read(fixtures().join(file)).unwrap_or_else(|e| panic!("fixtures/{file}: {e}"));
+    serde_json::from_slice::<Expected<Case>>(&text).unwrap_or_else(|e| panic!("fixtures/{file}: {e}")).cases
 }
 
 /// The losscope binary, run from the fixtures folder.

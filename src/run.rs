@@ -298,6 +298,16 @@ fn recorded(weight: Option<&Tensor>) -> Value {
     }
 }
 
+/// The header of a report on `inputs` without detection sections.
+fn header(
+    loss: &'static str,
+    parameters: BTreeMap<String, Value>,
+    inputs: &[&Tensor],
+    warnings: Vec<String>,
+) -> Header {
+    Header { loss, parameters, inputs: describe(inputs), class_names: None, warnings, detection: None }
+}
+
 fn describe(tensors: &[&Tensor]) -> Vec<InputInfo> {
     tensors
         .iter()
@@ -345,14 +355,7 @@ fn ce(args: CeArgs) -> Result<Outcome> {
     parameters.insert("target_mode".into(), json!(loss.target_mode()));
     let mut inputs = vec![&logits, &targets];
     inputs.extend(weight.as_ref());
-    let header = Header {
-        loss: "ce",
-        parameters,
-        inputs: describe(&inputs),
-        class_names: None,
-        warnings: loss.warnings.clone(),
-        detection: None,
-    };
+    let header = header("ce", parameters, &inputs, loss.warnings.clone());
     finish(&loss, (&logits, &targets), header, settings, false)
 }
 
@@ -378,14 +381,7 @@ fn bce(args: BceArgs) -> Result<Outcome> {
     let mut inputs = vec![&logits, &targets];
     inputs.extend(weight.as_ref());
     inputs.extend(pos_weight.as_ref());
-    let header = Header {
-        loss: "bce",
-        parameters,
-        inputs: describe(&inputs),
-        class_names: None,
-        warnings: Vec::new(),
-        detection: None,
-    };
+    let header = header("bce", parameters, &inputs, Vec::new());
     finish(&loss, (&logits, &targets), header, settings, true)
 }
 
@@ -423,14 +419,7 @@ fn focal(args: FocalArgs) -> Result<Outcome> {
     let loss = Focal::new(&logits, &targets, &params)?;
     let mut inputs = vec![&logits, &targets];
     inputs.extend(weight.as_ref());
-    let header = Header {
-        loss: "focal",
-        parameters: loss.parameters(),
-        inputs: describe(&inputs),
-        class_names: None,
-        warnings: loss.warnings.clone(),
-        detection: None,
-    };
+    let header = header("focal", loss.parameters(), &inputs, loss.warnings.clone());
     let with_positives = loss.grouping() == Grouping::PositivesNegatives && args.kind == FocalKind::Sigmoid;
     finish(&loss, (&logits, &targets), header, settings, with_positives)
 }

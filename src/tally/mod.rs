@@ -305,43 +305,41 @@ impl Tally {
         sum.value()
     }
 
-    /// The buckets of the examples whose cell satisfies `keep`, added in
-    /// table order.
-    fn margin(&self, keep: impl Fn(Cell) -> bool) -> Bucket {
-        let mut bucket = Bucket::default();
+    /// One margin of the table: `count` buckets, cell c going to bucket
+    /// `key(c)`, each added up in table order in one pass over the table.
+    fn margins(&self, count: usize, key: impl Fn(Cell) -> usize) -> Vec<Bucket> {
+        let mut margins = vec![Bucket::default(); count];
         for p_t_bin in 0..self.settings.bins {
             for gradient_bin in 0..GRADIENT_BINS {
                 for easy in [false, true] {
                     let cell = Cell { p_t_bin, gradient_bin, easy };
-                    if keep(cell) {
-                        for way in 0..WAYS {
-                            bucket.merge(&self.cells[self.cell_index(cell, way)]);
-                        }
+                    for way in 0..WAYS {
+                        margins[key(cell)].merge(&self.cells[self.cell_index(cell, way)]);
                     }
                 }
             }
         }
-        bucket
+        margins
     }
 
     /// Examples with p_t above the easy threshold.
     pub fn easy(&self) -> Bucket {
-        self.margin(|cell| cell.easy)
+        self.margins(2, |cell| cell.easy as usize)[1]
     }
 
     /// Examples with p_t at or below the easy threshold.
     pub fn hard(&self) -> Bucket {
-        self.margin(|cell| !cell.easy)
+        self.margins(2, |cell| cell.easy as usize)[0]
     }
 
     /// The p_t histogram, one bucket per bin over [0, 1].
     pub fn bins(&self) -> Vec<Bucket> {
-        (0..self.settings.bins).map(|bin| self.margin(|cell| cell.p_t_bin == bin)).collect()
+        self.margins(self.settings.bins, |cell| cell.p_t_bin)
     }
 
     /// The gradient-norm histogram, [`GRADIENT_BINS`] buckets over [0, 1].
     pub fn gradient_bins(&self) -> Vec<Bucket> {
-        (0..GRADIENT_BINS).map(|bin| self.margin(|cell| cell.gradient_bin == bin)).collect()
+        self.margins(GRADIENT_BINS, |cell| cell.gradient_bin)
     }
 
     /// Records the non-finite values among `values`, which were read from

@@ -11,7 +11,30 @@
 //! mean for the examples it needs from it: the share is then within 2^-7
 //! of that bin's part of it, and exact when the cut falls between bins.
 
-use crate::report::{HARDEST_FRACTIONS, Hardest, Level};
+use serde::Serialize;
+
+/// The fractions of hardest examples whose share of the loss is reported.
+pub const HARDEST_FRACTIONS: [f64; 4] = [0.01, 0.05, 0.10, 0.25];
+
+/// The concentration of one group of examples, as the report gives it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hardest {
+    /// Examples in the group.
+    pub count: u64,
+    /// One entry per fraction: 1%, 5%, 10%, 25%.
+    pub levels: Vec<Level>,
+}
+
+/// The share of a group's loss its hardest `fraction` of examples carry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Level {
+    /// The fraction of the group taken, hardest (largest loss) first.
+    pub fraction: f64,
+    /// Examples taken: `ceil(fraction × count)`.
+    pub count: u64,
+    /// Their share of the group's loss.
+    pub loss_share: Option<f64>,
+}
 
 /// Bins of the non-negative finite float32 values: bit patterns shifted
 /// right by 16 run from 0 to 0x7F7F.

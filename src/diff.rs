@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Origin, Result};
 use crate::format::{Document, Layout, Section, View, num};
+use crate::settings::Tolerance;
 
 /// Fields that describe a run rather than measure it.
 const NOT_COMPARED: [&str; 4] = ["schema_version", "parameters", "inputs", "warnings"];
@@ -48,17 +49,6 @@ pub struct DiffReport {
     pub unmatched: Vec<String>,
     /// Parameters that differ between the runs.
     pub parameter_changes: Vec<String>,
-}
-
-pub struct Tolerance {
-    pub rtol: f64,
-    pub atol: f64,
-}
-
-impl Tolerance {
-    fn holds(&self, baseline: f64, current: f64) -> bool {
-        (current - baseline).abs() <= self.atol + self.rtol * baseline.abs()
-    }
 }
 
 fn read_report(path: &Path, role: &str) -> Result<Value> {

@@ -18,6 +18,7 @@ pub mod output;
 pub mod progress;
 pub mod report;
 pub mod run;
+pub mod settings;
 pub mod tally;
 pub mod weights;
 

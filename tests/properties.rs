@@ -7,8 +7,9 @@ use losscope::loss::{
     Alpha, Bce, BceParams, CrossEntropy, CrossEntropyParams, Focal, FocalKind, FocalParams, PerExample,
     Reduction,
 };
-use losscope::report::{Header, Report};
-use losscope::run::{Analysis, analyse};
+use losscope::report::{Header, Presentation, Report};
+use losscope::run::analyse;
+use losscope::settings::Analysis;
 use proptest::prelude::*;
 
 use crate::util::close;
@@ -17,14 +18,16 @@ fn tensor(role: &str, shape: Vec<usize>, column: Column) -> Tensor {
     Tensor::from_column(Origin::new(role, role), shape, column).expect("shape fits the data")
 }
 
-fn header() -> Header {
+fn header(positives_per_class: bool) -> Header {
     Header {
         loss: "test",
+        presentation: Presentation::default(),
         parameters: Default::default(),
         inputs: vec![],
         class_names: None,
         warnings: vec![],
-        detection: None,
+        positives_per_class,
+        sections: None,
     }
 }
 
@@ -35,7 +38,7 @@ fn report_of(
     positives: bool,
 ) -> Report {
     let analysis = Analysis { threads, ..Analysis::default() };
-    analyse(loss, x, t, header(), &analysis, positives).expect("valid inputs")
+    analyse(loss, [x, t], header(positives), &analysis).expect("valid inputs")
 }
 
 fn ce_report(logits: &[f64], labels: &[i64], classes: usize, weight: Option<Vec<f64>>, eps: f64) -> Report {

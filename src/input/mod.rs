@@ -5,6 +5,7 @@
 
 mod json;
 mod npy;
+mod sources;
 mod tensor;
 
 use std::fs::File;
@@ -12,6 +13,7 @@ use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Origin, Result};
+pub use sources::Sources;
 use tensor::Storage;
 pub use tensor::{Column, DType, Element, Tensor, Values, shape_text};
 

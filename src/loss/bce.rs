@@ -3,14 +3,106 @@
 //! `logσ(x) = min(x, 0) - log1p(exp(-|x|))`, mean over every element.
 //! `weight` broadcasts to the input, `pos_weight` along its last axis.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 
+use clap::Args;
+use serde_json::json;
+
 use crate::error::{Error, Result};
-use crate::input::{Tensor, Values, shape_text};
-use crate::report::{BaselineTotals, Totals};
+use crate::input::{Sources, Tensor, Values, shape_text};
+use crate::report::{BaselineTotals, Presentation, Totals};
+use crate::settings::ReportArgs;
 use crate::tally::{Elements, Example, Grouping, Operand, Tally};
 
-use super::{ClassLayout, PerExample, Reduction, check_weights, resolve_axis};
+use super::{
+    ClassLayout, Loss, PerExample, Prepared, Reduction, check_weights, describe, recorded, resolve_axis,
+};
+
+/// Binary cross entropy with logits, as F.binary_cross_entropy_with_logits
+#[derive(Debug, Args)]
+pub struct BceArgs {
+    /// A bundle (.npz or JSON object) holding arrays named logits, targets and,
+    /// optionally, weight and pos_weight; flags override its members
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: Option<String>,
+    /// Logits of any shape (FILE or FILE:KEY)
+    #[arg(long, value_name = "SPEC")]
+    pub logits: Option<String>,
+    /// Targets of the logits' shape, 0/1 or soft
+    #[arg(long, value_name = "SPEC")]
+    pub targets: Option<String>,
+    /// Weights broadcast to the logits: an inline list or an array file
+    #[arg(long, value_name = "LIST|SPEC", allow_hyphen_values = true)]
+    pub weight: Option<String>,
+    /// Positive-class weights broadcast along the last axis: an inline list or an array file
+    #[arg(long, value_name = "LIST|SPEC", allow_hyphen_values = true)]
+    pub pos_weight: Option<String>,
+    /// How the per-element losses are reduced to the value
+    #[arg(long, value_enum, default_value_t = Reduction::Mean)]
+    pub reduction: Reduction,
+    /// The axis whose index is the class in the per-class table [default: the last]
+    #[arg(long, allow_negative_numbers = true)]
+    pub class_axis: Option<i64>,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+/// The arrays of a binary cross entropy.
+pub struct BceInputs {
+    logits: Tensor,
+    targets: Tensor,
+    weight: Option<Tensor>,
+    pos_weight: Option<Tensor>,
+}
+
+impl Loss for BceArgs {
+    const NAME: &'static str = "bce";
+    const PRESENTATION: Presentation = Presentation {
+        title: "binary cross entropy with logits",
+        show_ignored: false,
+        gradient_norm_table: true,
+    };
+    type Inputs = BceInputs;
+
+    fn shared(&self) -> (&ReportArgs, Option<&str>) {
+        (&self.report, self.bundle.as_deref())
+    }
+
+    fn read(&self, sources: &Sources) -> Result<BceInputs> {
+        Ok(BceInputs {
+            logits: sources.required(self.logits.as_deref(), "logits")?,
+            targets: sources.required(self.targets.as_deref(), "targets")?,
+            weight: sources.optional(self.weight.as_deref(), "weight")?,
+            pos_weight: sources.optional(self.pos_weight.as_deref(), "pos_weight")?,
+        })
+    }
+
+    fn prepare<'a>(&'a self, inputs: &'a BceInputs) -> Result<Prepared<'a>> {
+        let BceInputs { logits, targets, weight, pos_weight } = inputs;
+        let params = BceParams {
+            weight: weight.as_ref(),
+            pos_weight: pos_weight.as_ref(),
+            reduction: self.reduction,
+            class_axis: self.class_axis,
+        };
+        let loss = Bce::new(logits, targets, &params)?;
+        let mut parameters = BTreeMap::new();
+        parameters.insert("reduction".into(), json!(self.reduction.name()));
+        parameters.insert("class_axis".into(), json!(loss.class_axis()));
+        parameters.insert("weight".into(), recorded(weight.as_ref()));
+        parameters.insert("pos_weight".into(), recorded(pos_weight.as_ref()));
+        Ok(Prepared {
+            parameters,
+            inputs: describe([logits, targets].into_iter().chain(weight).chain(pos_weight)),
+            operands: [logits, targets],
+            warnings: Vec::new(),
+            positives_per_class: true,
+            sections: None,
+            pass: Box::new(loss),
+        })
+    }
+}
 
 pub struct BceParams<'a> {
     pub weight: Option<&'a Tensor>,

@@ -3,17 +3,122 @@
 //! targets. The mean divides by Σ w[y] over counted targets for index
 //! targets and by the number of examples for probability targets.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 
+use clap::Args;
+use serde_json::{Value, json};
+
 use crate::error::{Error, Origin, Result};
-use crate::input::{Tensor, Values, shape_text};
-use crate::report::{BaselineTotals, Totals};
+use crate::input::{Sources, Tensor, Values, shape_text};
+use crate::report::{BaselineTotals, Presentation, Totals};
+use crate::settings::{self, ReportArgs};
 use crate::tally::{Example, Grouping, Operand, Tally};
 
 use super::{
-    ClassLayout, NotClasses, PerExample, Reduction, check_class_weights, check_labels, predicts, read_row,
-    resolve_axis,
+    ClassLayout, Loss, NotClasses, PerExample, Prepared, Reduction, check_class_weights, check_labels,
+    describe, predicts, read_row, resolve_axis,
 };
+
+/// Cross entropy over class logits, as F.cross_entropy
+#[derive(Debug, Args)]
+pub struct CeArgs {
+    /// A bundle (.npz or JSON object) holding arrays named logits, targets and,
+    /// optionally, weight; flags override its members
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: Option<String>,
+    /// Logits [N, C], [N, C, d1, …] or class-last with --class-axis -1 (FILE or FILE:KEY)
+    #[arg(long, value_name = "SPEC")]
+    pub logits: Option<String>,
+    /// Class indices (any integer dtype) or float probabilities shaped like the logits
+    #[arg(long, value_name = "SPEC")]
+    pub targets: Option<String>,
+    /// Per-class weights: an inline list (1,2,0.5) or an array file
+    #[arg(long, value_name = "LIST|SPEC", allow_hyphen_values = true)]
+    pub weight: Option<String>,
+    /// Targets equal to this are skipped, as PyTorch's ignore_index
+    #[arg(long, default_value_t = -100, allow_negative_numbers = true)]
+    pub ignore_index: i64,
+    /// Label smoothing ε in [0, 1]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub label_smoothing: f64,
+    /// How the per-example losses are reduced to the value
+    #[arg(long, value_enum, default_value_t = Reduction::Mean)]
+    pub reduction: Reduction,
+    /// The axis of the classes [default: 1, as PyTorch; 0 for a single example]
+    #[arg(long, allow_negative_numbers = true)]
+    pub class_axis: Option<i64>,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+/// The arrays of a cross entropy.
+pub struct CeInputs {
+    logits: Tensor,
+    targets: Tensor,
+    weight: Option<Tensor>,
+}
+
+impl Loss for CeArgs {
+    const NAME: &'static str = "ce";
+    const PRESENTATION: Presentation =
+        Presentation { title: "cross entropy", show_ignored: true, gradient_norm_table: false };
+    type Inputs = CeInputs;
+
+    fn shared(&self) -> (&ReportArgs, Option<&str>) {
+        (&self.report, self.bundle.as_deref())
+    }
+
+    fn check(&self) -> Result<()> {
+        settings::label_smoothing(self.label_smoothing).map(drop)
+    }
+
+    fn read(&self, sources: &Sources) -> Result<CeInputs> {
+        Ok(CeInputs {
+            logits: sources.required(self.logits.as_deref(), "logits")?,
+            targets: sources.required(self.targets.as_deref(), "targets")?,
+            weight: sources.optional(self.weight.as_deref(), "weight")?,
+        })
+    }
+
+    fn prepare<'a>(&'a self, inputs: &'a CeInputs) -> Result<Prepared<'a>> {
+        let CeInputs { logits, targets, weight } = inputs;
+        let weight_values = match weight {
+            Some(w) if w.shape.len() != 1 => {
+                return Err(Error::input(
+                    &w.origin,
+                    format!("shape {} is not one weight per class", w.shape_text()),
+                ));
+            }
+            Some(w) => Some((w.to_f64_vec(), w.origin.clone())),
+            None => None,
+        };
+        let params = CrossEntropyParams {
+            weight: weight_values,
+            ignore_index: self.ignore_index,
+            label_smoothing: self.label_smoothing,
+            reduction: self.reduction,
+            class_axis: self.class_axis,
+        };
+        let loss = CrossEntropy::new(logits, targets, &params)?;
+        let mut parameters = BTreeMap::new();
+        parameters.insert("reduction".into(), json!(self.reduction.name()));
+        parameters.insert("ignore_index".into(), json!(self.ignore_index));
+        parameters.insert("label_smoothing".into(), json!(self.label_smoothing));
+        parameters.insert("weight".into(), params.weight.as_ref().map_or(Value::Null, |(w, _)| json!(w)));
+        parameters.insert("class_axis".into(), json!(loss.layout().axis));
+        parameters.insert("target_mode".into(), json!(loss.target_mode()));
+        Ok(Prepared {
+            parameters,
+            inputs: describe([logits, targets].into_iter().chain(weight)),
+            operands: [logits, targets],
+            warnings: loss.warnings.clone(),
+            positives_per_class: false,
+            sections: None,
+            pass: Box::new(loss),
+        })
+    }
+}
 
 /// The parameters of `F.cross_entropy`, plus where the classes sit.
 #[derive(Debug, Clone)]

@@ -1,23 +1,123 @@
-//! The losses, one file each. A loss is built from loaded tensors and its
-//! parameters (validating both), evaluates any range of its examples into a
-//! [`Tally`], and reduces the merged tally to the reference's figures.
+//! The losses, each a plug-in in a module of its own (a file, or a folder
+//! for the larger ones). A loss module owns its command-line arguments, their
+//! checks, the arrays it reads, its report parameters, its per-example pass
+//! and any report sections of its own; [`Loss`] is what the driver sees of
+//! it, and [`registry!`] lists the losses, one line each.
+//!
+//! A pass is built from loaded tensors and checked parameters, evaluates any
+//! range of its examples into a [`Tally`], and reduces the merged tally to
+//! the reference's figures ([`PerExample`]).
 
 mod bce;
 mod cross_entropy;
 mod focal;
 pub mod ssd;
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 
-pub use bce::{Bce, BceParams};
-pub use cross_entropy::{CrossEntropy, CrossEntropyParams};
-pub use focal::{Alpha, Focal, FocalKind, FocalParams, FocalPreset, Normalize};
+use serde_json::Value;
+
+pub use bce::{Bce, BceArgs, BceParams};
+pub use cross_entropy::{CeArgs, CrossEntropy, CrossEntropyParams};
+pub use focal::{Alpha, Focal, FocalArgs, FocalKind, FocalParams, FocalPreset, Normalize};
+pub use ssd::SsdArgs;
 
 use crate::error::{Error, Origin, Result, index_in};
-use crate::input::Tensor;
-use crate::input::Values;
-use crate::report::Totals;
+use crate::input::{Sources, Tensor, Values};
+use crate::report::{InputInfo, LossSections, Presentation, Totals};
+use crate::settings::ReportArgs;
 use crate::tally::{Grouping, Operand, Tally};
+
+/// A loss as the driver sees it: its arguments (the type implementing this),
+/// the arrays they name, and the pass and report parts they give.
+pub trait Loss: Sized + Sync {
+    /// The subcommand, and the report's `loss` field.
+    const NAME: &'static str;
+    /// How a person reads its report.
+    const PRESENTATION: Presentation;
+    /// The arrays it reads; the pass borrows them.
+    type Inputs: Sync;
+
+    /// The report flags every loss shares, and the positional bundle.
+    fn shared(&self) -> (&ReportArgs, Option<&str>);
+    /// Checks the loss's own flags, before any file is read.
+    fn check(&self) -> Result<()> {
+        Ok(())
+    }
+    /// Reads its arrays.
+    fn read(&self, sources: &Sources) -> Result<Self::Inputs>;
+    /// Checks the arrays against the flags and each other, and builds the pass.
+    fn prepare<'a>(&'a self, inputs: &'a Self::Inputs) -> Result<Prepared<'a>>;
+}
+
+/// A loss ready to run: its pass and everything its report needs besides
+/// the tally.
+pub struct Prepared<'a> {
+    pub pass: Box<dyn PerExample + 'a>,
+    /// Every parameter as resolved, defaults included.
+    pub parameters: BTreeMap<String, Value>,
+    /// The arrays read, in the order the loss takes them.
+    pub inputs: Vec<InputInfo>,
+    /// The arrays the pass reports non-finite values of, as its operands
+    /// [`Operand::Logits`] and [`Operand::Targets`].
+    pub operands: [&'a Tensor; 2],
+    /// Facts about the inputs and the reference the user should hear of.
+    pub warnings: Vec<String>,
+    /// Whether the class rows carry positives and their loss.
+    pub positives_per_class: bool,
+    /// The loss's own report sections.
+    pub sections: Option<Box<dyn LossSections>>,
+}
+
+/// Something that runs a loss, whichever it is.
+pub trait Driver {
+    type Output;
+    fn run<L: Loss>(self, args: L) -> Self::Output;
+}
+
+/// The registry: one line per loss, its subcommand and its argument type.
+/// Generates the [`LossCommand`] subcommands and their dispatch.
+macro_rules! registry {
+    ($($variant:ident($args:ty)),* $(,)?) => {
+        /// The loss subcommands.
+        #[derive(Debug, clap::Subcommand)]
+        pub enum LossCommand {
+            $($variant($args)),*
+        }
+
+        impl LossCommand {
+            /// Hands the chosen loss's arguments to `driver`.
+            pub fn dispatch<D: Driver>(self, driver: D) -> D::Output {
+                match self {
+                    $(LossCommand::$variant(args) => driver.run(args)),*
+                }
+            }
+        }
+    };
+}
+
+registry! {
+    Ce(CeArgs),
+    Bce(BceArgs),
+    Focal(FocalArgs),
+    Ssd(SsdArgs),
+}
+
+/// A weight as the report records it: its values when they are few (an
+/// inline list, one per class), else where it came from; inputs[] has both.
+pub fn recorded(weight: Option<&Tensor>) -> Value {
+    match weight {
+        Some(w) if w.numel() <= 1024 => serde_json::json!(w.to_f64_vec()),
+        Some(w) => serde_json::json!(w.origin.spec),
+        None => Value::Null,
+    }
+}
+
+/// The report's description of each array given.
+pub fn describe<'a>(tensors: impl IntoIterator<Item = &'a Tensor>) -> Vec<InputInfo> {
+    tensors.into_iter().map(InputInfo::of).collect()
+}
 
 /// How the per-example losses are reduced to `value`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -43,8 +143,8 @@ impl Reduction {
     }
 }
 
-/// A loss as the pass driver sees it.
-pub trait PerExample: Sync {
+/// A loss's per-example pass, as the tally driver sees it.
+pub trait PerExample: Send + Sync {
     /// Units the pass is cut into (rows of the class axis).
     fn units(&self) -> usize;
     /// Input elements per unit, to size the chunks.

@@ -9,6 +9,8 @@
 //! divisor and in their clamps; parameters given explicitly override the
 //! preset's.
 
+mod command;
+mod presets;
 mod sigmoid;
 mod softmax;
 #[cfg(test)]
@@ -26,6 +28,8 @@ use crate::report::{BaselineTotals, Totals};
 use crate::tally::{Grouping, Tally};
 
 use super::{PerExample, Reduction, check_class_weights};
+pub use command::FocalArgs;
+use presets::{MeanOver, Precision, PresetInfo};
 use sigmoid::SigmoidFocal;
 use softmax::SoftmaxFocal;
 
@@ -67,68 +71,6 @@ pub enum FocalPreset {
     Mmcv,
     /// The common log-softmax snippet: -α(1-p_y)^γ log p_y, α off unless given, mean over N
     Uniform,
-}
-
-impl FocalPreset {
-    /// The preset a kind takes when none is named.
-    pub fn default_for(kind: FocalKind) -> FocalPreset {
-        match kind {
-            FocalKind::Sigmoid => FocalPreset::Torchvision,
-            FocalKind::Softmax => FocalPreset::Kornia,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            FocalPreset::Torchvision => "torchvision",
-            FocalPreset::Fvcore => "fvcore",
-            FocalPreset::Mmdet => "mmdet",
-            FocalPreset::Keras => "keras",
-            FocalPreset::Seed => "seed",
-            FocalPreset::Kornia => "kornia",
-            FocalPreset::Mmcv => "mmcv",
-            FocalPreset::Uniform => "uniform",
-        }
-    }
-
-    pub fn fits(self, kind: FocalKind) -> bool {
-        match self {
-            FocalPreset::Keras => true,
-            FocalPreset::Torchvision | FocalPreset::Fvcore | FocalPreset::Mmdet | FocalPreset::Seed => {
-                kind == FocalKind::Sigmoid
-            }
-            FocalPreset::Kornia | FocalPreset::Mmcv | FocalPreset::Uniform => kind == FocalKind::Softmax,
-        }
-    }
-
-    /// The function whose semantics the preset reproduces.
-    pub fn reference(self, kind: FocalKind) -> &'static str {
-        match (self, kind) {
-            (FocalPreset::Torchvision, _) => "torchvision.ops.sigmoid_focal_loss",
-            (FocalPreset::Fvcore, _) => "fvcore.nn.sigmoid_focal_loss",
-            (FocalPreset::Mmdet, _) => "mmdet.models.losses.FocalLoss (py_sigmoid_focal_loss)",
-            (FocalPreset::Keras, FocalKind::Sigmoid) => {
-                "keras.losses.BinaryFocalCrossentropy(from_logits=True)"
-            }
-            (FocalPreset::Keras, FocalKind::Softmax) => {
-                "keras.losses.CategoricalFocalCrossentropy(from_logits=True)"
-            }
-            (FocalPreset::Seed, _) => "alpha * (1 - exp(-bce)) ** gamma * bce (common snippet)",
-            (FocalPreset::Kornia, _) => "kornia.losses.focal_loss (kornia >= 0.7)",
-            (FocalPreset::Mmcv, _) => "mmcv.ops.softmax_focal_loss",
-            (FocalPreset::Uniform, _) => "-alpha * (1 - p_y) ** gamma * log_softmax(x)[y] (common snippet)",
-        }
-    }
-
-    /// α when none is given: 0.25 for torchvision, mmdet, Keras, kornia,
-    /// mmcv and the BCE snippet; off for fvcore (its -1) and the log-softmax
-    /// snippet (its α = 1).
-    fn default_alpha(self) -> Alpha {
-        match self {
-            FocalPreset::Fvcore | FocalPreset::Uniform => Alpha::None,
-            _ => Alpha::Scalar(0.25),
-        }
-    }
 }
 
 /// The balancing factor α.
@@ -273,6 +215,8 @@ enum Pass<'a> {
 pub struct Focal<'a> {
     kind: FocalKind,
     preset: FocalPreset,
+    /// The preset's row of the table.
+    info: &'static PresetInfo,
     gamma: f64,
     /// α as it is applied (Keras's binary α is dropped without class balancing).
     alpha: Alpha,
@@ -310,20 +254,20 @@ impl<'a> Focal<'a> {
     pub fn new(logits: &'a Tensor, targets: &'a Tensor, params: &FocalParams) -> Result<Self> {
         let kind = params.kind;
         let preset = params.preset.unwrap_or(FocalPreset::default_for(kind));
-        if !preset.fits(kind) {
+        let Some(info) = preset.info(kind) else {
             return Err(Error::usage(format!(
                 "preset {} is a {} focal loss, not a {} one",
                 preset.name(),
                 if kind == FocalKind::Sigmoid { "softmax" } else { "sigmoid" },
                 kind.name()
             )));
-        }
+        };
         let gamma = params.gamma.unwrap_or(2.0);
         if !(gamma.is_finite() && gamma >= 0.0) {
             return Err(Error::usage(format!("gamma {gamma} is not a finite number ≥ 0")));
         }
         let mut warnings = Vec::new();
-        let alpha = resolve_alpha(params, preset, &mut warnings)?;
+        let alpha = resolve_alpha(params, info, &mut warnings)?;
         let reduction = resolve_reduction(params, preset)?;
         check_options(params, preset)?;
         if logits.shape.is_empty() {
@@ -355,7 +299,7 @@ impl<'a> Focal<'a> {
                 Pass::Softmax(pass)
             }
         };
-        note_reference_precision(preset, kind, reduction, &mut warnings);
+        note_reference_precision(info, reduction, &mut warnings);
         if preset == FocalPreset::Keras && kind == FocalKind::Sigmoid && reduction == Reduction::Sum {
             warnings.push(
                 "Keras's reduction sum adds the per-sample means over the last axis: value = sum / (length of the last axis)".into(),
@@ -364,10 +308,11 @@ impl<'a> Focal<'a> {
         Ok(Focal {
             kind,
             preset,
+            info,
             gamma,
             alpha,
             reduction,
-            divisor: resolve_divisor(params, preset),
+            divisor: resolve_divisor(params, info),
             params: params.clone(),
             pass,
             elements: logits.numel(),
@@ -408,7 +353,7 @@ impl<'a> Focal<'a> {
         };
         put("kind", json!(self.kind.name()));
         put("preset", json!(self.preset.name()));
-        put("reference", json!(self.preset.reference(self.kind)));
+        put("reference", json!(self.info.reference));
         put("gamma", json!(self.gamma));
         put("alpha", self.alpha.to_json());
         put("alpha_rule", json!(self.alpha_rule()));
@@ -445,17 +390,10 @@ impl<'a> Focal<'a> {
 
     /// How α enters the loss, in words.
     fn alpha_rule(&self) -> Option<&'static str> {
-        match (&self.alpha, self.kind, self.preset) {
-            (Alpha::None, _, _) => None,
-            (Alpha::PerClass(_), _, _) => {
-                Some("alpha[y] on the target class (Keras: alpha[c] on every class term)")
-            }
-            (_, FocalKind::Sigmoid, FocalPreset::Seed) => Some("alpha on every element"),
-            (_, FocalKind::Sigmoid, _) => Some("alpha_t = alpha·t + (1 - alpha)·(1 - t)"),
-            (_, FocalKind::Softmax, FocalPreset::Kornia) => {
-                Some("1 - alpha for class 0, alpha for the others")
-            }
-            (_, FocalKind::Softmax, _) => Some("alpha on every class"),
+        match &self.alpha {
+            Alpha::None => None,
+            Alpha::PerClass(_) => Some("alpha[y] on the target class (Keras: alpha[c] on every class term)"),
+            Alpha::Scalar(_) => Some(self.info.alpha_rule),
         }
     }
 
@@ -479,8 +417,12 @@ impl<'a> Focal<'a> {
 
 /// α from the preset and the parameters, checked; `None` where the
 /// reference ignores it.
-fn resolve_alpha(params: &FocalParams, preset: FocalPreset, warnings: &mut Vec<String>) -> Result<Alpha> {
-    let alpha = params.alpha.clone().unwrap_or(preset.default_alpha());
+fn resolve_alpha(params: &FocalParams, info: &PresetInfo, warnings: &mut Vec<String>) -> Result<Alpha> {
+    let preset = info.preset;
+    let alpha = params.alpha.clone().unwrap_or(match info.default_alpha {
+        Some(a) => Alpha::Scalar(a),
+        None => Alpha::None,
+    });
     let in_range = |a: f64| (0.0..=1.0).contains(&a);
     match &alpha {
         Alpha::Scalar(a) if !in_range(*a) => {
@@ -577,7 +519,7 @@ fn check_options(params: &FocalParams, preset: FocalPreset) -> Result<()> {
     Ok(())
 }
 
-fn resolve_divisor(params: &FocalParams, preset: FocalPreset) -> Divisor {
+fn resolve_divisor(params: &FocalParams, info: &PresetInfo) -> Divisor {
     if let Some(factor) = params.avg_factor {
         return Divisor::AvgFactor(factor);
     }
@@ -586,32 +528,19 @@ fn resolve_divisor(params: &FocalParams, preset: FocalPreset) -> Divisor {
         Some(Normalize::Rows) => Divisor::Rows,
         Some(Normalize::Positives) => Divisor::Positives,
         Some(Normalize::Number(n)) => Divisor::Number(n),
-        // kornia's mean is over its [N, C, *] output; the other softmax
-        // references reduce one value per row.
-        None => match (params.kind, preset) {
-            (FocalKind::Sigmoid, _) | (_, FocalPreset::Kornia) => Divisor::Elements,
-            (FocalKind::Softmax, _) => Divisor::Rows,
+        None => match info.mean_over {
+            MeanOver::Elements => Divisor::Elements,
+            MeanOver::Rows => Divisor::Rows,
         },
     }
 }
 
 /// fvcore and Keras do not compute in float64 even when given it: a
 /// comparison with their own output stops at float32's precision.
-fn note_reference_precision(
-    preset: FocalPreset,
-    kind: FocalKind,
-    reduction: Reduction,
-    warnings: &mut Vec<String>,
-) {
-    match (preset, kind, reduction) {
-        (FocalPreset::Fvcore, _, _) => warnings.push(
-            "fvcore casts its inputs to float32; this is its formula in float64, so fvcore's own value differs by about 1e-7".into(),
-        ),
-        (FocalPreset::Keras, FocalKind::Sigmoid, _) | (FocalPreset::Keras, FocalKind::Softmax, Reduction::Mean) => {
-            warnings.push(
-                "Keras 3 promotes float64 with float32 to float32, so its own float64 result is rounded to float32 (its mean); this is its formula in float64".into(),
-            )
-        }
+fn note_reference_precision(info: &PresetInfo, reduction: Reduction, warnings: &mut Vec<String>) {
+    match info.precision {
+        Precision::Float32(note) => warnings.push(note.into()),
+        Precision::Float32Mean(note) if reduction == Reduction::Mean => warnings.push(note.into()),
         _ => {}
     }
 }

@@ -7,7 +7,7 @@ use crate::tally::{Example, Sum};
 
 use super::boxes::{Corners, encode_ssd_pytorch, encode_torchvision, smooth_l1};
 use super::confidence::Row;
-use super::evaluation::{ClassFigures, DisplacedBox, ForcedMatch, Groups, ImageFigures, NeverMined};
+use super::figures::{ClassFigures, DisplacedBox, ForcedMatch, Groups, ImageFigures, NeverMined};
 use super::matching::Matches;
 use super::mining::{mark_hardest, negatives_to_mine};
 use super::priors::Priors;

@@ -27,12 +27,15 @@
 //! shared tally one example per counted prior (unit = image).
 
 mod boxes;
+mod command;
 mod confidence;
 mod evaluation;
+mod figures;
 mod image;
 mod matching;
 mod mining;
 mod priors;
+mod sections;
 #[cfg(test)]
 mod tests;
 mod truths;
@@ -49,11 +52,13 @@ use crate::tally::{Example, Grouping, Operand, Tally};
 
 use super::PerExample;
 
-pub use evaluation::{
-    ClassFigures, DisplacedBox, ForcedMatch, Group, Groups, ImageFigures, MatchingFigures, NeverMined,
-    Spread, SsdEvaluation,
+pub use command::{SsdArgs, SsdConfLoss};
+pub use evaluation::SsdEvaluation;
+pub use figures::{
+    ClassFigures, DisplacedBox, ForcedMatch, Group, Groups, ImageFigures, MatchingFigures, NeverMined, Spread,
 };
 pub use priors::{PriorSet, Priors};
+pub use sections::SsdSections;
 pub use truths::{GroundTruth, Truths, load as load_truths};
 
 /// Whose semantics the loss follows.

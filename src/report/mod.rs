@@ -1,25 +1,34 @@
-//! The report: one data model behind every output format. These structs are
-//! the JSON schema (`docs/report-schema.md` documents each field); a number
-//! that is not finite is written as `null` and explained in `warnings`.
+//! The report: one data model behind every output format. A report is a
+//! core every loss shares (value, sums, classes, difficulty, baseline,
+//! warnings) plus the sections that belong to one loss ([`LossSections`]).
+//! These structs are the JSON schema (`docs/report-schema.md` documents each
+//! field); a number that is not finite is written as `null` and explained in
+//! `warnings`.
+
+#![warn(missing_docs)]
+
+mod view;
 
 use std::collections::BTreeMap;
+use std::fmt::Debug;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
+pub use crate::concentration::{HARDEST_FRACTIONS, Hardest, Level};
+use crate::format::{Layout, Section};
+use crate::input::Tensor;
 use crate::tally::{Accumulate, Bucket, Grouping, Tally};
 
 /// Changes only when a field changes meaning or disappears.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// The fractions of hardest examples whose share of the loss is reported.
-pub const HARDEST_FRACTIONS: [f64; 4] = [0.01, 0.05, 0.10, 0.25];
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The report of one loss over one set of inputs.
+#[derive(Debug, Serialize)]
 pub struct Report {
     /// Version of this layout.
     pub schema_version: u32,
-    /// The loss: `ce` or `bce`.
+    /// The loss: the subcommand that computed it (`ce`, `bce`, `focal`, `ssd`).
     pub loss: String,
     /// Every parameter of the loss as it was resolved (defaults included).
     pub parameters: BTreeMap<String, Value>,
@@ -39,18 +48,10 @@ pub struct Report {
     pub classes: Vec<ClassRow>,
     /// Easy versus hard examples.
     pub difficulty: Difficulty,
-    /// SSD: the two parts of the loss and the counts behind them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub components: Option<Components>,
-    /// SSD: positives, mined negatives and the negatives mining left out.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub groups: Option<PriorGroups>,
-    /// SSD: one row per image, in batch order.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub images: Option<Vec<ImageRow>>,
-    /// SSD: how ground-truth boxes were matched to priors.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub matching: Option<Matching>,
+    /// The loss's own sections (SSD: `components`, `groups`, `images`,
+    /// `matching`), between the shared difficulty and the baseline.
+    #[serde(flatten)]
+    pub sections: Option<Box<dyn LossSections>>,
     /// The same examples under the plain, unweighted loss (CE, or BCE for
     /// sigmoid losses): present when the loss is weighted, smoothed or focal,
     /// so the two can be read side by side.
@@ -58,44 +59,85 @@ pub struct Report {
     pub baseline: Option<Baseline>,
     /// Everything the user should know about this result.
     pub warnings: Vec<String>,
+    /// How a person reads it: the loss's choices, not part of the JSON.
+    #[serde(skip)]
+    pub presentation: Presentation,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The parts of a report that belong to one loss. They are written into the
+/// JSON after the shared `difficulty`, and render their own summary lines
+/// and tables.
+pub trait LossSections: erased_serde::Serialize + Debug + Send + Sync {
+    /// Fills the loss's own columns of the shared per-class rows.
+    fn amend_classes(&self, _classes: &mut [ClassRow]) {}
+    /// Summary lines, after the shared figures.
+    fn summary(&self) -> Vec<(String, String)>;
+    /// Tables, after the shared ones.
+    fn tables(&self, layout: Layout) -> Vec<Section>;
+}
+
+erased_serde::serialize_trait_object!(LossSections);
+
+/// How a person reads a loss's report: choices of the loss, kept out of the
+/// JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Presentation {
+    /// The loss's name in words (`cross entropy`).
+    pub title: &'static str,
+    /// Show the ignored count even when it is 0 (losses with an ignore index).
+    pub show_ignored: bool,
+    /// Show the loss by gradient norm (for softmax CE it repeats the p_t table).
+    pub gradient_norm_table: bool,
+}
+
+/// The plain loss of the same examples, beside a weighted, smoothed or focal one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Baseline {
     /// The plain loss: `ce` or `bce`.
     pub loss: String,
     /// Its value under the same reduction, as the reference computes it
     /// without weights (mean over counted examples, or over elements).
     pub value: Option<f64>,
+    /// Its `reduction='sum'` value.
     pub sum: Option<f64>,
     /// Per class, in class order.
     pub classes: Vec<BaselineClass>,
+    /// Its easy/hard split and histograms.
     pub difficulty: BaselineDifficulty,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One class under the baseline loss.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BaselineClass {
+    /// The class index.
     pub class: usize,
+    /// The class's part of the baseline's `sum`.
     pub loss_sum: Option<f64>,
     /// Share of the baseline's `sum`.
     pub loss_share: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The difficulty figures under the baseline loss.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BaselineDifficulty {
     /// The same easy examples as the report's (split by p_t), under the baseline.
     pub easy: Share,
+    /// The hard examples under the baseline.
     pub hard: Share,
+    /// The p_t histogram under the baseline.
     pub bins: Vec<Bin>,
+    /// The gradient-norm histogram under the baseline.
     pub gradient_norm_bins: Vec<Bin>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One array the loss read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InputInfo {
     /// What the array is for: `logits`, `targets`, `weight`, `pos_weight`.
     pub role: String,
     /// The file, and the member of a bundle when there is one (`file.npz:key`).
     pub source: String,
+    /// The array's shape.
     pub shape: Vec<usize>,
     /// NumPy's name of the element type (`float32`, `int64`, …).
     pub dtype: String,
@@ -103,7 +145,8 @@ pub struct InputInfo {
     pub memory_mapped: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One class's part of the loss.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ClassRow {
     /// The class index.
     pub class: usize,
@@ -135,120 +178,14 @@ pub struct ClassRow {
     pub loc_loss_sum: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Components {
-    /// Localisation loss over N (ssd.pytorch's `loss_l`, torchvision's `bbox_regression`).
-    pub loc: Option<f64>,
-    /// Confidence loss over N (`loss_c`, `classification`).
-    pub conf: Option<f64>,
-    /// Smooth L1 summed over the positives' four offsets.
-    pub loc_sum: Option<f64>,
-    /// Confidence loss summed over the counted priors.
-    pub conf_sum: Option<f64>,
-    /// α: `value = (conf_sum + α · loc_sum) / N`.
-    pub loc_weight: f64,
-    /// N: positive priors in the batch.
-    pub num_pos: u64,
-    /// Negative priors counted (mined, or every negative without mining).
-    pub num_neg: u64,
-    pub n_images: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PriorGroups {
-    pub positives: PriorGroup,
-    pub mined_negatives: PriorGroup,
-    /// What the negatives mining left out would have cost; outside the total.
-    pub unmined_negatives: PriorGroup,
-    /// torchvision: positives the mining also took, counted a second time.
-    pub positives_counted_twice: PriorGroup,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PriorGroup {
-    pub count: u64,
-    pub conf_sum: Option<f64>,
-    /// `conf_sum` over the counted confidence loss (`components.conf_sum`).
-    pub conf_share: Option<f64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ImageRow {
-    pub image: usize,
-    /// Ground-truth boxes.
-    pub boxes: u64,
-    pub positives: u64,
-    pub mined_negatives: u64,
-    pub loc_sum: Option<f64>,
-    pub conf_sum: Option<f64>,
-    /// `(conf_sum + α · loc_sum) / sum`: the image's part of the loss.
-    pub loss_share: Option<f64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Matching {
-    /// Ground-truth boxes in the batch.
-    pub boxes: u64,
-    /// Boxes positive only because their best prior is forced (best IoU below the threshold).
-    pub forced_only: Vec<ForcedBox>,
-    /// Boxes left with no prior: a later box took their only one.
-    pub displaced: Vec<DisplacedBox>,
-    /// Positive priors per box.
-    pub priors_per_box: Option<Spread>,
-    /// Negatives ssd.pytorch's global-max mining score can never pick
-    /// (null unless that score is in use): in this float64 evaluation, and
-    /// had the logits been float32.
-    pub never_mined: Option<NeverMined>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ForcedBox {
-    pub image: usize,
-    /// The box's row in the image's truths.
-    pub box_index: usize,
-    pub best_iou: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DisplacedBox {
-    pub image: usize,
-    pub box_index: usize,
-    /// The prior it lost.
-    pub prior: usize,
-    /// The box (row) that took it.
-    pub taken_by: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Spread {
-    pub min: u64,
-    pub median: f64,
-    pub max: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NeverMined {
-    pub float64: u64,
-    pub float32: u64,
-}
-
-/// The detection parts of an SSD report, and each class's localisation loss.
-pub struct Detection {
-    pub components: Components,
-    pub groups: PriorGroups,
-    pub images: Vec<ImageRow>,
-    pub matching: Matching,
-    pub class_loc_sums: Vec<f64>,
-    /// Positive priors per class (torchvision may count a positive twice in
-    /// the confidence loss; this counts it once).
-    pub class_positives: Vec<u64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Easy versus hard examples, and how the loss spreads over them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Difficulty {
     /// Examples with `p_t` above this are easy.
     pub easy_threshold: f64,
+    /// Examples with `p_t` above the threshold.
     pub easy: Share,
+    /// Examples with `p_t` at or below the threshold.
     pub hard: Share,
     /// Histogram of `p_t` in equal-width bins over [0, 1].
     pub bins: Vec<Bin>,
@@ -259,26 +196,34 @@ pub struct Difficulty {
     pub concentration: Concentration,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A set of examples and its part of the loss.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Share {
+    /// Examples in the set.
     pub count: u64,
+    /// Their loss.
     pub loss_sum: Option<f64>,
     /// `loss_sum / sum`.
     pub loss_share: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One bin of a histogram over [0, 1].
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Bin {
     /// Lower edge of `p_t` (inclusive).
     pub lower: f64,
     /// Upper edge of `p_t` (exclusive, but the last bin includes 1).
     pub upper: f64,
+    /// Examples in the bin.
     pub count: u64,
+    /// Their loss.
     pub loss_sum: Option<f64>,
+    /// `loss_sum / sum`.
     pub loss_share: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The share of the loss the hardest examples carry, per group.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Concentration {
     /// All counted examples (CE).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -291,66 +236,89 @@ pub struct Concentration {
     pub negatives: Option<Hardest>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Hardest {
-    /// Examples in the group.
-    pub count: u64,
-    /// One entry per fraction: 1%, 5%, 10%, 25%.
-    pub levels: Vec<Level>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Level {
-    /// The fraction of the group taken, hardest (largest loss) first.
-    pub fraction: f64,
-    /// Examples taken: `ceil(fraction × count)`.
-    pub count: u64,
-    /// Their share of the group's loss.
-    pub loss_share: Option<f64>,
-}
-
 /// The reduced figures of a loss, computed by the loss from its tally.
 pub struct Totals {
+    /// `value` under the chosen reduction.
     pub value: f64,
+    /// The `reduction='sum'` value.
     pub sum: f64,
+    /// The mean's divisor.
     pub normalizer: f64,
     /// The plain loss the report compares with, when there is one.
     pub baseline: Option<BaselineTotals>,
 }
 
+/// The baseline's reduced figures.
 pub struct BaselineTotals {
+    /// The plain loss: `ce` or `bce`.
     pub loss: &'static str,
+    /// Its value under the same reduction.
     pub value: f64,
+    /// Its `reduction='sum'` value.
     pub sum: f64,
 }
 
 /// Everything besides the tally that goes into a report.
 pub struct Header {
+    /// The loss's name, as the report's `loss` field.
     pub loss: &'static str,
+    /// How a person reads the report.
+    pub presentation: Presentation,
+    /// Every parameter of the loss as it was resolved (defaults included).
     pub parameters: BTreeMap<String, Value>,
+    /// The arrays read, in the order the loss takes them.
     pub inputs: Vec<InputInfo>,
+    /// Names of the classes, in class order.
     pub class_names: Option<Vec<String>>,
+    /// Facts about the inputs and the reference the user should hear of.
     pub warnings: Vec<String>,
-    /// The SSD sections, for the SSD loss.
-    pub detection: Option<Detection>,
+    /// Whether the class rows carry positives and their loss (elementwise losses).
+    pub positives_per_class: bool,
+    /// The loss's own sections.
+    pub sections: Option<Box<dyn LossSections>>,
 }
 
+impl InputInfo {
+    /// How a loaded array is described in the report.
+    pub fn of(tensor: &Tensor) -> InputInfo {
+        InputInfo {
+            role: tensor.origin.role.clone(),
+            source: tensor.origin.spec.clone(),
+            shape: tensor.shape.clone(),
+            dtype: tensor.dtype.name().into(),
+            memory_mapped: tensor.mapped,
+        }
+    }
+}
+
+/// The finite `x`, or `None`: the JSON writes non-finite numbers as `null`.
 pub fn finite(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
 }
 
-fn ratio(part: f64, whole: f64) -> Option<f64> {
+/// `part / whole` when it is a finite number.
+pub fn ratio(part: f64, whole: f64) -> Option<f64> {
     if whole == 0.0 { None } else { finite(part / whole) }
 }
 
 impl Report {
-    pub fn build(header: Header, totals: Totals, tally: Tally, with_positives: bool) -> Report {
-        let Header { loss, parameters, inputs, class_names, mut warnings, detection } = header;
+    /// The report of a pass: the header, the loss's totals and its tally.
+    pub fn build(header: Header, totals: Totals, tally: Tally) -> Report {
+        let Header {
+            loss,
+            presentation,
+            parameters,
+            inputs,
+            class_names,
+            mut warnings,
+            positives_per_class: with_positives,
+            sections,
+        } = header;
         // Shares are of what the tally counted: the loss itself, or for SSD
         // its confidence part.
         let sum = tally.total();
         let counted: u64 = tally.classes.iter().map(|c| c.all.count).sum();
-        let classes = tally
+        let mut classes: Vec<ClassRow> = tally
             .classes
             .iter()
             .enumerate()
@@ -373,19 +341,16 @@ impl Report {
                     mean_loss: ratio(loss_sum, count as f64),
                     mean_p_t: ratio(row.p_t.value(), count as f64),
                     accuracy: ratio(row.correct as f64, count as f64),
-                    positives: match &detection {
-                        Some(d) => d.class_positives.get(class).copied(),
-                        None => with_positives.then_some(row.positives.count),
-                    },
+                    positives: with_positives.then_some(row.positives.count),
                     positive_loss_sum: if with_positives { finite(row.positives.loss.value()) } else { None },
                     negative_loss_sum: if with_positives { finite(negatives_loss) } else { None },
-                    loc_loss_sum: detection
-                        .as_ref()
-                        .and_then(|d| d.class_loc_sums.get(class).copied())
-                        .and_then(finite),
+                    loc_loss_sum: None,
                 }
             })
             .collect();
+        if let Some(sections) = &sections {
+            sections.amend_classes(&mut classes);
+        }
         let share = |bucket: &Bucket| Share {
             count: bucket.count,
             loss_sum: finite(bucket.loss.value()),
@@ -457,12 +422,10 @@ impl Report {
                 gradient_norm_bins,
                 concentration,
             },
+            sections,
             baseline,
-            components: detection.as_ref().map(|d| d.components.clone()),
-            groups: detection.as_ref().map(|d| d.groups.clone()),
-            images: detection.as_ref().map(|d| d.images.clone()),
-            matching: detection.map(|d| d.matching),
             warnings,
+            presentation,
         }
     }
 }

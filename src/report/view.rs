@@ -1,0 +1,336 @@
+//! The view of the shared core of a report; a loss's own sections add
+//! their lines and tables.
+
+use crate::format::{Document, Layout, Section, View, bar, exact, num, percent};
+
+use super::{Bin, ClassRow, Report};
+
+impl Document for Report {
+    fn json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("a report always serialises");
+        text.push('\n');
+        text
+    }
+
+    fn view(&self, layout: Layout) -> View {
+        let report = self;
+        let mut summary = vec![
+            ("value".to_string(), exact(report.value)),
+            ("sum".to_string(), exact(report.sum)),
+            ("normalizer".to_string(), exact(report.normalizer)),
+            ("count".to_string(), report.count.to_string()),
+        ];
+        if report.ignored > 0 || report.presentation.show_ignored {
+            summary.push(("ignored".into(), report.ignored.to_string()));
+        }
+        if let Some(b) = &report.baseline {
+            summary.push((format!("baseline ({})", b.loss), exact(b.value)));
+        }
+        if let Some(sections) = &report.sections {
+            summary.extend(sections.summary());
+        }
+        for input in &report.inputs {
+            let shape: Vec<String> = input.shape.iter().map(|d| d.to_string()).collect();
+            summary.push((
+                input.role.clone(),
+                format!("{}  [{}] {}", input.source, shape.join(", "), input.dtype),
+            ));
+        }
+        let params: Vec<String> = report
+            .parameters
+            .iter()
+            .map(|(k, v)| match v {
+                // The JSON report keeps every value; a line shows a count.
+                serde_json::Value::Array(items) if items.len() > 8 => format!("{k}=[{} values]", items.len()),
+                _ => format!("{k}={}", v.to_string().trim_matches('"')),
+            })
+            .collect();
+        summary.push(("parameters".into(), params.join(" ")));
+
+        let mut sections = vec![classes(report, layout), easy_hard(report), bins(report)];
+        // For softmax CE the gradient norm is 1 - p_t: the p_t table again.
+        if report.presentation.gradient_norm_table {
+            sections.push(gradient_norm(report));
+        }
+        sections.push(concentration(report));
+        if let Some(own) = &report.sections {
+            sections.extend(own.tables(layout));
+        }
+        View {
+            title: format!("{} ({})", report.presentation.title, report.loss),
+            summary,
+            sections,
+            warnings: report.warnings.clone(),
+        }
+    }
+}
+
+fn classes(report: &Report, layout: Layout) -> Section {
+    let with_positives = report.classes.iter().any(|c| c.positives.is_some());
+    let baseline = report.baseline.as_ref();
+    let mut ranked: Vec<&ClassRow> = report.classes.iter().collect();
+    ranked.sort_by(|a, b| {
+        let share = |c: &ClassRow| c.loss_share.unwrap_or(f64::NEG_INFINITY);
+        share(b).total_cmp(&share(a)).then(a.class.cmp(&b.class))
+    });
+    let shown = layout.top.unwrap_or(ranked.len()).min(ranked.len());
+    let note = (shown < ranked.len()).then(|| {
+        let hidden = ranked.len() - shown;
+        let noun = if hidden == 1 { "class" } else { "classes" };
+        format!("{hidden} more {noun} not shown (--top {shown})")
+    });
+    let mut header = with_baseline(vec!["class", "name", "count", "freq", "loss sum", "share", ""], report);
+    header.extend(["mean loss", "mean p_t", "accuracy"]);
+    if with_positives {
+        header.extend(["positives", "pos loss", "neg loss"]);
+    }
+    let rows = ranked[..shown]
+        .iter()
+        .map(|c| {
+            let mut row = vec![
+                c.class.to_string(),
+                c.name.clone().unwrap_or_default(),
+                c.count.to_string(),
+                percent(c.frequency),
+                num(c.loss_sum),
+                percent(c.loss_share),
+                bar(c.loss_share),
+            ];
+            if let Some(b) = baseline {
+                row.push(percent(b.classes.get(c.class).and_then(|bc| bc.loss_share)));
+            }
+            row.extend([num(c.mean_loss), num(c.mean_p_t), percent(c.accuracy)]);
+            if with_positives {
+                row.push(c.positives.map_or_else(String::new, |p| p.to_string()));
+                row.push(num(c.positive_loss_sum));
+                row.push(num(c.negative_loss_sum));
+            }
+            row
+        })
+        .collect();
+    Section { title: "Classes by share of the loss".into(), header, rows, note }
+}
+
+fn easy_hard(report: &Report) -> Section {
+    let d = &report.difficulty;
+    let baseline = report.baseline.as_ref().map(|b| [&b.difficulty.easy, &b.difficulty.hard]);
+    let rows = [&d.easy, &d.hard]
+        .iter()
+        .zip(["easy", "hard"])
+        .enumerate()
+        .map(|(i, (s, name))| {
+            let mut row = vec![
+                name.to_string(),
+                s.count.to_string(),
+                num(s.loss_sum),
+                percent(s.loss_share),
+                bar(s.loss_share),
+            ];
+            if let Some(b) = baseline {
+                row.push(percent(b[i].loss_share));
+            }
+            row
+        })
+        .collect();
+    Section {
+        title: format!("Easy (p_t > {}) versus hard examples", d.easy_threshold),
+        header: with_baseline(vec!["group", "count", "loss sum", "share", ""], report),
+        rows,
+        note: None,
+    }
+}
+
+/// Adds the baseline's share column when the report has a baseline.
+fn with_baseline(mut header: Vec<&'static str>, report: &Report) -> Vec<&'static str> {
+    if report.baseline.is_some() {
+        header.push("baseline share");
+    }
+    header
+}
+
+/// Rows of a histogram, with the baseline's share of each bin beside the loss's.
+fn histogram_rows(bins: &[Bin], baseline: Option<&[Bin]>) -> Vec<Vec<String>> {
+    bins.iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let mut row = vec![
+                format!("{:.2}–{:.2}", b.lower, b.upper),
+                b.count.to_string(),
+                num(b.loss_sum),
+                percent(b.loss_share),
+                bar(b.loss_share),
+            ];
+            if let Some(base) = baseline {
+                row.push(percent(base.get(i).and_then(|x| x.loss_share)));
+            }
+            row
+        })
+        .collect()
+}
+
+fn gradient_norm(report: &Report) -> Section {
+    let baseline = report.baseline.as_ref().map(|b| b.difficulty.gradient_norm_bins.as_slice());
+    Section {
+        title: "Loss by gradient norm g (GHM: |p - t| for sigmoid, 1 - p_t for softmax)".into(),
+        header: with_baseline(vec!["g", "count", "loss sum", "share", ""], report),
+        rows: histogram_rows(&report.difficulty.gradient_norm_bins, baseline),
+        note: None,
+    }
+}
+
+fn bins(report: &Report) -> Section {
+    let baseline = report.baseline.as_ref().map(|b| b.difficulty.bins.as_slice());
+    Section {
+        title: "Loss by p_t (probability of the true outcome)".into(),
+        header: with_baseline(vec!["p_t", "count", "loss sum", "share", ""], report),
+        rows: histogram_rows(&report.difficulty.bins, baseline),
+        note: None,
+    }
+}
+
+fn concentration(report: &Report) -> Section {
+    let c = &report.difficulty.concentration;
+    let groups = [("all", &c.all), ("positives", &c.positives), ("negatives", &c.negatives)];
+    let rows = groups
+        .iter()
+        .filter_map(|(name, group)| group.as_ref().map(|g| (name, g)))
+        .map(|(name, g)| {
+            let mut row = vec![name.to_string(), g.count.to_string()];
+            row.extend(g.levels.iter().map(|l| percent(l.loss_share)));
+            row
+        })
+        .collect();
+    Section {
+        title: "Share of the loss carried by the hardest examples".into(),
+        header: vec!["group", "examples", "top 1%", "top 5%", "top 10%", "top 25%"],
+        rows,
+        note: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::super::*;
+    use crate::format::{Exporter, Json, Layout, Markdown, Table};
+
+    /// A small report typed in by hand, so the snapshots show the formats
+    /// and nothing else.
+    fn sample() -> Report {
+        let class = |class: usize, name: &str, count: u64, loss_sum: f64, share: f64| ClassRow {
+            class,
+            name: Some(name.into()),
+            count,
+            frequency: Some(count as f64 / 10.0),
+            loss_sum: Some(loss_sum),
+            loss_share: Some(share),
+            mean_loss: Some(loss_sum / count as f64),
+            mean_p_t: Some(0.5),
+            accuracy: Some(0.75),
+            positives: None,
+            positive_loss_sum: None,
+            negative_loss_sum: None,
+            loc_loss_sum: None,
+        };
+        let share = |count: u64, loss_sum: f64, share: f64| Share {
+            count,
+            loss_sum: Some(loss_sum),
+            loss_share: Some(share),
+        };
+        let mut parameters = BTreeMap::new();
+        parameters.insert("reduction".into(), json!("mean"));
+        parameters.insert("ignore_index".into(), json!(-100));
+        Report {
+            schema_version: SCHEMA_VERSION,
+            loss: "ce".into(),
+            parameters,
+            inputs: vec![InputInfo {
+                role: "logits".into(),
+                source: "dump.npz:logits".into(),
+                shape: vec![10, 3],
+                dtype: "float32".into(),
+                memory_mapped: false,
+            }],
+            value: Some(0.8),
+            sum: Some(8.0),
+            normalizer: Some(10.0),
+            count: 10,
+            ignored: 2,
+            classes: vec![
+                class(0, "cat", 6, 2.0, 0.25),
+                class(1, "dog", 3, 5.0, 0.625),
+                class(2, "bird", 1, 1.0, 0.125),
+            ],
+            difficulty: Difficulty {
+                easy_threshold: 0.5,
+                easy: share(7, 1.0, 0.125),
+                hard: share(3, 7.0, 0.875),
+                bins: two_bins(7.0, 1.0),
+                gradient_norm_bins: two_bins(1.0, 7.0),
+                concentration: Concentration {
+                    all: Some(Hardest {
+                        count: 10,
+                        levels: vec![
+                            Level { fraction: 0.01, count: 1, loss_share: Some(0.5) },
+                            Level { fraction: 0.05, count: 1, loss_share: Some(0.5) },
+                            Level { fraction: 0.10, count: 1, loss_share: Some(0.5) },
+                            Level { fraction: 0.25, count: 3, loss_share: Some(0.875) },
+                        ],
+                    }),
+                    positives: None,
+                    negatives: None,
+                },
+            },
+            baseline: Some(Baseline {
+                loss: "ce".into(),
+                value: Some(1.2),
+                sum: Some(12.0),
+                classes: vec![
+                    BaselineClass { class: 0, loss_sum: Some(6.0), loss_share: Some(0.5) },
+                    BaselineClass { class: 1, loss_sum: Some(3.0), loss_share: Some(0.25) },
+                    BaselineClass { class: 2, loss_sum: Some(3.0), loss_share: Some(0.25) },
+                ],
+                difficulty: BaselineDifficulty {
+                    easy: share(7, 6.0, 0.5),
+                    hard: share(3, 6.0, 0.5),
+                    bins: two_bins(6.0, 6.0),
+                    gradient_norm_bins: two_bins(6.0, 6.0),
+                },
+            }),
+            sections: None,
+            warnings: vec!["two targets are ignored".into()],
+            presentation: Presentation {
+                title: "cross entropy",
+                show_ignored: true,
+                gradient_norm_table: false,
+            },
+        }
+    }
+
+    /// Two bins over [0, 1] holding `low` and `high` of a total of 8 or 12.
+    fn two_bins(low: f64, high: f64) -> Vec<Bin> {
+        let total = low + high;
+        vec![
+            Bin { lower: 0.0, upper: 0.5, count: 3, loss_sum: Some(low), loss_share: Some(low / total) },
+            Bin { lower: 0.5, upper: 1.0, count: 7, loss_sum: Some(high), loss_share: Some(high / total) },
+        ]
+    }
+
+    #[test]
+    fn table_snapshot() {
+        insta::assert_snapshot!(Table { layout: Layout { top: Some(2) } }.render(&sample()));
+    }
+
+    #[test]
+    fn markdown_snapshot() {
+        insta::assert_snapshot!(Markdown { layout: Layout::default() }.render(&sample()));
+    }
+
+    #[test]
+    fn json_snapshot() {
+        insta::assert_snapshot!(Json.render(&sample()));
+    }
+}

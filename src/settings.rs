@@ -1,0 +1,210 @@
+//! The validation layer: raw flags in, checked settings out, before any file
+//! is read or any loss sees them. Each rule is checked here once, with one
+//! message that names the flag; the modules past this point speak of
+//! values, not of flags.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use crate::error::{Error, Origin, Result};
+use crate::format::{Format, Layout};
+use crate::output;
+
+/// The flags every loss subcommand shares: how the report is computed and
+/// where it goes.
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Write the report to this file (atomically) instead of stdout
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Class names: a file (one per line, or a JSON list) or an inline list a,b,c
+    #[arg(long, value_name = "FILE|LIST")]
+    pub class_names: Option<String>,
+    /// Examples with p_t above this are easy
+    #[arg(long, default_value_t = 0.5)]
+    pub easy_threshold: f64,
+    /// Bins of the p_t histogram
+    #[arg(long, default_value_t = 10)]
+    pub bins: usize,
+    /// Show only the N classes (and, for ssd, images) with the largest share (table and markdown)
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
+    /// Exit 1 when the value differs from this
+    #[arg(long, value_name = "VALUE", allow_negative_numbers = true)]
+    pub expect: Option<f64>,
+    /// Relative tolerance of --expect
+    #[arg(long, default_value_t = 1e-6, requires = "expect", allow_negative_numbers = true)]
+    pub rtol: f64,
+    /// Absolute tolerance of --expect
+    #[arg(long, default_value_t = 0.0, requires = "expect", allow_negative_numbers = true)]
+    pub atol: f64,
+    /// Compute even when logits hold NaN or infinities (the loss may then be NaN)
+    #[arg(long)]
+    pub allow_nonfinite: bool,
+    /// No progress bar
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Worker threads [default: one per core]; results do not depend on it
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+/// The report flags, checked.
+#[derive(Debug, Clone)]
+pub struct ReportSettings {
+    pub analysis: Analysis,
+    pub delivery: Delivery,
+    /// `--expect`: the value the report must have.
+    pub expect: Option<Expectation>,
+}
+
+/// How a pass runs and its report is assembled: everything but delivery.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    pub class_names: Option<Vec<String>>,
+    pub easy_threshold: f64,
+    pub bins: usize,
+    pub allow_nonfinite: bool,
+    pub quiet: bool,
+    /// Worker threads; `None` uses one per core. Results do not depend on it.
+    pub threads: Option<usize>,
+}
+
+impl Default for Analysis {
+    fn default() -> Self {
+        Analysis {
+            class_names: None,
+            easy_threshold: 0.5,
+            bins: 10,
+            allow_nonfinite: false,
+            quiet: true,
+            threads: None,
+        }
+    }
+}
+
+/// Where and how a document is written.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub format: Format,
+    pub layout: Layout,
+    /// The file to write; `None` is stdout.
+    pub output: Option<PathBuf>,
+}
+
+impl Delivery {
+    /// Checks, before any work, that the output can be written.
+    pub fn new(format: Format, layout: Layout, output: Option<PathBuf>) -> Result<Self> {
+        if let Some(path) = &output {
+            output::check_destination(path)?;
+        }
+        Ok(Delivery { format, layout, output })
+    }
+}
+
+/// A value a report must match.
+#[derive(Debug, Clone, Copy)]
+pub struct Expectation {
+    pub value: f64,
+    pub tolerance: Tolerance,
+}
+
+/// How far a number may move: `|current - reference| <= atol + rtol · |reference|`.
+#[derive(Debug, Clone, Copy)]
+pub struct Tolerance {
+    pub rtol: f64,
+    pub atol: f64,
+}
+
+impl Tolerance {
+    /// Checks `--rtol` and `--atol`.
+    pub fn new(rtol: f64, atol: f64) -> Result<Self> {
+        if !(rtol >= 0.0 && atol >= 0.0) {
+            return Err(Error::usage("--rtol and --atol must be non-negative"));
+        }
+        Ok(Tolerance { rtol, atol })
+    }
+
+    /// The largest difference allowed from `reference`.
+    pub fn allowed(&self, reference: f64) -> f64 {
+        self.atol + self.rtol * reference.abs()
+    }
+
+    pub fn holds(&self, reference: f64, current: f64) -> bool {
+        (current - reference).abs() <= self.allowed(reference)
+    }
+}
+
+impl ReportSettings {
+    pub fn new(args: &ReportArgs) -> Result<Self> {
+        if !(0.0..=1.0).contains(&args.easy_threshold) {
+            return Err(Error::usage(format!("--easy-threshold {} is outside [0, 1]", args.easy_threshold)));
+        }
+        if args.bins == 0 || args.bins > 1000 {
+            return Err(Error::usage(format!("--bins {} is outside 1..=1000", args.bins)));
+        }
+        if args.top == Some(0) {
+            return Err(Error::usage("--top must be at least 1"));
+        }
+        if args.threads == Some(0) {
+            return Err(Error::usage("--threads must be at least 1"));
+        }
+        let expect = match args.expect {
+            Some(value) if !value.is_finite() => {
+                return Err(Error::usage(format!("--expect {value} is not a finite number")));
+            }
+            Some(value) => Some(Expectation { value, tolerance: Tolerance::new(args.rtol, args.atol)? }),
+            None => None,
+        };
+        let delivery = Delivery::new(args.format, Layout { top: args.top }, args.output.clone())?;
+        let class_names = args.class_names.as_deref().map(class_names).transpose()?;
+        Ok(ReportSettings {
+            analysis: Analysis {
+                class_names,
+                easy_threshold: args.easy_threshold,
+                bins: args.bins,
+                allow_nonfinite: args.allow_nonfinite,
+                quiet: args.quiet,
+                threads: args.threads,
+            },
+            delivery,
+            expect,
+        })
+    }
+}
+
+/// Class names from a file (a JSON list of strings, or one name per line) or
+/// an inline comma-separated list.
+pub fn class_names(text: &str) -> Result<Vec<String>> {
+    let path = Path::new(text);
+    let origin = Origin::new("class names", text);
+    if !path.is_file() {
+        // A mistyped file name must not become the name of class 0.
+        let looks_like_a_path =
+            text.contains(['/', '\\']) || path.extension().is_some() && !text.contains(',');
+        if looks_like_a_path {
+            return Err(Error::input(&origin, "no such file (an inline list is comma-separated: a,b,c)"));
+        }
+        return Ok(text.split(',').map(|s| s.trim().to_string()).collect());
+    }
+    let content =
+        std::fs::read_to_string(path).map_err(|e| Error::input(&origin, format!("cannot read: {e}")))?;
+    if content.trim_start().starts_with('[') {
+        return serde_json::from_str(&content)
+            .map_err(|e| Error::input(&origin, format!("not a JSON list of strings: {e}")));
+    }
+    Ok(content.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect())
+}
+
+/// `--label-smoothing`: ε in [0, 1], as PyTorch and Keras require.
+pub fn label_smoothing(eps: f64) -> Result<f64> {
+    if (0.0..=1.0).contains(&eps) {
+        Ok(eps)
+    } else {
+        Err(Error::usage(format!("--label-smoothing {eps} is outside [0, 1]")))
+    }
+}

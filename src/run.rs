@@ -66,10 +66,11 @@ impl Driver for Evaluate {
 
 fn weights(args: WeightsArgs) -> Result<Outcome> {
     let delivery = Delivery::new(args.format, Default::default(), args.output)?;
+    let beta = settings::beta(args.beta)?;
     let targets = input::load(&Spec::parse(&args.targets), "targets")?;
     let params = WeightsParams {
         scheme: args.scheme,
-        beta: args.beta,
+        beta,
         ignore_index: args.ignore_index,
         classes: args.classes,
         class_names: args.class_names.as_deref().map(settings::class_names).transpose()?,

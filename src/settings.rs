@@ -200,6 +200,15 @@ pub fn class_names(text: &str) -> Result<Vec<String>> {
     Ok(content.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect())
 }
 
+/// `--beta` of the effective-number weights: in (0, 1).
+pub fn beta(beta: f64) -> Result<f64> {
+    if beta > 0.0 && beta < 1.0 {
+        Ok(beta)
+    } else {
+        Err(Error::usage(format!("--beta {beta} is outside (0, 1)")))
+    }
+}
+
 /// `--label-smoothing`: ε in [0, 1], as PyTorch and Keras require.
 pub fn label_smoothing(eps: f64) -> Result<f64> {
     if (0.0..=1.0).contains(&eps) {

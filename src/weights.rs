@@ -74,9 +74,6 @@ pub struct WeightsParams {
 
 /// Counts the labels of `targets` and derives the weights.
 pub fn suggest(targets: &Tensor, params: &WeightsParams) -> Result<WeightsReport> {
-    if !(params.beta > 0.0 && params.beta < 1.0) {
-        return Err(Error::usage(format!("--beta {} is outside (0, 1)", params.beta)));
-    }
     let values = targets.values();
     let mut counts: Vec<u64> = vec![0; params.classes.unwrap_or(0)];
     let mut ignored = 0;

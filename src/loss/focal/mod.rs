@@ -488,11 +488,8 @@ fn resolve_reduction(params: &FocalParams, preset: FocalPreset) -> Result<Reduct
 
 /// The options that only some presets or kinds have.
 fn check_options(params: &FocalParams, preset: FocalPreset) -> Result<()> {
-    let smoothing = params.label_smoothing;
-    if !(0.0..=1.0).contains(&smoothing) {
-        return Err(Error::usage(format!("label smoothing {smoothing} is outside [0, 1]")));
-    }
-    if smoothing > 0.0 && preset != FocalPreset::Keras {
+    // ε's range is a rule of the flag (settings::label_smoothing).
+    if params.label_smoothing > 0.0 && preset != FocalPreset::Keras {
         return Err(Error::usage(format!("label smoothing is Keras's; preset {} has none", preset.name())));
     }
     if params.class_balancing && !(preset == FocalPreset::Keras && params.kind == FocalKind::Sigmoid) {

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::format::Format;
 use crate::loss::LossCommand;
+use crate::settings::CHART_HELP;
 use crate::weights::Scheme;
 
 #[derive(Debug, Parser)]
@@ -67,6 +68,8 @@ pub struct WeightsArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    #[arg(long, value_name = "NAME", help = CHART_HELP)]
+    pub chart: Option<String>,
     /// Write to this file (atomically) instead of stdout
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -90,6 +93,8 @@ pub struct DiffArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    #[arg(long, value_name = "NAME", help = CHART_HELP)]
+    pub chart: Option<String>,
     /// Write the comparison to this file (atomically) instead of stdout
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{Error, Origin, Result};
-use crate::format::{Document, Layout, Section, View, num};
+use crate::format::{Chart, Document, Layout, Plot, Section, Series, Unit, View, num};
 use crate::settings::Tolerance;
 
 /// Fields that describe a run rather than measure it.
@@ -185,7 +185,33 @@ fn leaves(value: &Value, path: String, out: &mut Vec<(String, Option<f64>)>) {
     }
 }
 
+/// Differences a chart shows, largest first.
+const CHART_DIFFERENCES: usize = 30;
+
 impl Document for DiffReport {
+    fn charts(&self) -> Vec<Chart> {
+        // Signed, so a drop and a rise read apart; a change from or to null
+        // or from 0 has no ratio and shows no bar (the table has it).
+        let shown = &self.differences[..self.differences.len().min(CHART_DIFFERENCES)];
+        let change = |d: &Difference| {
+            d.baseline.zip(d.current).and_then(|(a, b)| (a != 0.0).then(|| (b - a) / a.abs()))
+        };
+        vec![Chart {
+            name: "diff",
+            title: "What moved beyond the tolerance, largest change first".into(),
+            plot: Plot::Bars {
+                category_axis: "field".into(),
+                value_axis: "relative change (current - baseline) / |baseline|".into(),
+                categories: shown.iter().map(|d| d.field.clone()).collect(),
+                series: vec![Series {
+                    name: "relative change".into(),
+                    values: shown.iter().map(change).collect(),
+                }],
+                unit: Unit::Number,
+            },
+        }]
+    }
+
     fn json(&self) -> String {
         let mut text = serde_json::to_string_pretty(self).expect("a diff always serialises");
         text.push('\n');

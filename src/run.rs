@@ -65,7 +65,7 @@ impl Driver for Evaluate {
 }
 
 fn weights(args: WeightsArgs) -> Result<Outcome> {
-    let delivery = Delivery::new(args.format, Default::default(), args.output)?;
+    let delivery = Delivery::new(args.format, Default::default(), args.chart, args.output)?;
     let beta = settings::beta(args.beta)?;
     let targets = input::load(&Spec::parse(&args.targets), "targets")?;
     let params = WeightsParams {
@@ -85,7 +85,7 @@ fn weights(args: WeightsArgs) -> Result<Outcome> {
 
 fn diff(args: DiffArgs) -> Result<Outcome> {
     let tolerance = Tolerance::new(args.rtol, args.atol)?;
-    let delivery = Delivery::new(args.format, Default::default(), args.output)?;
+    let delivery = Delivery::new(args.format, Default::default(), args.chart, args.output)?;
     let report = crate::diff::compare(&args.baseline, &args.current, &tolerance, &args.only)?;
     write(&report, &delivery)?;
     Ok(if report.differences.is_empty() { Outcome::Ok } else { Outcome::CheckFailed })
@@ -93,7 +93,17 @@ fn diff(args: DiffArgs) -> Result<Outcome> {
 
 /// Renders `document` and writes it to the file, or to stdout.
 fn write(document: &dyn Document, delivery: &Delivery) -> Result<()> {
-    let text = format::exporter(delivery.format, delivery.layout).render(document);
+    if let Some(name) = &delivery.chart {
+        let charts = document.charts();
+        if !charts.iter().any(|c| c.name == name) {
+            let names: Vec<&str> = charts.iter().map(|c| c.name).collect();
+            return Err(Error::usage(format!(
+                "--chart {name}: this report has no such chart (it has: {})",
+                names.join(", ")
+            )));
+        }
+    }
+    let text = format::exporter(delivery.format, delivery.layout, delivery.chart.as_deref()).render(document);
     match &delivery.output {
         Some(path) => output::to_file(path, &text),
         None => output::to_stdout(&text),

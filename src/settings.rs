@@ -18,6 +18,8 @@ pub struct ReportArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    #[arg(long, value_name = "NAME", help = CHART_HELP)]
+    pub chart: Option<String>,
     /// Write the report to this file (atomically) instead of stdout
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -87,22 +89,44 @@ impl Default for Analysis {
     }
 }
 
+/// The help of `--chart`: every chart name, and which reports have it.
+pub const CHART_HELP: &str = "The chart to write with --format svg: classes, p_t, concentration (every loss); \
+                              groups, images (ssd); weights (weights); diff (diff)";
+
 /// Where and how a document is written.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub format: Format,
     pub layout: Layout,
+    /// The chart `--format svg` writes.
+    pub chart: Option<String>,
     /// The file to write; `None` is stdout.
     pub output: Option<PathBuf>,
 }
 
 impl Delivery {
     /// Checks, before any work, that the output can be written.
-    pub fn new(format: Format, layout: Layout, output: Option<PathBuf>) -> Result<Self> {
+    pub fn new(
+        format: Format,
+        layout: Layout,
+        chart: Option<String>,
+        output: Option<PathBuf>,
+    ) -> Result<Self> {
+        match (format, &chart) {
+            (Format::Svg, None) => {
+                return Err(Error::usage("--format svg writes one chart: name it with --chart NAME"));
+            }
+            (Format::Svg, Some(_)) | (_, None) => {}
+            (_, Some(name)) => {
+                return Err(Error::usage(format!(
+                    "--chart {name} is for --format svg (html shows every chart)"
+                )));
+            }
+        }
         if let Some(path) = &output {
             output::check_destination(path)?;
         }
-        Ok(Delivery { format, layout, output })
+        Ok(Delivery { format, layout, chart, output })
     }
 }
 
@@ -160,7 +184,8 @@ impl ReportSettings {
             Some(value) => Some(Expectation { value, tolerance: Tolerance::new(args.rtol, args.atol)? }),
             None => None,
         };
-        let delivery = Delivery::new(args.format, Layout { top: args.top }, args.output.clone())?;
+        let delivery =
+            Delivery::new(args.format, Layout { top: args.top }, args.chart.clone(), args.output.clone())?;
         let class_names = args.class_names.as_deref().map(class_names).transpose()?;
         Ok(ReportSettings {
             analysis: Analysis {

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::error::{Error, Result, index_in};
-use crate::format::{Document, Layout, Section, View, num, percent};
+use crate::format::{Chart, Document, Layout, Plot, Section, Series, Unit, View, num, percent};
 use crate::input::Tensor;
 
 /// How counts become weights.
@@ -167,7 +167,46 @@ pub fn suggest(targets: &Tensor, params: &WeightsParams) -> Result<WeightsReport
     })
 }
 
+impl WeightsReport {
+    fn scheme_name(&self) -> &'static str {
+        match self.scheme {
+            Scheme::Inverse => "inverse",
+            Scheme::SqrtInverse => "sqrt-inverse",
+            Scheme::Effective => "effective",
+        }
+    }
+}
+
 impl Document for WeightsReport {
+    fn charts(&self) -> Vec<Chart> {
+        let weight = |c: &WeightRow| match self.scheme {
+            Scheme::Inverse => c.inverse,
+            Scheme::SqrtInverse => c.sqrt_inverse,
+            Scheme::Effective => c.effective,
+        };
+        let label = |c: &WeightRow| match &c.name {
+            Some(name) => format!("{} {name} (n={})", c.class, c.count),
+            None => format!("class {} (n={})", c.class, c.count),
+        };
+        vec![Chart {
+            name: "weights",
+            title: format!(
+                "Suggested class weights ({}), averaging 1 over the classes present",
+                self.scheme_name()
+            ),
+            plot: Plot::Bars {
+                category_axis: "class".into(),
+                value_axis: "weight".into(),
+                categories: self.classes.iter().map(label).collect(),
+                series: vec![Series {
+                    name: format!("{} weight", self.scheme_name()),
+                    values: self.classes.iter().map(|c| Some(weight(c))).collect(),
+                }],
+                unit: Unit::Number,
+            },
+        }]
+    }
+
     fn json(&self) -> String {
         let mut text = serde_json::to_string_pretty(self).expect("a weights report always serialises");
         text.push('\n');
@@ -175,11 +214,7 @@ impl Document for WeightsReport {
     }
 
     fn view(&self, _layout: Layout) -> View {
-        let scheme = match self.scheme {
-            Scheme::Inverse => "inverse",
-            Scheme::SqrtInverse => "sqrt-inverse",
-            Scheme::Effective => "effective",
-        };
+        let scheme = self.scheme_name();
         let summary = vec![
             ("targets".to_string(), self.targets.clone()),
             ("count".to_string(), format!("{} ({} ignored)", self.count, self.ignored)),

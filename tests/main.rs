@@ -3,6 +3,7 @@
 mod util;
 
 mod bad_input;
+mod charts;
 mod diff;
 mod focal;
 mod fuzz_regressions;

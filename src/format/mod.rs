@@ -3,11 +3,15 @@
 //! JSON is the document itself. Documents (a loss report, weights, a
 //! diff) implement [`Document`] beside their own types.
 
+mod chart;
+mod html;
 mod json;
 mod markdown;
 mod table;
 mod view;
 
+pub use chart::{Chart, Line, Plot, Series, Unit, escape_xml};
+pub use html::Html;
 pub use json::Json;
 pub use markdown::Markdown;
 pub use table::Table;
@@ -19,6 +23,10 @@ pub enum Format {
     Table,
     Json,
     Markdown,
+    /// One self-contained page with the charts as inline SVG
+    Html,
+    /// One chart alone, named by --chart
+    Svg,
 }
 
 /// Something losscope prints: a loss report, or the difference of two.
@@ -27,6 +35,8 @@ pub trait Document {
     fn view(&self, layout: Layout) -> View;
     /// Its JSON form (the schema in docs/).
     fn json(&self) -> String;
+    /// Its charts, in the order a page shows them.
+    fn charts(&self) -> Vec<Chart>;
 }
 
 /// Renders a document as the text of one output format.
@@ -41,10 +51,24 @@ pub struct Layout {
     pub top: Option<usize>,
 }
 
-pub fn exporter(format: Format, layout: Layout) -> Box<dyn Exporter> {
+/// One chart of a document alone, as an SVG file.
+pub struct Svg {
+    /// The chart's name; the driver checks it names one of the document's.
+    pub chart: String,
+}
+
+impl Exporter for Svg {
+    fn render(&self, document: &dyn Document) -> String {
+        document.charts().iter().find(|c| c.name == self.chart).map(Chart::svg).unwrap_or_default()
+    }
+}
+
+pub fn exporter(format: Format, layout: Layout, chart: Option<&str>) -> Box<dyn Exporter> {
     match format {
         Format::Table => Box::new(Table { layout }),
         Format::Json => Box::new(Json),
         Format::Markdown => Box::new(Markdown { layout }),
+        Format::Html => Box::new(Html { layout }),
+        Format::Svg => Box::new(Svg { chart: chart.unwrap_or_default().to_string() }),
     }
 }

@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use crate::concentration::{HARDEST_FRACTIONS, Hardest, Level};
-use crate::format::{Layout, Section};
+use crate::format::{Chart, Layout, Section};
 use crate::input::Tensor;
 use crate::tally::{Accumulate, Bucket, Grouping, Tally};
 
@@ -74,6 +74,10 @@ pub trait LossSections: erased_serde::Serialize + Debug + Send + Sync {
     fn summary(&self) -> Vec<(String, String)>;
     /// Tables, after the shared ones.
     fn tables(&self, layout: Layout) -> Vec<Section>;
+    /// Charts, after the shared ones.
+    fn charts(&self) -> Vec<Chart> {
+        Vec::new()
+    }
 }
 
 erased_serde::serialize_trait_object!(LossSections);

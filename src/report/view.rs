@@ -1,7 +1,9 @@
 //! The view of the shared core of a report; a loss's own sections add
 //! their lines and tables.
 
-use crate::format::{Document, Layout, Section, View, bar, exact, num, percent};
+use crate::format::{
+    Chart, Document, Layout, Line, Plot, Section, Series, Unit, View, bar, exact, num, percent,
+};
 
 use super::{Bin, ClassRow, Report};
 
@@ -10,6 +12,14 @@ impl Document for Report {
         let mut text = serde_json::to_string_pretty(self).expect("a report always serialises");
         text.push('\n');
         text
+    }
+
+    fn charts(&self) -> Vec<Chart> {
+        let mut charts = vec![class_chart(self), p_t_chart(self), concentration_chart(self)];
+        if let Some(own) = &self.sections {
+            charts.extend(own.charts());
+        }
+        charts
     }
 
     fn view(&self, layout: Layout) -> View {
@@ -205,6 +215,125 @@ fn concentration(report: &Report) -> Section {
         header: vec!["group", "examples", "top 1%", "top 5%", "top 10%", "top 25%"],
         rows,
         note: None,
+    }
+}
+
+/// Classes a chart shows by name; the others are summed into one bar.
+const CHART_CLASSES: usize = 20;
+
+/// A class's label: its index, and its name when there is one.
+fn class_label(c: &ClassRow) -> String {
+    match &c.name {
+        Some(name) => format!("{} {name}", c.class),
+        None => format!("class {}", c.class),
+    }
+}
+
+/// Loss share beside example frequency per class, largest share first.
+fn class_chart(report: &Report) -> Chart {
+    let mut ranked: Vec<&ClassRow> = report.classes.iter().collect();
+    ranked.sort_by(|a, b| {
+        let share = |c: &ClassRow| c.loss_share.unwrap_or(f64::NEG_INFINITY);
+        share(b).total_cmp(&share(a)).then(a.class.cmp(&b.class))
+    });
+    let shown = ranked.len().min(CHART_CLASSES);
+    let (top, rest) = ranked.split_at(shown);
+    let baseline = report.baseline.as_ref();
+    let base_share = |c: &ClassRow| baseline.and_then(|b| b.classes.get(c.class)).and_then(|b| b.loss_share);
+    let mut categories: Vec<String> = top.iter().map(|c| class_label(c)).collect();
+    let mut loss: Vec<Option<f64>> = top.iter().map(|c| c.loss_share).collect();
+    let mut frequency: Vec<Option<f64>> = top.iter().map(|c| c.frequency).collect();
+    let mut base: Vec<Option<f64>> = top.iter().map(|c| base_share(c)).collect();
+    if !rest.is_empty() {
+        let total = |of: &dyn Fn(&ClassRow) -> Option<f64>| Some(rest.iter().filter_map(|c| of(c)).sum());
+        categories.push(format!("the other {} classes", rest.len()));
+        loss.push(total(&|c| c.loss_share));
+        frequency.push(total(&|c| c.frequency));
+        base.push(total(&base_share));
+    }
+    let mut series = vec![
+        Series { name: "share of the loss".into(), values: loss },
+        Series { name: "share of the examples".into(), values: frequency },
+    ];
+    if let Some(b) = baseline {
+        series.push(Series { name: format!("share of the plain {} loss", b.loss), values: base });
+    }
+    Chart {
+        name: "classes",
+        title: "Loss share beside example frequency, per class".into(),
+        plot: Plot::Bars {
+            category_axis: "class".into(),
+            value_axis: "share".into(),
+            categories,
+            series,
+            unit: Unit::Share,
+        },
+    }
+}
+
+/// Loss and examples by p_t bin, with the baseline's loss beside.
+fn p_t_chart(report: &Report) -> Chart {
+    let d = &report.difficulty;
+    let examples: u64 = d.bins.iter().map(|b| b.count).sum();
+    let mut series = vec![
+        Series { name: "share of the loss".into(), values: d.bins.iter().map(|b| b.loss_share).collect() },
+        Series {
+            name: "share of the examples".into(),
+            values: d.bins.iter().map(|b| (examples > 0).then(|| b.count as f64 / examples as f64)).collect(),
+        },
+    ];
+    if let Some(b) = &report.baseline {
+        series.push(Series {
+            name: format!("share of the plain {} loss", b.loss),
+            values: b.difficulty.bins.iter().map(|x| x.loss_share).collect(),
+        });
+    }
+    Chart {
+        name: "p_t",
+        title: "Loss and examples by p_t, the probability of the true outcome".into(),
+        plot: Plot::Bars {
+            category_axis: "p_t".into(),
+            value_axis: "share".into(),
+            categories: d.bins.iter().map(|b| format!("{:.2}–{:.2}", b.lower, b.upper)).collect(),
+            series,
+            unit: Unit::Share,
+        },
+    }
+}
+
+/// The share of the loss against the share of the examples, hardest first.
+fn concentration_chart(report: &Report) -> Chart {
+    let c = &report.difficulty.concentration;
+    let groups = [("all examples", &c.all), ("positives", &c.positives), ("negatives", &c.negatives)];
+    let lines = groups
+        .iter()
+        .filter_map(|(name, group)| group.as_ref().map(|g| (name, g)))
+        .filter(|(_, g)| g.count > 0)
+        .map(|(name, g)| {
+            let mut points = vec![(0.0, 0.0)];
+            let mut labelled = vec![false];
+            for level in &g.levels {
+                let point = (level.count as f64 / g.count as f64, level.loss_share.unwrap_or(0.0));
+                // Small groups take the same examples at several levels: one label each.
+                if points.last() != Some(&point) {
+                    points.push(point);
+                    labelled.push(true);
+                }
+            }
+            points.push((1.0, 1.0));
+            labelled.push(false);
+            Line { name: name.to_string(), points, labelled }
+        })
+        .collect();
+    Chart {
+        name: "concentration",
+        title: "How concentrated the loss is: its share carried by the hardest examples".into(),
+        plot: Plot::Curve {
+            x_axis: "share of the examples, hardest first".into(),
+            y_axis: "share of the loss".into(),
+            lines,
+            diagonal: Some("every example alike".into()),
+        },
     }
 }
 

@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use crate::format::{Layout, Section, bar, exact, list_or_none, num, percent};
+use crate::format::{Chart, Layout, Plot, Section, Series, Unit, bar, exact, list_or_none, num, percent};
 use crate::report::{ClassRow, LossSections, finite, ratio};
 
 use super::evaluation::SsdEvaluation;
@@ -188,21 +188,86 @@ impl LossSections for SsdSections {
     fn tables(&self, layout: Layout) -> Vec<Section> {
         vec![self.groups_table(), self.images_table(layout), self.matching_table()]
     }
+
+    fn charts(&self) -> Vec<Chart> {
+        vec![self.groups_chart(), self.images_chart()]
+    }
 }
 
+/// Images a chart shows; the others are summed into one bar.
+const CHART_IMAGES: usize = 20;
+
 impl SsdSections {
-    fn groups_table(&self) -> Section {
+    /// The prior groups' confidence loss, in the order of the table.
+    fn group_rows(&self) -> Vec<(&'static str, &PriorGroup)> {
         let groups = &self.groups;
-        let rows = [
+        [
             ("positives", &groups.positives),
             ("mined negatives", &groups.mined_negatives),
             ("unmined negatives (not in the loss)", &groups.unmined_negatives),
             ("positives counted twice", &groups.positives_counted_twice),
         ]
-        .iter()
+        .into_iter()
         .filter(|(name, g)| g.count > 0 || !name.starts_with("positives counted"))
-        .map(|(name, g)| vec![name.to_string(), g.count.to_string(), num(g.conf_sum), percent(g.conf_share)])
-        .collect();
+        .collect()
+    }
+
+    fn groups_chart(&self) -> Chart {
+        let rows = self.group_rows();
+        Chart {
+            name: "groups",
+            title: "Confidence loss of positives, mined and unmined negatives".into(),
+            plot: Plot::Bars {
+                category_axis: "priors".into(),
+                value_axis: "confidence loss (sum)".into(),
+                categories: rows
+                    .iter()
+                    .map(|(name, g)| format!("{} ({})", name.trim_end_matches(" (not in the loss)"), g.count))
+                    .collect(),
+                series: vec![Series {
+                    name: "confidence loss".into(),
+                    values: rows.iter().map(|(_, g)| g.conf_sum).collect(),
+                }],
+                unit: Unit::Number,
+            },
+        }
+    }
+
+    fn images_chart(&self) -> Chart {
+        let mut ranked: Vec<&ImageRow> = self.images.iter().collect();
+        ranked.sort_by(|a, b| {
+            let share = |i: &ImageRow| i.loss_share.unwrap_or(f64::NEG_INFINITY);
+            share(b).total_cmp(&share(a)).then(a.image.cmp(&b.image))
+        });
+        let shown = ranked.len().min(CHART_IMAGES);
+        let (top, rest) = ranked.split_at(shown);
+        let mut categories: Vec<String> = top.iter().map(|i| format!("image {}", i.image)).collect();
+        let mut shares: Vec<Option<f64>> = top.iter().map(|i| i.loss_share).collect();
+        if !rest.is_empty() {
+            categories.push(format!("the other {} images", rest.len()));
+            shares.push(Some(rest.iter().filter_map(|i| i.loss_share).sum()));
+        }
+        Chart {
+            name: "images",
+            title: "The loss by image, largest share first".into(),
+            plot: Plot::Bars {
+                category_axis: "image".into(),
+                value_axis: "share of the loss".into(),
+                categories,
+                series: vec![Series { name: "share of the loss".into(), values: shares }],
+                unit: Unit::Share,
+            },
+        }
+    }
+
+    fn groups_table(&self) -> Section {
+        let rows = self
+            .group_rows()
+            .iter()
+            .map(|(name, g)| {
+                vec![name.to_string(), g.count.to_string(), num(g.conf_sum), percent(g.conf_share)]
+            })
+            .collect();
         Section {
             title: "Priors: positives, mined and unmined negatives (confidence loss)".into(),
             header: vec!["group", "count", "conf sum", "share"],

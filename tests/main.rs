@@ -5,6 +5,7 @@ mod util;
 mod bad_input;
 mod charts;
 mod diff;
+mod docs;
 mod focal;
 mod fuzz_regressions;
 mod inputs;

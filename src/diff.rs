@@ -187,9 +187,7 @@ fn leaves(value: &Value, path: String, out: &mut Vec<(String, Option<f64>)>) {
 
 impl Document for DiffReport {
     fn json(&self) -> String {
-        let mut text = serde_json::to_string_pretty(self).expect("a diff always serialises");
-        text.push('\n');
-        text
+        crate::format::json_text(self)
     }
 
     fn view(&self, _layout: Layout) -> View {

@@ -8,7 +8,7 @@ mod markdown;
 mod table;
 mod view;
 
-pub use json::Json;
+pub use json::{Json, NONFINITE, infinities, json_text};
 pub use markdown::Markdown;
 pub use table::Table;
 pub use view::{Section, View, bar, exact, list_or_none, num, percent};

@@ -43,6 +43,7 @@ pub fn bar(share: Option<f64>) -> String {
 pub fn num(x: Option<f64>) -> String {
     match x {
         None => "—".into(),
+        Some(x) if !x.is_finite() => x.to_string(),
         Some(0.0) => "0".into(),
         Some(x) if (1e-3..1e6).contains(&x.abs()) => format!("{x:.6}"),
         Some(x) => format!("{x:.4e}"),
@@ -50,10 +51,15 @@ pub fn num(x: Option<f64>) -> String {
 }
 
 pub fn percent(x: Option<f64>) -> String {
-    x.map_or_else(|| "—".into(), |x| format!("{:.1}%", x * 100.0))
+    match x {
+        None => "—".into(),
+        Some(x) if !x.is_finite() => x.to_string(),
+        Some(x) => format!("{:.1}%", x * 100.0),
+    }
 }
 
-/// Exact figures: the shortest text that reads back as the same f64.
+/// Exact figures: the shortest text that reads back as the same f64
+/// (`inf` and `-inf` for infinities); `None` is NaN or undefined.
 pub fn exact(x: Option<f64>) -> String {
     x.map_or_else(|| "null (not a number)".into(), |x| x.to_string())
 }

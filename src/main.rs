@@ -1,14 +1,28 @@
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
+use losscope::output::to_stderr;
 
 fn main() -> ExitCode {
     let cli = match losscope::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            // Help and version go to stdout with exit 0; usage errors exit 2.
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+            // Usage errors go to stderr with exit 2, whether or not stderr
+            // can be written.
+            let printed = e.print().and_then(|()| io::stdout().flush());
+            if e.use_stderr() {
+                return ExitCode::from(2);
+            }
+            // Help and version go to stdout with exit 0, unless stdout
+            // cannot take them (a reader that went away is fine).
+            return match printed {
+                Err(err) if err.kind() != io::ErrorKind::BrokenPipe => {
+                    to_stderr(&format!("losscope: error: stdout: {err}"));
+                    ExitCode::from(2)
+                }
+                _ => ExitCode::SUCCESS,
+            };
         }
     };
     match losscope::run(cli) {
@@ -17,7 +31,7 @@ fn main() -> ExitCode {
         Err(e) => {
             // One line, whatever a library's message holds.
             let message = e.to_string().lines().map(str::trim).collect::<Vec<_>>().join(" ");
-            eprintln!("losscope: error: {message}");
+            to_stderr(&format!("losscope: error: {message}"));
             ExitCode::from(2)
         }
     }

@@ -1,6 +1,7 @@
 //! Delivering the rendered report: stdout (a closed pipe is not an error),
 //! or a file written through a temporary file and a rename, so a reader
-//! never sees half a report.
+//! never sees half a report; and the lines written to stderr, which never
+//! fail a run.
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -16,6 +17,14 @@ pub fn to_stdout(text: &str) -> Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+/// Writes one line to stderr. A stderr that cannot be written (closed, or
+/// a full device) changes nothing: the run keeps the exit code it would
+/// have had.
+pub fn to_stderr(line: &str) {
+    let mut stderr = io::stderr().lock();
+    let _ = writeln!(stderr, "{line}");
 }
 
 /// Checks, before any work, that `path` can be written.
@@ -41,13 +50,17 @@ fn folder_of(path: &Path) -> &Path {
 /// Writes `text` to `path` atomically: a temporary file in the same folder,
 /// then a rename over the destination. A destination that exists and is not
 /// a regular file (`/dev/stdout`, a pipe, a device) is written in place:
-/// renaming over it would replace the device itself.
+/// renaming over it would replace the device itself; a reader of such a
+/// destination that went away is fine, as on stdout.
 pub fn to_file(path: &Path, text: &str) -> Result<()> {
     let fail = |e: io::Error| Error::Output { path: path.display().to_string(), message: e.to_string() };
     check_destination(path)?;
     if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
         let mut file = std::fs::OpenOptions::new().write(true).open(path).map_err(fail)?;
-        return file.write_all(text.as_bytes()).and_then(|()| file.flush()).map_err(fail);
+        return match file.write_all(text.as_bytes()).and_then(|()| file.flush()) {
+            Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(fail(e)),
+            _ => Ok(()),
+        };
     }
     let mut temp = tempfile::Builder::new()
         .prefix(".losscope-")

@@ -7,8 +7,9 @@
 //! Inputs are written by hand into temporary folders (NumPy is not needed):
 //! see [`f64_npy`].
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command as Process, Output, Stdio};
 
 use serde_json::Value;
 use tempfile::TempDir;
@@ -91,6 +92,31 @@ fn json_run(args: &[&str]) -> (Value, String) {
     let report: Value = serde_json::from_slice(&output.stdout).expect("stdout is JSON");
     assert_fits_schema(&report, args);
     (report, stderr(&output))
+}
+
+/// Asserts the error contract: exit 2, one line `losscope: error: …` on
+/// stderr holding every `expected` part, nothing on stdout, no panic.
+fn assert_rejected(args: &[&str], output: &Output, expected: &[&str]) {
+    let err = stderr(output);
+    let mut problems = Vec::new();
+    if output.status.code() != Some(2) {
+        problems.push(format!("exit code {:?}, not 2", output.status.code()));
+    }
+    if err.contains("panicked") {
+        problems.push("it panicked".into());
+    }
+    if !output.stdout.is_empty() {
+        problems.push(format!("{} bytes on stdout", output.stdout.len()));
+    }
+    if err.lines().count() != 1 || !err.starts_with("losscope: error: ") {
+        problems.push("stderr is not one 'losscope: error: ' line".into());
+    }
+    for want in expected {
+        if !err.contains(want) {
+            problems.push(format!("stderr lacks {want:?}"));
+        }
+    }
+    assert!(problems.is_empty(), "losscope {args:?}: {}\nstderr: {err:?}", problems.join("; "));
 }
 
 /// The path's `nonfinite` marker in a report, if any.
@@ -236,4 +262,89 @@ fn expect_against_an_infinite_value_says_inf() {
     let output = run(&["ce", "--logits", &nan, "--targets", &targets, "--allow-nonfinite", "--expect", "1"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("check failed: value NaN differs"), "{}", stderr(&output));
+}
+
+// --------------------------------------------------------------------------
+// 7. stderr and stdout that cannot be written
+// --------------------------------------------------------------------------
+
+fn full() -> Stdio {
+    Stdio::from(File::create("/dev/full").expect("/dev/full"))
+}
+
+/// The binary as a plain process, run from the fixtures folder, for
+/// choosing its stdout and stderr.
+fn process() -> Process {
+    let mut process = Process::new(env!("CARGO_BIN_EXE_losscope"));
+    process.current_dir(crate::util::fixtures());
+    process
+}
+
+fn no_panic(output: &Output, what: &str) {
+    assert_ne!(output.status.code(), Some(101), "{what} panicked: {}", stderr(output));
+}
+
+#[test]
+fn an_error_on_a_full_stderr_still_exits_2() {
+    let output =
+        process().args(["ce", "--logits", "nope.npy", "--targets", "t.npy"]).stderr(full()).output().unwrap();
+    no_panic(&output, "an error");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn warnings_and_check_failures_on_a_full_stderr_keep_their_exit_code() {
+    // Every target ignored: the report comes with warnings.
+    let warned = ["ce", "--logits", "ignore/logits.npy", "--targets", "ignore/all_ignored.npy"];
+    let output = process().args(warned).stderr(full()).output().unwrap();
+    no_panic(&output, "a warning");
+    assert_eq!(output.status.code(), Some(0));
+    assert!(stdout(&output).contains("cross entropy"), "the report is still written");
+    let failed = ["ce", "golden/ce.npz", "--expect", "1"];
+    let output = process().args(failed).stderr(full()).output().unwrap();
+    no_panic(&output, "a failed check");
+    assert_eq!(output.status.code(), Some(1));
+}
+
+#[test]
+fn help_and_version_on_a_full_stdout_exit_2() {
+    for flag in ["--help", "--version", "-h", "-V"] {
+        let output = process().arg(flag).stdout(full()).output().unwrap();
+        no_panic(&output, flag);
+        assert_eq!(output.status.code(), Some(2), "{flag}: {}", stderr(&output));
+        let err = stderr(&output);
+        assert!(err.starts_with("losscope: error: stdout:") && err.lines().count() == 1, "{flag}: {err}");
+    }
+    // Subcommand help too.
+    let output = process().args(["ce", "--help"]).stdout(full()).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    // And a usage error, whose text goes to a full stderr, is still exit 2.
+    let output = process().arg("--no-such-flag").stderr(full()).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}
+
+/// Spawns `args` with a pipe on stdout whose reader goes away at once.
+fn into_closed_pipe(args: &[&str]) -> Output {
+    let mut child = process().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    drop(child.stdout.take());
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn output_to_dev_stdout_into_a_closed_pipe_exits_0_quietly() {
+    for args in
+        [&["ce", "golden/ce.npz", "-o", "/dev/stdout"][..], &["--help"][..], &["ce", "golden/ce.npz"][..]]
+    {
+        let output = into_closed_pipe(args);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {}", stderr(&output));
+        assert!(output.stderr.is_empty(), "{args:?}: {}", stderr(&output));
+    }
+}
+
+#[test]
+fn a_report_to_a_full_dev_stdout_is_an_error() {
+    let args = ["ce", "golden/ce.npz", "-o", "/dev/stdout"];
+    let output = process().args(args).stdout(full()).output().unwrap();
+    assert_rejected(&args, &output, &["/dev/stdout", "No space left on device"]);
 }

@@ -119,6 +119,12 @@ fn assert_rejected(args: &[&str], output: &Output, expected: &[&str]) {
     assert!(problems.is_empty(), "losscope {args:?}: {}\nstderr: {err:?}", problems.join("; "));
 }
 
+fn rejects(args: &[&str], expected: &[&str]) -> String {
+    let output = run(args);
+    assert_rejected(args, &output, expected);
+    stderr(&output)
+}
+
 /// The path's `nonfinite` marker in a report, if any.
 fn marker<'a>(report: &'a Value, path: &str) -> Option<&'a str> {
     report.get("nonfinite").and_then(|m| m.get(path)).and_then(Value::as_str)
@@ -347,4 +353,94 @@ fn a_report_to_a_full_dev_stdout_is_an_error() {
     let args = ["ce", "golden/ce.npz", "-o", "/dev/stdout"];
     let output = process().args(args).stdout(full()).output().unwrap();
     assert_rejected(&args, &output, &["/dev/stdout", "No space left on device"]);
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// Runs losscope under `sh` with the given umask.
+#[cfg(unix)]
+fn with_umask(umask: &str, args: &[&str]) -> Output {
+    let script = format!("umask {umask}; exec \"$0\" \"$@\"");
+    Process::new("sh")
+        .args(["-c", &script, env!("CARGO_BIN_EXE_losscope")])
+        .args(args)
+        .current_dir(crate::util::fixtures())
+        .output()
+        .unwrap()
+}
+
+#[cfg(unix)]
+#[test]
+fn a_new_output_file_gets_the_umask_mode() {
+    let dir = Scratch::new();
+    for (umask, expected) in [("022", 0o644), ("077", 0o600), ("002", 0o664)] {
+        let path = text(&dir.path(&format!("report-{umask}.txt")));
+        let output = with_umask(umask, &["ce", "golden/ce.npz", "-o", &path]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert_eq!(mode(Path::new(&path)), expected, "umask {umask}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn an_overwritten_output_file_keeps_its_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Scratch::new();
+    for wanted in [0o640, 0o604, 0o666] {
+        let path = dir.path("report.json");
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(wanted)).unwrap();
+        let output = with_umask("077", &["ce", "golden/ce.npz", "--format", "json", "-o", &text(&path)]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert_eq!(mode(&path), wanted);
+        assert!(std::fs::read_to_string(&path).unwrap().contains("\"loss\": \"ce\""));
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_symlink_at_the_output_is_written_through_and_kept() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let dir = Scratch::new();
+    // A chain of links to an existing file: the file is replaced, its mode
+    // kept, and both links stay links.
+    let target = dir.path("real.json");
+    std::fs::write(&target, "old").unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o640)).unwrap();
+    symlink("real.json", dir.path("link.json")).unwrap();
+    symlink(dir.path("link.json"), dir.path("link2.json")).unwrap();
+    let output =
+        with_umask("022", &["ce", "golden/ce.npz", "--format", "json", "-o", &text(&dir.path("link2.json"))]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    for link in ["link.json", "link2.json"] {
+        assert!(std::fs::symlink_metadata(dir.path(link)).unwrap().file_type().is_symlink(), "{link}");
+    }
+    assert!(std::fs::read_to_string(&target).unwrap().contains("\"loss\": \"ce\""));
+    assert_eq!(mode(&target), 0o640);
+    // A link to a file that does not exist yet creates it, as `>` does.
+    std::fs::create_dir(dir.path("sub")).unwrap();
+    symlink("sub/made.txt", dir.path("dangling")).unwrap();
+    let output = with_umask("022", &["ce", "golden/ce.npz", "-o", &text(&dir.path("dangling"))]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(std::fs::read_to_string(dir.path("sub/made.txt")).unwrap().contains("cross entropy"));
+    assert_eq!(mode(&dir.path("sub/made.txt")), 0o644);
+    // A link whose target's folder does not exist, and a loop, are errors
+    // found before any work, and leave nothing behind.
+    symlink("nowhere/x.txt", dir.path("lost")).unwrap();
+    rejects(
+        &["ce", "golden/ce.npz", "-o", &text(&dir.path("lost"))],
+        &["symbolic link", "folder does not exist"],
+    );
+    symlink("loop-b", dir.path("loop-a")).unwrap();
+    symlink("loop-a", dir.path("loop-b")).unwrap();
+    rejects(&["ce", "golden/ce.npz", "-o", &text(&dir.path("loop-a"))], &["loop-a"]);
+    let names: Vec<String> = std::fs::read_dir(dir.0.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into())
+        .collect();
+    assert!(!names.iter().any(|n| n.ends_with(".tmp")), "temporary files left: {names:?}");
 }

@@ -7,16 +7,19 @@ use losscope::output::to_stderr;
 fn main() -> ExitCode {
     let cli = match losscope::cli::Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
+        Err(e) if e.use_stderr() => {
             // Usage errors go to stderr with exit 2, whether or not stderr
-            // can be written.
-            let printed = e.print().and_then(|()| io::stdout().flush());
-            if e.use_stderr() {
-                return ExitCode::from(2);
+            // can be written; the flag values clap quotes are the user's
+            // text, escaped as every line losscope writes to stderr.
+            for line in e.render().to_string().lines() {
+                to_stderr(line);
             }
+            return ExitCode::from(2);
+        }
+        Err(e) => {
             // Help and version go to stdout with exit 0, unless stdout
             // cannot take them (a reader that went away is fine).
-            return match printed {
+            return match e.print().and_then(|()| io::stdout().flush()) {
                 Err(err) if err.kind() != io::ErrorKind::BrokenPipe => {
                     to_stderr(&format!("losscope: error: stdout: {err}"));
                     ExitCode::from(2)

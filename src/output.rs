@@ -12,6 +12,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::format::printable;
 
 /// Writes `text` to stdout; a reader that went away (`| head`) is fine.
 pub fn to_stdout(text: &str) -> Result<()> {
@@ -24,12 +25,12 @@ pub fn to_stdout(text: &str) -> Result<()> {
     }
 }
 
-/// Writes one line to stderr. A stderr that cannot be written (closed, or
-/// a full device) changes nothing: the run keeps the exit code it would
-/// have had.
+/// Writes one line to stderr, its control characters made visible. A
+/// stderr that cannot be written (closed, or a full device) changes
+/// nothing: the run keeps the exit code it would have had.
 pub fn to_stderr(line: &str) {
     let mut stderr = io::stderr().lock();
-    let _ = writeln!(stderr, "{line}");
+    let _ = writeln!(stderr, "{}", printable(line));
 }
 
 /// Checks, before any work, that `path` can be written.

@@ -141,6 +141,13 @@ fn overflowing_ce(dir: &Scratch) -> (String, String) {
     )
 }
 
+/// A JSON report of golden/ce.npz, written to `dir/name`.
+fn golden_report(dir: &Scratch, name: &str) -> PathBuf {
+    let path = dir.path(name);
+    losscope().args(["ce", "golden/ce.npz", "--format", "json", "-o"]).arg(&path).assert().success();
+    path
+}
+
 #[test]
 fn a_ce_sum_that_overflows_is_inf_not_nan() {
     let dir = Scratch::new();
@@ -443,4 +450,99 @@ fn a_symlink_at_the_output_is_written_through_and_kept() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into())
         .collect();
     assert!(!names.iter().any(|n| n.ends_with(".tmp")), "temporary files left: {names:?}");
+}
+
+// --------------------------------------------------------------------------
+// 9. control characters from the user's text
+// --------------------------------------------------------------------------
+
+/// Raw bytes that must not reach a terminal (C1 controls are checked as
+/// characters: their UTF-8 bytes also occur inside box-drawing characters).
+const RAW: [u8; 4] = [0x1b, 0x07, b'\r', 0x7f];
+
+fn assert_no_raw_controls(what: &str, bytes: &[u8]) {
+    for byte in RAW {
+        assert!(
+            !bytes.contains(&byte),
+            "{what} holds the raw byte {byte:#04x}: {:?}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+    assert!(!String::from_utf8_lossy(bytes).contains('\u{9b}'), "{what} holds a raw C1 control");
+}
+
+/// The cells of a markdown table row, split at the pipes that are not escaped.
+fn markdown_cells(row: &str) -> usize {
+    let bytes = row.as_bytes();
+    (0..bytes.len()).filter(|&i| bytes[i] == b'|' && (i == 0 || bytes[i - 1] != b'\\')).count() - 1
+}
+
+#[test]
+fn control_characters_in_class_names_are_escaped_in_table_and_markdown() {
+    let dir = Scratch::new();
+    let file = dir.file("names.txt", "ca\u{1b}[31mt\u{7}\ndo|g\u{9b}\nbi\rrd\n".as_bytes());
+    let inline = "ca\u{1b}[31mt\u{7},do|g\u{9b},bi\rrd";
+    for names in [file.as_str(), inline] {
+        let base = ["ce", "golden/ce.npz", "--class-names", names];
+        let table = run(&base);
+        assert!(table.status.success(), "{}", stderr(&table));
+        assert_no_raw_controls("the table", &table.stdout);
+        let out = stdout(&table);
+        assert!(out.contains("ca\\x1b[31mt\\x07"), "{out}");
+        assert!(out.contains("bi\\rrd"), "{out}");
+        assert!(out.contains("do|g\\x9b"), "{out}");
+        assert!(!out.contains('\u{9b}'), "{out}");
+
+        let md = run(&[&base[..], &["--format", "markdown"]].concat());
+        assert_no_raw_controls("the markdown", &md.stdout);
+        let out = stdout(&md);
+        assert!(out.contains("| ca\\x1b[31mt\\x07 |") && out.contains("| do\\|g\\x9b |"), "{out}");
+        // Every row of the class table has as many cells as its header.
+        let lines: Vec<&str> = out.lines().collect();
+        let header = lines.iter().position(|l| l.starts_with("| class | name")).unwrap();
+        let width = markdown_cells(lines[header]);
+        for row in lines[header + 2..].iter().take_while(|l| l.starts_with('|')) {
+            assert_eq!(markdown_cells(row), width, "row {row:?}");
+        }
+
+        // JSON keeps the names as given (escaped by JSON itself).
+        let (report, _) = json_run(&base);
+        assert_eq!(report["classes"][0]["name"], "ca\u{1b}[31mt\u{7}");
+        assert_eq!(report["classes"][2]["name"], "bi\rrd");
+    }
+}
+
+#[test]
+fn a_newline_in_a_class_name_does_not_split_a_row() {
+    for format in ["table", "markdown"] {
+        let output = run(&["ce", "golden/ce.npz", "--class-names", "first\nsecond,b,c", "--format", format]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let out = stdout(&output);
+        assert!(out.contains("first\\nsecond"), "{out}");
+        assert!(!out.lines().any(|l| l.contains("second") && !l.contains("first")), "{out}");
+    }
+}
+
+#[test]
+fn control_characters_in_file_names_are_escaped_everywhere() {
+    let dir = Scratch::new();
+    let bytes = std::fs::read(crate::util::fixtures().join("golden/ce.npz")).unwrap();
+    let bundle = dir.file("ba\u{1b}]0;x\u{7}d\rname.npz", &bytes);
+    for format in ["table", "markdown"] {
+        let output = run(&["ce", &bundle, "--format", format]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert_no_raw_controls(format, &output.stdout);
+        assert!(stdout(&output).contains("ba\\x1b]0;x\\x07d\\rname.npz:logits"), "{}", stdout(&output));
+    }
+    // An error naming such a file is one line, with nothing raw in it.
+    let missing = text(&dir.path("mis\u{1b}[2Jsing\nfile.npy"));
+    let output = run(&["ce", "--logits", &missing, "--targets", "golden/ce.npz:targets"]);
+    assert_rejected(&["ce", "--logits", "<missing>"], &output, &["mis\\x1b[2Jsing"]);
+    assert_no_raw_controls("stderr", &output.stderr);
+    // And diff shows its file names the same way.
+    let report = golden_report(&dir, "r\u{1b}[1m.json");
+    let output = losscope().arg("diff").args([&report, &report]).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_no_raw_controls("diff", &output.stdout);
+    assert!(stdout(&output).contains("r\\x1b[1m.json"));
 }

@@ -11,7 +11,7 @@ mod view;
 pub use json::{Json, NONFINITE, infinities, json_text};
 pub use markdown::Markdown;
 pub use table::Table;
-pub use view::{Section, View, bar, exact, list_or_none, num, percent};
+pub use view::{Section, View, bar, exact, list_or_none, num, percent, printable};
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

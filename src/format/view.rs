@@ -72,3 +72,43 @@ pub fn list_or_none(items: &[String]) -> String {
         n => format!("{}; … {} in all", items[..5].join("; "), n),
     }
 }
+
+/// `text` with every control character (ESC, BEL, CR, newline, tab, DEL,
+/// the C1 controls) and every bidirectional override written as a visible
+/// escape (`\x1b`, `\n`, `\u{202e}`), so that text from the user (class
+/// names, file names, report fields) can neither drive the terminal nor
+/// break a table's rows.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(hidden) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if hidden(c) && (c as u32) < 0x100 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if hidden(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_become_visible_escapes() {
+        assert_eq!(printable("cat"), "cat");
+        assert_eq!(printable("é ü 猫 █"), "é ü 猫 █");
+        assert_eq!(printable("a\x1b[31mb\x07c\rd\ne\tf\x7f"), "a\\x1b[31mb\\x07c\\rd\\ne\\tf\\x7f");
+        assert_eq!(printable("\u{9b}x\u{202e}y"), "\\x9bx\\u{202e}y");
+    }
+}

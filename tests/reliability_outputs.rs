@@ -546,3 +546,20 @@ fn control_characters_in_file_names_are_escaped_everywhere() {
     assert_no_raw_controls("diff", &output.stdout);
     assert!(stdout(&output).contains("r\\x1b[1m.json"));
 }
+
+// --------------------------------------------------------------------------
+// 10. tolerances must be finite
+// --------------------------------------------------------------------------
+
+#[test]
+fn infinite_or_nan_tolerances_are_refused() {
+    let dir = Scratch::new();
+    let report = text(&golden_report(&dir, "r.json"));
+    for (flag, value) in [("--rtol", "inf"), ("--atol", "inf"), ("--rtol", "nan"), ("--atol", "-inf")] {
+        let given = format!("{flag}={value}");
+        rejects(&["ce", "golden/ce.npz", "--expect", "0.23", &given], &[flag, "not a finite number"]);
+        rejects(&["diff", &report, &report, &given], &[flag, "not a finite number"]);
+    }
+    // A finite tolerance, however large, still works.
+    losscope().args(["ce", "golden/ce.npz", "--expect", "0", "--atol", "1e300"]).assert().success();
+}

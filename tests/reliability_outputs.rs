@@ -563,3 +563,17 @@ fn infinite_or_nan_tolerances_are_refused() {
     // A finite tolerance, however large, still works.
     losscope().args(["ce", "golden/ce.npz", "--expect", "0", "--atol", "1e300"]).assert().success();
 }
+
+// --------------------------------------------------------------------------
+// 12. inline lists of non-finite numbers
+// --------------------------------------------------------------------------
+
+#[test]
+fn non_finite_inline_weights_are_named_not_taken_for_files() {
+    rejects(&["bce", "golden/bce.npz", "--pos-weight", "nan,1"], &["--pos-weight", "entry [0] is NaN"]);
+    rejects(&["bce", "golden/bce.npz", "--pos-weight", "1,inf"], &["--pos-weight", "entry [1] is inf"]);
+    rejects(&["ce", "golden/ce.npz", "--weight", "-inf,1,1"], &["--weight", "entry [0] is -inf"]);
+    rejects(&["ce", "golden/ce.npz", "--weight", "NaN,1,1"], &["--weight", "entry [0] is NaN"]);
+    let err = rejects(&["bce", "golden/bce.npz", "--pos-weight", "nan,1,1"], &["--pos-weight"]);
+    assert!(!err.contains("no such file"), "{err}");
+}

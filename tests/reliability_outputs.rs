@@ -11,7 +11,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Output, Stdio};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::util::{assert_fits_schema, losscope};
@@ -148,6 +148,17 @@ fn golden_report(dir: &Scratch, name: &str) -> PathBuf {
     path
 }
 
+/// Rewrites the report at `path` with `edit`, into `dir/name`.
+fn edited(dir: &Scratch, path: &Path, name: &str, edit: impl FnOnce(&mut Value)) -> String {
+    let mut report: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    edit(&mut report);
+    dir.file(name, report.to_string().as_bytes())
+}
+
+// --------------------------------------------------------------------------
+// 6. infinite results are inf, not NaN
+// --------------------------------------------------------------------------
+
 #[test]
 fn a_ce_sum_that_overflows_is_inf_not_nan() {
     let dir = Scratch::new();
@@ -277,6 +288,43 @@ fn expect_against_an_infinite_value_says_inf() {
     assert!(stderr(&output).contains("check failed: value NaN differs"), "{}", stderr(&output));
 }
 
+#[test]
+fn diff_compares_infinities_by_their_marker() {
+    let dir = Scratch::new();
+    let (logits, targets) = overflowing_ce(&dir);
+    let report = |name: &str| {
+        let path = dir.path(name);
+        losscope()
+            .args(["ce", "--logits", &logits, "--targets", &targets, "--format", "json", "-o"])
+            .arg(&path)
+            .assert()
+            .success();
+        path
+    };
+    let (a, b) = (report("a.json"), report("b.json"));
+    losscope().arg("diff").args([&a, &b]).assert().success();
+    // inf against a finite number, and against a bare null (NaN, or a
+    // report written before infinities were marked), is a difference.
+    let finite = edited(&dir, &a, "finite.json", |r| {
+        r["value"] = json!(1.0);
+        r["nonfinite"].as_object_mut().unwrap().remove("value");
+    });
+    let output = losscope().arg("diff").arg(&a).arg(&finite).args(["--only", "value"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let shown = stdout(&output);
+    assert!(shown.lines().any(|l| l.contains("value") && l.contains("inf")), "{shown}");
+    let unmarked = edited(&dir, &a, "unmarked.json", |r| {
+        r.as_object_mut().unwrap().remove("nonfinite");
+    });
+    let output = losscope().arg("diff").arg(&a).arg(&unmarked).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    // The diff's own JSON marks the infinity it shows.
+    let json = losscope().arg("diff").arg(&a).arg(&finite).args(["--format", "json"]).output().unwrap();
+    let diff: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(diff["differences"][0]["field"], "value");
+    assert_eq!(marker(&diff, "differences[0].baseline"), Some("inf"), "{diff}");
+}
+
 // --------------------------------------------------------------------------
 // 7. stderr and stdout that cannot be written
 // --------------------------------------------------------------------------
@@ -361,6 +409,10 @@ fn a_report_to_a_full_dev_stdout_is_an_error() {
     let output = process().args(args).stdout(full()).output().unwrap();
     assert_rejected(&args, &output, &["/dev/stdout", "No space left on device"]);
 }
+
+// --------------------------------------------------------------------------
+// 8. modes of -o files, and symbolic links at -o
+// --------------------------------------------------------------------------
 
 #[cfg(unix)]
 fn mode(path: &Path) -> u32 {
@@ -562,6 +614,115 @@ fn infinite_or_nan_tolerances_are_refused() {
     }
     // A finite tolerance, however large, still works.
     losscope().args(["ce", "golden/ce.npz", "--expect", "0", "--atol", "1e300"]).assert().success();
+}
+
+// --------------------------------------------------------------------------
+// 11. diff never passes by comparing nothing
+// --------------------------------------------------------------------------
+
+#[test]
+fn diff_refuses_a_value_that_is_missing_or_not_a_number() {
+    let dir = Scratch::new();
+    let base = golden_report(&dir, "base.json");
+    let base_text = text(&base);
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: [(&str, Edit, &str); 4] = [
+        ("missing.json", Box::new(|r| drop(r.as_object_mut().unwrap().remove("value"))), "missing"),
+        ("string.json", Box::new(|r| r["value"] = json!("0.23")), "a string"),
+        ("true.json", Box::new(|r| r["value"] = json!(true)), "a boolean"),
+        ("list.json", Box::new(|r| r["value"] = json!([0.23])), "a list"),
+    ];
+    for (name, edit, kind) in cases {
+        let current = edited(&dir, &base, name, edit);
+        rejects(&["diff", &base_text, &current], &[name, "(current)", "value is", kind]);
+        // The other way round, the baseline is named.
+        rejects(&["diff", &current, &base_text], &[name, "(baseline)", "value is", kind]);
+    }
+}
+
+#[test]
+fn diff_refuses_a_class_entry_replaced_by_junk_or_missing_a_number() {
+    let dir = Scratch::new();
+    let base = golden_report(&dir, "base.json");
+    let base_text = text(&base);
+    let junk = edited(&dir, &base, "junk.json", |r| r["classes"][1] = json!("junk"));
+    rejects(&["diff", &base_text, &junk], &["classes[1] is a string"]);
+    let object = edited(&dir, &base, "object.json", |r| r["classes"][1] = json!({"hello": "world"}));
+    rejects(&["diff", &base_text, &object], &["classes[1].", "is missing"]);
+    let lost = edited(&dir, &base, "lost.json", |r| {
+        r["classes"][1].as_object_mut().unwrap().remove("loss_sum");
+    });
+    rejects(&["diff", &base_text, &lost], &["classes[1].loss_sum is missing"]);
+    let short = edited(&dir, &base, "short.json", |r| {
+        r["difficulty"]["bins"].as_array_mut().unwrap().pop();
+    });
+    rejects(&["diff", &base_text, &short], &["difficulty.bins[9]", "missing"]);
+    // Numbers on both sides in different shapes: both files are named.
+    let junk_section = edited(&dir, &base, "section.json", |r| r["difficulty"] = json!(7));
+    rejects(
+        &["diff", &base_text, &junk_section],
+        &[
+            "cannot be compared",
+            "difficulty is an object in",
+            "base.json (baseline) but a number in",
+            "section.json (current)",
+        ],
+    );
+    // Restricted to fields that are intact, the comparison is fine.
+    losscope().args(["diff", &base_text, &junk, "--only", "value,classes[0]"]).assert().success();
+}
+
+#[test]
+fn diff_refuses_an_only_that_names_no_field() {
+    let dir = Scratch::new();
+    let base = text(&golden_report(&dir, "base.json"));
+    for only in ["bogusfield", "valu", "parameters", "classes[9]", "value,bogus"] {
+        let err =
+            rejects(&["diff", &base, &base, "--only", only], &["--only", "names no number of the reports"]);
+        assert!(err.contains("value, ") || err.contains(", value"), "the valid names are listed: {err}");
+    }
+    losscope().args(["diff", &base, &base, "--only", "value,classes[2].loss_sum"]).assert().success();
+}
+
+#[test]
+fn diff_of_reports_without_numbers_is_an_error() {
+    let dir = Scratch::new();
+    let empty = dir.file("empty.json", br#"{"schema_version": 1, "loss": "ce", "warnings": ["x"]}"#);
+    rejects(&["diff", &empty, &empty], &["no numbers to compare"]);
+}
+
+#[test]
+fn diff_null_against_a_number_is_a_difference_and_null_against_null_is_equal() {
+    let dir = Scratch::new();
+    let base = golden_report(&dir, "base.json");
+    let nulled = edited(&dir, &base, "null.json", |r| r["value"] = Value::Null);
+    let output = losscope().arg("diff").arg(&base).arg(&nulled).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    losscope().arg("diff").arg(&nulled).arg(&nulled).assert().success();
+    // A class name given to one run only is not a number: nothing to refuse.
+    let named = dir.path("named.json");
+    losscope()
+        .args(["ce", "golden/ce.npz", "--class-names", "a,b,c", "--format", "json", "-o"])
+        .arg(&named)
+        .assert()
+        .success();
+    losscope().arg("diff").arg(&base).arg(&named).assert().success();
+}
+
+#[test]
+fn diff_refuses_a_malformed_nonfinite_marker() {
+    let dir = Scratch::new();
+    let base = golden_report(&dir, "base.json");
+    let base_text = text(&base);
+    let cases: [(&str, Value, &str); 3] = [
+        ("word.json", json!({"value": "huge"}), "not \"inf\" or \"-inf\""),
+        ("finite.json", json!({"value": "inf"}), "not a null number"),
+        ("list.json", json!(["value"]), "not an object"),
+    ];
+    for (name, marker, message) in cases {
+        let current = edited(&dir, &base, name, |r| r["nonfinite"] = marker);
+        rejects(&["diff", &base_text, &current], &[name, message]);
+    }
 }
 
 // --------------------------------------------------------------------------

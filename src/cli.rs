@@ -28,6 +28,9 @@ pub struct Cli {
     pub command: Command,
 }
 
+// One `Command` is parsed per run: the size of its largest variant costs
+// nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     #[command(flatten)]

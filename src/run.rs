@@ -77,7 +77,7 @@ fn weights(args: WeightsArgs) -> Result<Outcome> {
     };
     let report = crate::weights::suggest(&targets, &params)?;
     for warning in &report.warnings {
-        eprintln!("warning: {warning}");
+        output::to_stderr(&format!("warning: {warning}"));
     }
     write(&report, &delivery)?;
     Ok(Outcome::Ok)
@@ -197,7 +197,7 @@ fn run_pass(pass: &dyn PerExample, settings: &Analysis) -> Result<Tally> {
 
 fn deliver(report: &Report, settings: &ReportSettings) -> Result<Outcome> {
     for warning in &report.warnings {
-        eprintln!("warning: {warning}");
+        output::to_stderr(&format!("warning: {warning}"));
     }
     write(report, &settings.delivery)?;
     let Some(expect) = &settings.expect else {
@@ -208,13 +208,13 @@ fn deliver(report: &Report, settings: &ReportSettings) -> Result<Outcome> {
         value => {
             let shown = value.map_or_else(|| "NaN".to_string(), |v| v.to_string());
             let t = expect.tolerance;
-            eprintln!(
+            output::to_stderr(&format!(
                 "losscope: check failed: value {shown} differs from the expected {} by more than {:e} (rtol {}, atol {})",
                 expect.value,
                 t.allowed(expect.value),
                 t.rtol,
                 t.atol
-            );
+            ));
             Ok(Outcome::CheckFailed)
         }
     }

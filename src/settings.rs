@@ -145,10 +145,14 @@ pub struct Tolerance {
 }
 
 impl Tolerance {
-    /// Checks `--rtol` and `--atol`.
+    /// Checks `--rtol` and `--atol`: finite and not negative. An infinite
+    /// tolerance would pass any number (and `inf · 0` is NaN, which passes
+    /// none), so it is refused rather than given a meaning.
     pub fn new(rtol: f64, atol: f64) -> Result<Self> {
-        if !(rtol >= 0.0 && atol >= 0.0) {
-            return Err(Error::usage("--rtol and --atol must be non-negative"));
+        for (flag, x) in [("--rtol", rtol), ("--atol", atol)] {
+            if !(x.is_finite() && x >= 0.0) {
+                return Err(Error::usage(format!("{flag} {x} is not a finite number ≥ 0")));
+            }
         }
         Ok(Tolerance { rtol, atol })
     }

@@ -208,9 +208,7 @@ impl Document for WeightsReport {
     }
 
     fn json(&self) -> String {
-        let mut text = serde_json::to_string_pretty(self).expect("a weights report always serialises");
-        text.push('\n');
-        text
+        crate::format::json_text(self)
     }
 
     fn view(&self, _layout: Layout) -> View {

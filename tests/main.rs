@@ -12,6 +12,7 @@ mod inputs;
 mod output;
 mod parity;
 mod properties;
+mod reliability_outputs;
 mod schema;
 mod ssd;
 mod weights;

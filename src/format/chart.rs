@@ -6,6 +6,8 @@
 
 use std::fmt::Write;
 
+use super::view::printable;
+
 /// One chart of a document.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Chart {
@@ -71,8 +73,9 @@ const LABEL_WIDTH: f64 = 190.0;
 const FONT: &str = "font-family=\"DejaVu Sans, Arial, sans-serif\"";
 
 /// Text safe inside XML and HTML: markup characters escaped, control
-/// characters shown as visible escapes.
+/// characters shown as the visible escapes every format uses.
 pub fn escape_xml(text: &str) -> String {
+    let text = printable(text);
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -81,9 +84,6 @@ pub fn escape_xml(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{{{:x}}}", c as u32);
-            }
             c => out.push(c),
         }
     }
@@ -387,7 +387,7 @@ mod tests {
 
     #[test]
     fn markup_and_control_characters_are_escaped() {
-        assert_eq!(escape_xml("a<b>&\"c'\u{1b}[31m"), "a&lt;b&gt;&amp;&quot;c&#39;\\u{1b}[31m");
+        assert_eq!(escape_xml("a<b>&\"c'\u{1b}[31m"), "a&lt;b&gt;&amp;&quot;c&#39;\\x1b[31m");
     }
 
     #[test]

@@ -12,10 +12,10 @@ mod view;
 
 pub use chart::{Chart, Line, Plot, Series, Unit, escape_xml};
 pub use html::Html;
-pub use json::Json;
+pub use json::{Json, NONFINITE, infinities, json_text};
 pub use markdown::Markdown;
 pub use table::Table;
-pub use view::{Section, View, bar, exact, list_or_none, num, percent};
+pub use view::{Section, View, bar, exact, list_or_none, num, percent, printable};
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

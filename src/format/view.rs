@@ -43,6 +43,7 @@ pub fn bar(share: Option<f64>) -> String {
 pub fn num(x: Option<f64>) -> String {
     match x {
         None => "—".into(),
+        Some(x) if !x.is_finite() => x.to_string(),
         Some(0.0) => "0".into(),
         Some(x) if (1e-3..1e6).contains(&x.abs()) => format!("{x:.6}"),
         Some(x) => format!("{x:.4e}"),
@@ -50,10 +51,15 @@ pub fn num(x: Option<f64>) -> String {
 }
 
 pub fn percent(x: Option<f64>) -> String {
-    x.map_or_else(|| "—".into(), |x| format!("{:.1}%", x * 100.0))
+    match x {
+        None => "—".into(),
+        Some(x) if !x.is_finite() => x.to_string(),
+        Some(x) => format!("{:.1}%", x * 100.0),
+    }
 }
 
-/// Exact figures: the shortest text that reads back as the same f64.
+/// Exact figures: the shortest text that reads back as the same f64
+/// (`inf` and `-inf` for infinities); `None` is NaN or undefined.
 pub fn exact(x: Option<f64>) -> String {
     x.map_or_else(|| "null (not a number)".into(), |x| x.to_string())
 }
@@ -64,5 +70,45 @@ pub fn list_or_none(items: &[String]) -> String {
         0 => "none".into(),
         n if n <= 5 => items.join("; "),
         n => format!("{}; … {} in all", items[..5].join("; "), n),
+    }
+}
+
+/// `text` with every control character (ESC, BEL, CR, newline, tab, DEL,
+/// the C1 controls) and every bidirectional override written as a visible
+/// escape (`\x1b`, `\n`, `\u{202e}`), so that text from the user (class
+/// names, file names, report fields) can neither drive the terminal nor
+/// break a table's rows.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(hidden) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if hidden(c) && (c as u32) < 0x100 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if hidden(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_become_visible_escapes() {
+        assert_eq!(printable("cat"), "cat");
+        assert_eq!(printable("é ü 猫 █"), "é ü 猫 █");
+        assert_eq!(printable("a\x1b[31mb\x07c\rd\ne\tf\x7f"), "a\\x1b[31mb\\x07c\\rd\\ne\\tf\\x7f");
+        assert_eq!(printable("\u{9b}x\u{202e}y"), "\\x9bx\\u{202e}y");
     }
 }

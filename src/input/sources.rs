@@ -69,9 +69,13 @@ impl Sources {
 
 /// Numbers typed on the command line, or `None` when the text names a file.
 fn inline_list(text: &str, flag: &str) -> Result<Option<Vec<f64>>> {
+    // `nan,1,1` and `inf` are lists too (refused by the weight checks with
+    // the entry that is not finite), not files that do not exist.
+    let first_is_a_number = text.split(',').next().is_some_and(|first| first.trim().parse::<f64>().is_ok());
     let looks_inline = !Path::new(text).exists()
         && !text.contains(['/', '\\', ':'])
-        && text.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '-' | '+' | '.'));
+        && (first_is_a_number
+            || text.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '-' | '+' | '.')));
     if !looks_inline {
         return Ok(None);
     }

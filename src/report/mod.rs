@@ -2,8 +2,9 @@
 //! core every loss shares (value, sums, classes, difficulty, baseline,
 //! warnings) plus the sections that belong to one loss ([`LossSections`]).
 //! These structs are the JSON schema (`docs/report-schema.md` documents each
-//! field); a number that is not finite is written as `null` and explained in
-//! `warnings`.
+//! field); NaN is written as `null`, and an infinity as `null` named in
+//! the report's `nonfinite` object. `warnings` says when `value`, `sum` or
+//! `normalizer` is not finite.
 
 #![warn(missing_docs)]
 
@@ -295,14 +296,16 @@ impl InputInfo {
     }
 }
 
-/// The finite `x`, or `None`: the JSON writes non-finite numbers as `null`.
-pub fn finite(x: f64) -> Option<f64> {
-    x.is_finite().then_some(x)
+/// `x`, or `None` when it is NaN. An infinity is kept: the table shows it
+/// as `inf`, and the JSON, which has no infinities, writes `null` and names
+/// the field in `nonfinite` (see [`crate::format::json_text`]).
+pub fn number(x: f64) -> Option<f64> {
+    (!x.is_nan()).then_some(x)
 }
 
-/// `part / whole` when it is a finite number.
+/// `part / whole`: `None` when `whole` is 0 (undefined) or the ratio is NaN.
 pub fn ratio(part: f64, whole: f64) -> Option<f64> {
-    if whole == 0.0 { None } else { finite(part / whole) }
+    if whole == 0.0 { None } else { number(part / whole) }
 }
 
 impl Report {
@@ -340,14 +343,14 @@ impl Report {
                     name: class_names.as_ref().and_then(|names| names.get(class).cloned()),
                     count,
                     frequency: ratio(count as f64, counted as f64),
-                    loss_sum: finite(loss_sum),
+                    loss_sum: number(loss_sum),
                     loss_share: ratio(loss_sum, sum),
                     mean_loss: ratio(loss_sum, count as f64),
                     mean_p_t: ratio(row.p_t.value(), count as f64),
                     accuracy: ratio(row.correct as f64, count as f64),
                     positives: with_positives.then_some(row.positives.count),
-                    positive_loss_sum: if with_positives { finite(row.positives.loss.value()) } else { None },
-                    negative_loss_sum: if with_positives { finite(negatives_loss) } else { None },
+                    positive_loss_sum: if with_positives { number(row.positives.loss.value()) } else { None },
+                    negative_loss_sum: if with_positives { number(negatives_loss) } else { None },
                     loc_loss_sum: None,
                 }
             })
@@ -357,7 +360,7 @@ impl Report {
         }
         let share = |bucket: &Bucket| Share {
             count: bucket.count,
-            loss_sum: finite(bucket.loss.value()),
+            loss_sum: number(bucket.loss.value()),
             loss_share: ratio(bucket.loss.value(), sum),
         };
         let bins = bins_of(&tally.bins(), |b| b.loss.value(), sum);
@@ -365,20 +368,20 @@ impl Report {
         let baseline = totals.baseline.map(|b| {
             let base_share = |bucket: &Bucket| Share {
                 count: bucket.count,
-                loss_sum: finite(bucket.baseline.value()),
+                loss_sum: number(bucket.baseline.value()),
                 loss_share: ratio(bucket.baseline.value(), b.sum),
             };
             Baseline {
                 loss: b.loss.to_string(),
-                value: finite(b.value),
-                sum: finite(b.sum),
+                value: number(b.value),
+                sum: number(b.sum),
                 classes: tally
                     .classes
                     .iter()
                     .enumerate()
                     .map(|(class, row)| BaselineClass {
                         class,
-                        loss_sum: finite(row.all.baseline.value()),
+                        loss_sum: number(row.all.baseline.value()),
                         loss_share: ratio(row.all.baseline.value(), b.sum),
                     })
                     .collect(),
@@ -402,9 +405,14 @@ impl Report {
                 positives: Some(tally.concentration[1].hardest()),
             },
         };
-        for (name, x) in [("value", totals.value), ("sum", totals.sum)] {
-            if !x.is_finite() {
-                warnings.push(format!("{name} is {x} and is written as null"));
+        for (name, x) in [("value", totals.value), ("sum", totals.sum), ("normalizer", totals.normalizer)] {
+            if x.is_nan() {
+                warnings.push(format!("{name} is NaN and is written as null"));
+            } else if x.is_infinite() {
+                warnings.push(format!(
+                    "{name} is {x}, as PyTorch's float64 gives (the sum overflows or a term is infinite); \
+                     JSON writes it as null and lists it in nonfinite"
+                ));
             }
         }
         Report {
@@ -412,9 +420,9 @@ impl Report {
             loss: loss.to_string(),
             parameters,
             inputs,
-            value: finite(totals.value),
-            sum: finite(totals.sum),
-            normalizer: finite(totals.normalizer),
+            value: number(totals.value),
+            sum: number(totals.sum),
+            normalizer: number(totals.normalizer),
             count: counted,
             ignored: tally.ignored,
             classes,
@@ -444,7 +452,7 @@ fn bins_of(buckets: &[Bucket], of: impl Fn(&Bucket) -> f64, whole: f64) -> Vec<B
             lower: i as f64 / n,
             upper: (i + 1) as f64 / n,
             count: bucket.count,
-            loss_sum: finite(of(bucket)),
+            loss_sum: number(of(bucket)),
             loss_share: ratio(of(bucket), whole),
         })
         .collect()

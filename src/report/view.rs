@@ -9,9 +9,7 @@ use super::{Bin, ClassRow, Report};
 
 impl Document for Report {
     fn json(&self) -> String {
-        let mut text = serde_json::to_string_pretty(self).expect("a report always serialises");
-        text.push('\n');
-        text
+        crate::format::json_text(self)
     }
 
     fn charts(&self) -> Vec<Chart> {

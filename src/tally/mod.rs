@@ -73,7 +73,12 @@ impl Sum {
 
     pub fn merge(&mut self, other: &Sum) {
         self.add(other.sum);
-        self.add(other.compensation);
+        // A sum that overflowed, or took an infinite term, is ±inf with a
+        // compensation of -inf or NaN that means nothing: adding it would
+        // turn inf into NaN.
+        if other.sum.is_finite() {
+            self.add(other.compensation);
+        }
     }
 
     pub fn value(&self) -> f64 {
@@ -462,6 +467,38 @@ mod tests {
         s.add(f64::INFINITY);
         s.add(2.0);
         assert_eq!(s.value(), f64::INFINITY);
+    }
+
+    #[test]
+    fn an_overflowing_sum_stays_infinite_through_merges() {
+        // Finite terms whose sum overflows, as PyTorch's float64 sum gives inf.
+        let mut part = Sum::default();
+        for _ in 0..100 {
+            part.add(1e307);
+        }
+        assert_eq!(part.value(), f64::INFINITY);
+        let mut total = Sum::default();
+        total.merge(&part);
+        total.merge(&Sum::default());
+        total.merge(&part);
+        assert_eq!(total.value(), f64::INFINITY);
+        let mut infinite_term = Sum::default();
+        infinite_term.add(f64::INFINITY);
+        infinite_term.add(1.0);
+        let mut merged = Sum::default();
+        merged.add(2.0);
+        merged.merge(&infinite_term);
+        assert_eq!(merged.value(), f64::INFINITY);
+    }
+
+    #[test]
+    fn opposite_infinities_are_nan() {
+        let mut s = Sum::default();
+        s.add(f64::INFINITY);
+        let mut other = Sum::default();
+        other.add(f64::NEG_INFINITY);
+        s.merge(&other);
+        assert!(s.value().is_nan());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use crate::format::{Chart, Layout, Plot, Section, Series, Unit, bar, exact, list_or_none, num, percent};
-use crate::report::{ClassRow, LossSections, finite, ratio};
+use crate::report::{ClassRow, LossSections, number, ratio};
 
 use super::evaluation::SsdEvaluation;
 use super::figures::{DisplacedBox, ForcedMatch, Group, NeverMined, Spread};
@@ -117,16 +117,16 @@ impl SsdSections {
     pub fn new(e: &SsdEvaluation, loc_weight: f64) -> SsdSections {
         let group = |g: &Group| PriorGroup {
             count: g.count,
-            conf_sum: finite(g.conf_sum.value()),
+            conf_sum: number(g.conf_sum.value()),
             conf_share: ratio(g.conf_sum.value(), e.conf_sum),
         };
         let total = e.conf_sum + loc_weight * e.loc_sum;
         SsdSections {
             components: Components {
-                loc: finite(e.loc),
-                conf: finite(e.conf),
-                loc_sum: finite(e.loc_sum),
-                conf_sum: finite(e.conf_sum),
+                loc: number(e.loc),
+                conf: number(e.conf),
+                loc_sum: number(e.loc_sum),
+                conf_sum: number(e.conf_sum),
                 loc_weight,
                 num_pos: e.num_pos,
                 num_neg: e.num_neg,
@@ -147,8 +147,8 @@ impl SsdSections {
                     boxes: f.boxes as u64,
                     positives: f.positives,
                     mined_negatives: f.mined_negatives,
-                    loc_sum: finite(f.loc_sum),
-                    conf_sum: finite(f.conf_sum),
+                    loc_sum: number(f.loc_sum),
+                    conf_sum: number(f.conf_sum),
                     loss_share: ratio(f.conf_sum + loc_weight * f.loc_sum, total),
                 })
                 .collect(),
@@ -169,7 +169,7 @@ impl LossSections for SsdSections {
     fn amend_classes(&self, classes: &mut [ClassRow]) {
         for row in classes {
             row.positives = self.class_positives.get(row.class).copied();
-            row.loc_loss_sum = self.class_loc_sums.get(row.class).copied().and_then(finite);
+            row.loc_loss_sum = self.class_loc_sums.get(row.class).copied().and_then(number);
         }
     }
 

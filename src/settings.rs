@@ -182,6 +182,9 @@ impl ReportSettings {
 pub fn class_names(text: &str) -> Result<Vec<String>> {
     let path = Path::new(text);
     let origin = Origin::new("class names", text);
+    if let Some(problem) = crate::input::unreadable(path) {
+        return Err(Error::input(&origin, problem));
+    }
     if !path.is_file() {
         // A mistyped file name must not become the name of class 0.
         let looks_like_a_path =
@@ -191,10 +194,12 @@ pub fn class_names(text: &str) -> Result<Vec<String>> {
         }
         return Ok(text.split(',').map(|s| s.trim().to_string()).collect());
     }
-    let content =
-        std::fs::read_to_string(path).map_err(|e| Error::input(&origin, format!("cannot read: {e}")))?;
+    let bytes = crate::input::read_text(path, &origin)?;
+    let fail = |message: String| Error::input(&origin, message);
+    let text = crate::input::json_text(&bytes).map_err(fail)?;
+    let content = std::str::from_utf8(text).map_err(|e| fail(format!("not UTF-8 text: {e}")))?;
     if content.trim_start().starts_with('[') {
-        return serde_json::from_str(&content)
+        return serde_json::from_str(content)
             .map_err(|e| Error::input(&origin, format!("not a JSON list of strings: {e}")));
     }
     Ok(content.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect())

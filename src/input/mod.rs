@@ -1,8 +1,10 @@
 //! Reading input arrays. A spec names a file and, for `.npz` files and JSON
 //! objects, a member: `dump.npz:logits`. `.npy` payloads in native layout are
 //! memory-mapped and read in place; everything else is decoded once into an
-//! owned, native, C-order buffer.
+//! owned, native, C-order buffer. Only regular files are read, never more
+//! than they hold (see docs/reliability.md).
 
+mod file;
 mod json;
 mod npy;
 mod sources;
@@ -13,6 +15,7 @@ use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Origin, Result};
+pub use file::{CHANGED, MAX_TEXT_BYTES, size_text};
 pub use sources::Sources;
 use tensor::Storage;
 pub use tensor::{Column, DType, Element, Tensor, Values, shape_text};
@@ -73,7 +76,7 @@ fn format_of(path: &Path, head: &[u8]) -> Format {
 pub fn load(spec: &Spec, role: &str) -> Result<Tensor> {
     let origin = Origin::new(role, spec.text());
     let fail = |message: String| Error::input(&origin, message);
-    let file = open(&spec.path).map_err(&fail)?;
+    let file = file::open(&spec.path).map_err(&fail)?;
     let mut head = [0u8; 8];
     let head_len = file.peek(&mut head);
     match format_of(&spec.path, &head[..head_len]) {
@@ -81,80 +84,79 @@ pub fn load(spec: &Spec, role: &str) -> Result<Tensor> {
             if spec.key.is_some() {
                 return Err(fail("an .npy file holds one array: drop the ':key'".into()));
             }
-            load_npy(file.into_file(), origin)
+            load_npy(file.file, origin)
         }
         Format::Npz => {
             let key = spec.key.as_deref().unwrap_or(role);
-            load_npz_member(file.into_file(), key, origin)
+            load_npz_member(file.file, key, origin)
         }
         Format::Json => {
-            let text = file.read_all().map_err(&fail)?;
-            load_json(&text, spec.key.as_deref(), origin)
+            let text = file.read_text().map_err(&fail)?;
+            load_json(json_text(&text).map_err(&fail)?, spec.key.as_deref(), origin)
         }
     }
 }
+
+/// The whole of a text file (a report, a list of class names, JSON truths):
+/// a regular file of at most [`MAX_TEXT_BYTES`], read once.
+pub fn read_text(path: &Path, origin: &Origin) -> Result<Vec<u8>> {
+    let fail = |message: String| Error::input(origin, message);
+    file::open(path).map_err(fail)?.read_text().map_err(fail)
+}
+
+/// A JSON text as the parser takes it: without the UTF-8 byte-order mark
+/// some editors and PowerShell write first, which JSON does not allow but
+/// which says nothing about the content. A UTF-16 or UTF-32 text (its
+/// byte-order mark) is refused with how to convert it.
+pub fn json_text(text: &[u8]) -> std::result::Result<&[u8], String> {
+    if let Some(rest) = text.strip_prefix(b"\xEF\xBB\xBF") {
+        return Ok(rest);
+    }
+    let utf16 = text.starts_with(b"\xFF\xFE") || text.starts_with(b"\xFE\xFF");
+    let utf32 = text.starts_with(b"\x00\x00\xFE\xFF");
+    if utf16 || utf32 {
+        let encoding = if utf32 || text.starts_with(b"\xFF\xFE\x00\x00") { "UTF-32" } else { "UTF-16" };
+        return Err(format!(
+            "starts with a {encoding} byte-order mark: JSON must be UTF-8; convert it with \
+             iconv -f {encoding} -t UTF-8, or write it with encoding='utf-8'"
+        ));
+    }
+    Ok(text)
+}
+
+/// Why an existing path cannot be read as an input, if it cannot: it is not
+/// a regular file. `None` for a regular file, and for a path that does not
+/// exist.
+pub fn unreadable(path: &Path) -> Option<String> {
+    let meta = std::fs::metadata(path).ok()?;
+    (!meta.is_file()).then(|| file::not_regular(meta.file_type()))
+}
+
 
 /// The members a bundle (an `.npz` file or a JSON object) holds.
 pub fn bundle_members(path: &Path) -> Result<Vec<String>> {
     let origin = Origin::new("bundle", path.display().to_string());
     let fail = |message: String| Error::input(&origin, message);
-    let file = open(path).map_err(&fail)?;
+    let file = file::open(path).map_err(&fail)?;
     let mut head = [0u8; 8];
     let head_len = file.peek(&mut head);
     match format_of(path, &head[..head_len]) {
         Format::Npz => {
-            let archive = zip_archive(file.into_file()).map_err(&fail)?;
+            let archive = zip_archive(file.file).map_err(&fail)?;
             Ok(archive.file_names().map(|n| n.trim_end_matches(".npy").to_string()).collect())
         }
         Format::Json => {
-            let text = file.read_all().map_err(&fail)?;
-            if !json::is_object(&text) {
+            let bytes = file.read_text().map_err(&fail)?;
+            let text = json_text(&bytes).map_err(&fail)?;
+            if !json::is_object(text) {
                 return Err(fail("a bundle must be a JSON object of named arrays".into()));
             }
-            Ok(json::members(&text).map_err(&fail)?.into_keys().collect())
+            Ok(json::members(text).map_err(&fail)?.into_keys().collect())
         }
         Format::Npy => Err(fail(
             "an .npy file holds one array; pass it with --logits/--targets, or bundle arrays with np.savez"
                 .into(),
         )),
-    }
-}
-
-/// An opened input file, with the checks every format needs first.
-struct Opened {
-    file: File,
-    len: u64,
-}
-
-fn open(path: &Path) -> std::result::Result<Opened, String> {
-    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => "no such file".to_string(),
-        _ => format!("cannot read: {e}"),
-    })?;
-    if meta.is_dir() {
-        return Err("is a directory, not a file".into());
-    }
-    let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
-    if meta.len() == 0 {
-        return Err("the file is empty".into());
-    }
-    Ok(Opened { file, len: meta.len() })
-}
-
-impl Opened {
-    fn peek(&self, buf: &mut [u8]) -> usize {
-        use std::os::unix::fs::FileExt;
-        self.file.read_at(buf, 0).unwrap_or(0)
-    }
-
-    fn read_all(mut self) -> std::result::Result<Vec<u8>, String> {
-        let mut text = Vec::with_capacity(self.len as usize);
-        self.file.read_to_end(&mut text).map_err(|e| format!("cannot read: {e}"))?;
-        Ok(text)
-    }
-
-    fn into_file(self) -> File {
-        self.file
     }
 }
 
@@ -232,7 +234,10 @@ pub fn from_bytes(bytes: &[u8], container: Container, key: Option<&str>, role: &
     match container {
         Container::Npy => decode_npy_image(bytes, origin, None),
         Container::Npz => load_npz_member(std::io::Cursor::new(bytes), key.unwrap_or(role), origin),
-        Container::Json => load_json(bytes, key, origin),
+        Container::Json => {
+            let text = json_text(bytes).map_err(|message| Error::input(&origin, message))?;
+            load_json(text, key, origin)
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! objects, a member: `dump.npz:logits`. `.npy` payloads in native layout are
 //! memory-mapped and read in place; everything else is decoded once into an
 //! owned, native, C-order buffer. Only regular files are read, never more
-//! than they hold (see docs/reliability.md).
+//! than they hold or their headers declare (see docs/reliability.md).
 
 mod file;
 mod json;
@@ -10,11 +10,11 @@ mod npy;
 mod sources;
 mod tensor;
 
-use std::fs::File;
-use std::io::{Read, Seek};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Origin, Result};
+use file::Opened;
 pub use file::{CHANGED, MAX_TEXT_BYTES, size_text};
 pub use sources::Sources;
 use tensor::Storage;
@@ -84,7 +84,7 @@ pub fn load(spec: &Spec, role: &str) -> Result<Tensor> {
             if spec.key.is_some() {
                 return Err(fail("an .npy file holds one array: drop the ':key'".into()));
             }
-            load_npy(file.file, origin)
+            load_npy(file, origin)
         }
         Format::Npz => {
             let key = spec.key.as_deref().unwrap_or(role);
@@ -132,7 +132,6 @@ pub fn unreadable(path: &Path) -> Option<String> {
     (!meta.is_file()).then(|| file::not_regular(meta.file_type()))
 }
 
-
 /// The members a bundle (an `.npz` file or a JSON object) holds.
 pub fn bundle_members(path: &Path) -> Result<Vec<String>> {
     let origin = Origin::new("bundle", path.display().to_string());
@@ -160,32 +159,65 @@ pub fn bundle_members(path: &Path) -> Result<Vec<String>> {
     }
 }
 
-fn load_npy(file: File, origin: Origin) -> Result<Tensor> {
+fn load_npy(file: Opened, origin: Origin) -> Result<Tensor> {
     let fail = |message: String| Error::input(&origin, message);
-    // SAFETY: the map is read-only and private to this process; as with every
-    // memory-mapped reader, the file must not be truncated while it is read.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| fail(format!("cannot map: {e}")))?;
-    #[cfg(unix)]
-    let _ = map.advise(memmap2::Advice::Sequential);
-    let layout = npy::parse(&map).map_err(&fail)?;
-    if layout.dtype == DType::Bool {
-        check_bools(&map[layout.data_offset..], &layout.shape, &origin)?;
+    let total = usize::try_from(file.len).map_err(|_| fail("is larger than can be addressed".into()))?;
+    let mut head = vec![0u8; total.min(npy::MAX_PREFIX_BYTES)];
+    let got = file.peek(&mut head);
+    if got < head.len() {
+        return Err(fail(format!("{CHANGED}: it shrank to {got} bytes")));
     }
-    let aligned = (map.as_ptr() as usize + layout.data_offset).is_multiple_of(layout.dtype.size());
-    if layout.is_native() && aligned {
+    let layout = npy::parse_header(&head, Some(total)).map_err(&fail)?;
+    if layout.is_native() && layout.data_offset.is_multiple_of(layout.dtype.size()) {
+        // SAFETY: the map is read-only and private to this process; as with
+        // every memory-mapped reader, the file must not be truncated while
+        // it is read.
+        let map = unsafe { memmap2::Mmap::map(&file.file) }.map_err(|e| fail(format!("cannot map: {e}")))?;
+        if map.len() != total {
+            return Err(fail(format!(
+                "{CHANGED}: it was {total} bytes when opened, {} when mapped",
+                map.len()
+            )));
+        }
+        #[cfg(unix)]
+        let _ = map.advise(memmap2::Advice::Sequential);
+        if layout.dtype == DType::Bool {
+            check_bools(&map[layout.data_offset..], &layout.shape, &origin)?;
+        }
         let storage = Storage::Mapped { offset: layout.data_offset, len: layout.data_len, map };
         return Ok(Tensor::new(origin, layout.dtype, layout.shape, storage));
     }
-    let column = npy::decode(&layout, &map[layout.data_offset..]);
-    Ok(Tensor::new(origin, layout.dtype, layout.shape, Storage::Owned(column)))
+    // Any other layout is decoded as it is read, through the page cache
+    // rather than a map: the process then holds the decoded array only.
+    let mut reader = &file.file;
+    reader.seek(SeekFrom::Start(layout.data_offset as u64)).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let column = npy::decode(&layout, reader.take(layout.data_len as u64)).map_err(|e| match e {
+        npy::DecodeError::Short { got } => {
+            fail(format!("{CHANGED}: the payload ended after {got} of its {} bytes", layout.data_len))
+        }
+        e => fail(e.message(&layout, "the file holds")),
+    })?;
+    owned_tensor(origin, &layout, column)
+}
+
+/// A tensor of decoded elements, booleans checked.
+fn owned_tensor(origin: Origin, layout: &npy::NpyLayout, column: Column) -> Result<Tensor> {
+    if let (DType::Bool, Column::U8(bytes)) = (layout.dtype, &column) {
+        check_bools(bytes, &layout.shape, &origin)?;
+    }
+    Ok(Tensor::new(origin, layout.dtype, layout.shape.clone(), Storage::Owned(column)))
 }
 
 fn zip_archive<R: Read + Seek>(reader: R) -> std::result::Result<zip::ZipArchive<R>, String> {
     zip::ZipArchive::new(reader).map_err(|e| format!("not a readable .npz (zip) archive: {e}"))
 }
 
-fn load_npz_member<R: Read + Seek>(reader: R, key: &str, origin: Origin) -> Result<Tensor> {
+/// The most a deflated stream can grow: deflate's limit is about 1032 to 1.
+const MAX_DEFLATE_RATIO: u64 = 1100;
+
+fn load_npz_member<R: Read + Seek>(mut reader: R, key: &str, origin: Origin) -> Result<Tensor> {
     let fail = |message: String| Error::input(&origin, message);
+    let archive_len = reader.seek(SeekFrom::End(0)).map_err(|e| fail(format!("cannot read: {e}")))?;
     let mut archive = zip_archive(reader).map_err(&fail)?;
     let name = [format!("{key}.npy"), key.to_string()]
         .into_iter()
@@ -196,25 +228,53 @@ fn load_npz_member<R: Read + Seek>(reader: R, key: &str, origin: Origin) -> Resu
         return Err(fail(format!("no array named '{key}' (it holds: {})", names.join(", "))));
     };
     let mut member = archive.by_name(&name).map_err(|e| fail(format!("member '{name}': {e}")))?;
-    // The declared size is only a hint and may lie; reserve a little and let
-    // the buffer grow with the bytes that really arrive.
-    let mut bytes = Vec::with_capacity(member.size().min(1 << 22) as usize);
-    member.read_to_end(&mut bytes).map_err(|e| fail(format!("member '{name}': {e}")))?;
-    decode_npy_image(&bytes, origin, Some(&name))
+    let fail = |message: String| Error::input(&origin, format!("member '{name}': {message}"));
+    // What the archive says the member holds, and the most its bytes in the
+    // archive could inflate to: both only bound what is read below.
+    let declared = member.size();
+    let possible = member.compressed_size().min(archive_len).saturating_mul(MAX_DEFLATE_RATIO);
+    let mut head = Vec::with_capacity(npy::MAX_PREFIX_BYTES);
+    let got = (&mut member)
+        .take(npy::MAX_PREFIX_BYTES as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| fail(e.to_string()))?;
+    // A member shorter than the prefix was read whole.
+    let total = (got < npy::MAX_PREFIX_BYTES).then_some(got);
+    let layout = npy::parse_header(&head, total).map_err(&fail)?;
+    let needed = (layout.data_offset + layout.data_len) as u64;
+    if total.is_none() {
+        // Checked before the elements are allocated: a header may claim any
+        // shape, the archive holds what it holds.
+        let holds = |bytes: u64| bytes.saturating_sub(layout.data_offset as u64) as usize;
+        layout.check_payload(holds(declared), "the member holds").map_err(&fail)?;
+        if head.len() as u64 > needed {
+            layout.check_payload(holds(head.len() as u64), "the member holds").map_err(&fail)?;
+        }
+        if needed > possible {
+            return Err(fail(format!(
+                "its header's shape {:?} of {} needs {needed} bytes, more than its {} bytes in the archive can hold",
+                layout.shape,
+                layout.dtype.name(),
+                member.compressed_size()
+            )));
+        }
+    }
+    // The payload: what the prefix holds past the header, then the rest of
+    // the member, never more than the header declares.
+    let in_head = &head[layout.data_offset.min(head.len())..];
+    let rest = (layout.data_len as u64).saturating_sub(in_head.len() as u64);
+    let payload = in_head.chain((&mut member).take(rest));
+    let column = npy::decode(&layout, payload).map_err(|e| fail(e.message(&layout, "the member holds")))?;
+    owned_tensor(origin, &layout, column)
 }
 
 /// Decodes a whole `.npy` image held in memory into an owned tensor.
-fn decode_npy_image(bytes: &[u8], origin: Origin, member: Option<&str>) -> Result<Tensor> {
-    let fail = |message: String| match member {
-        Some(name) => Error::input(&origin, format!("member '{name}': {message}")),
-        None => Error::input(&origin, message),
-    };
-    let layout = npy::parse(bytes).map_err(fail)?;
-    if layout.dtype == DType::Bool {
-        check_bools(&bytes[layout.data_offset..], &layout.shape, &origin)?;
-    }
-    let column = npy::decode(&layout, &bytes[layout.data_offset..]);
-    Ok(Tensor::new(origin, layout.dtype, layout.shape, Storage::Owned(column)))
+fn decode_npy_image(bytes: &[u8], origin: Origin) -> Result<Tensor> {
+    let layout = npy::parse(bytes).map_err(|message| Error::input(&origin, message))?;
+    let payload = &bytes[layout.data_offset..];
+    let column = npy::decode(&layout, payload)
+        .map_err(|e| Error::input(&origin, e.message(&layout, "the file holds")))?;
+    owned_tensor(origin, &layout, column)
 }
 
 /// The container of an in-memory file image.
@@ -232,7 +292,7 @@ pub enum Container {
 pub fn from_bytes(bytes: &[u8], container: Container, key: Option<&str>, role: &str) -> Result<Tensor> {
     let origin = Origin::new(role, "<bytes>");
     match container {
-        Container::Npy => decode_npy_image(bytes, origin, None),
+        Container::Npy => decode_npy_image(bytes, origin),
         Container::Npz => load_npz_member(std::io::Cursor::new(bytes), key.unwrap_or(role), origin),
         Container::Json => {
             let text = json_text(bytes).map_err(|message| Error::input(&origin, message))?;

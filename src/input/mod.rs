@@ -5,6 +5,7 @@
 //! than they hold or their headers declare (see docs/reliability.md).
 
 mod file;
+mod guard;
 mod json;
 mod npy;
 mod sources;
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Origin, Result};
 use file::Opened;
 pub use file::{CHANGED, MAX_TEXT_BYTES, size_text};
+pub use guard::exit_on_truncated_input;
 pub use sources::Sources;
 use tensor::Storage;
 pub use tensor::{Column, DType, Element, Tensor, Values, shape_text};
@@ -169,9 +171,10 @@ fn load_npy(file: Opened, origin: Origin) -> Result<Tensor> {
     }
     let layout = npy::parse_header(&head, Some(total)).map_err(&fail)?;
     if layout.is_native() && layout.data_offset.is_multiple_of(layout.dtype.size()) {
-        // SAFETY: the map is read-only and private to this process; as with
-        // every memory-mapped reader, the file must not be truncated while
-        // it is read.
+        // SAFETY: the map is read-only and private to this process. A file
+        // truncated while it is mapped raises SIGBUS on the pages past its
+        // end; the binary's handler (guard.rs) reports that as an input that
+        // changed, and the payload is only read through the slice below.
         let map = unsafe { memmap2::Mmap::map(&file.file) }.map_err(|e| fail(format!("cannot map: {e}")))?;
         if map.len() != total {
             return Err(fail(format!(
@@ -181,10 +184,12 @@ fn load_npy(file: Opened, origin: Origin) -> Result<Tensor> {
         }
         #[cfg(unix)]
         let _ = map.advise(memmap2::Advice::Sequential);
+        let guard = guard::register(map.as_ptr(), map.len(), &origin);
         if layout.dtype == DType::Bool {
             check_bools(&map[layout.data_offset..], &layout.shape, &origin)?;
         }
-        let storage = Storage::Mapped { offset: layout.data_offset, len: layout.data_len, map };
+        let storage =
+            Storage::Mapped { offset: layout.data_offset, len: layout.data_len, map, _guard: guard };
         return Ok(Tensor::new(origin, layout.dtype, layout.shape, storage));
     }
     // Any other layout is decoded as it is read, through the page cache

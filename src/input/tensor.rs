@@ -198,6 +198,8 @@ pub(crate) enum Storage {
         map: Mmap,
         offset: usize,
         len: usize,
+        /// Names the file should the map fault (a truncated file).
+        _guard: super::guard::Registration,
     },
     Owned(Column),
 }
@@ -230,7 +232,7 @@ impl Tensor {
     pub fn values(&self) -> Values<'_> {
         match &self.storage {
             Storage::Owned(column) => column.values(),
-            Storage::Mapped { map, offset, len } => {
+            Storage::Mapped { map, offset, len, .. } => {
                 let bytes = &map[*offset..*offset + *len];
                 // Alignment was checked when the map was accepted.
                 match self.dtype {

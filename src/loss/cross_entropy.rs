@@ -161,7 +161,7 @@ impl<'a> CrossEntropy<'a> {
         let default_axis = if logits.shape.len() == 1 { 0 } else { 1 };
         let axis =
             resolve_axis(params.class_axis.unwrap_or(default_axis), logits.shape.len(), &logits.origin)?;
-        let layout = ClassLayout::new(&logits.shape, axis);
+        let layout = ClassLayout::new(&logits.shape, axis, &logits.origin)?;
         if layout.classes == 0 {
             return Err(Error::input(&logits.origin, format!("class axis {axis} has length 0")));
         }

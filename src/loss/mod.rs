@@ -169,13 +169,23 @@ pub struct ClassLayout {
 }
 
 impl ClassLayout {
-    pub fn new(shape: &[usize], axis: usize) -> Self {
-        ClassLayout {
+    /// The layout of `shape` (an array of `origin`) with its classes on
+    /// `axis`, refused when the class axis is longer than a pass can tally.
+    pub fn new(shape: &[usize], axis: usize, origin: &Origin) -> Result<Self> {
+        crate::tally::check_classes(shape[axis]).map_err(|message| {
+            Error::input(
+                origin,
+                format!(
+                    "class axis {axis}: {message} (if the classes are on another axis, pass --class-axis)"
+                ),
+            )
+        })?;
+        Ok(ClassLayout {
             outer: shape[..axis].iter().product(),
             classes: shape[axis],
             inner: shape[axis + 1..].iter().product(),
             axis,
-        }
+        })
     }
 
     pub fn examples(&self) -> usize {

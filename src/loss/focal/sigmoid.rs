@@ -187,7 +187,7 @@ impl<'a> SigmoidFocal<'a> {
             (axis, _) => Some(resolve_axis(axis.unwrap_or(-1), rank, &logits.origin)?),
         };
         let layout = match axis {
-            Some(axis) => ClassLayout::new(&logits.shape, axis),
+            Some(axis) => ClassLayout::new(&logits.shape, axis, &logits.origin)?,
             None => ClassLayout { outer: logits.numel(), classes: 1, inner: 1, axis: 0 },
         };
         let index_shape = axis.map(|axis| {

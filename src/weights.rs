@@ -83,12 +83,12 @@ pub fn suggest(targets: &Tensor, params: &WeightsParams) -> Result<WeightsReport
     let mut ignored = 0;
     for i in 0..targets.numel() {
         let at = || index_in(&targets.shape, i);
-        let Some(label) = values.get_index(i) else {
-            return Err(Error::input(
+        let label = values.index_at(i).map_err(|why| {
+            Error::input(
                 &targets.origin,
-                format!("target {} at index {} is not a class index", values.display(i), at()),
-            ));
-        };
+                format!("target {} at index {} {}", values.display(i), at(), why.describe(None)),
+            )
+        })?;
         if label == params.ignore_index {
             ignored += 1;
             continue;

@@ -20,7 +20,7 @@ pub use file::{CHANGED, MAX_TEXT_BYTES, size_text};
 pub use guard::exit_on_truncated_input;
 pub use sources::Sources;
 use tensor::Storage;
-pub use tensor::{Column, DType, Element, Tensor, Values, shape_text};
+pub use tensor::{Column, DType, Element, NotAnIndex, Tensor, Values, shape_text};
 
 /// A file and, optionally, the member to take from it.
 #[derive(Debug, Clone, PartialEq, Eq)]

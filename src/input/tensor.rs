@@ -141,19 +141,60 @@ impl Values<'_> {
     /// only when they hold an integral value.
     #[inline]
     pub fn get_index(&self, i: usize) -> Option<i64> {
+        self.index_at(i).ok()
+    }
+
+    /// Element `i` as an integer, or why it cannot be a class index.
+    #[inline]
+    pub fn index_at(&self, i: usize) -> Result<i64, NotAnIndex> {
         match self {
-            Values::I8(s) => Some(s[i] as i64),
-            Values::I16(s) => Some(s[i] as i64),
-            Values::I32(s) => Some(s[i] as i64),
-            Values::I64(s) => Some(s[i]),
-            Values::U8(s) => Some(s[i] as i64),
-            Values::U16(s) => Some(s[i] as i64),
-            Values::U32(s) => Some(s[i] as i64),
-            Values::U64(s) => i64::try_from(s[i]).ok(),
+            Values::I8(s) => Ok(s[i] as i64),
+            Values::I16(s) => Ok(s[i] as i64),
+            Values::I32(s) => Ok(s[i] as i64),
+            Values::I64(s) => Ok(s[i]),
+            Values::U8(s) => Ok(s[i] as i64),
+            Values::U16(s) => Ok(s[i] as i64),
+            Values::U32(s) => Ok(s[i] as i64),
+            Values::U64(s) => i64::try_from(s[i]).map_err(|_| NotAnIndex::TooLarge),
             Values::F16(_) | Values::F32(_) | Values::F64(_) => {
                 let v = self.get(i);
-                (v.fract() == 0.0 && v.abs() < 9.0e15).then_some(v as i64)
+                if !v.is_finite() {
+                    Err(NotAnIndex::NotFinite)
+                } else if v.fract() != 0.0 {
+                    Err(NotAnIndex::NotInteger)
+                } else if v.abs() >= 9.0e15 {
+                    // Beyond 2^53 a float no longer holds every integer.
+                    Err(NotAnIndex::TooLarge)
+                } else {
+                    Ok(v as i64)
+                }
             }
+        }
+    }
+}
+
+/// Why an element is not a class index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotAnIndex {
+    /// NaN or an infinity.
+    NotFinite,
+    /// A float with a fractional part.
+    NotInteger,
+    /// An integral value too large for an index: uint64 beyond int64, a
+    /// float of magnitude 9e15 or more.
+    TooLarge,
+}
+
+impl NotAnIndex {
+    /// What is wrong, after "label 1e300 at index [0] ".
+    pub fn describe(self, classes: Option<usize>) -> String {
+        match (self, classes) {
+            (NotAnIndex::NotFinite, _) => "is not a class index (not a finite number)".into(),
+            (NotAnIndex::NotInteger, _) => "is not a class index (not an integer)".into(),
+            (NotAnIndex::TooLarge, Some(classes)) => {
+                format!("is too large to be a class index (out of range for {classes} classes)")
+            }
+            (NotAnIndex::TooLarge, None) => "is too large to be a class index".into(),
         }
     }
 }

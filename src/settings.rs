@@ -53,6 +53,12 @@ pub struct ReportArgs {
     pub threads: Option<usize>,
 }
 
+/// The most worker threads `--threads` may ask for: more than the cores of
+/// the largest machines, and far more than a pass can use, since it is cut
+/// into at most [`crate::tally::MAX_CHUNKS`] chunks. A larger count is a
+/// typo, and used to start threads until the system refused.
+pub const MAX_THREADS: usize = 1024;
+
 /// The report flags, checked.
 #[derive(Debug, Clone)]
 pub struct ReportSettings {
@@ -152,6 +158,15 @@ impl ReportSettings {
         }
         if args.threads == Some(0) {
             return Err(Error::usage("--threads must be at least 1"));
+        }
+        if let Some(threads) = args.threads
+            && threads > MAX_THREADS
+        {
+            return Err(Error::usage(format!(
+                "--threads {threads} is above the limit of {MAX_THREADS}: a pass is cut into at most {} \
+                 chunks, so more threads never work at once (and results do not depend on --threads)",
+                crate::tally::MAX_CHUNKS
+            )));
         }
         let expect = match args.expect {
             Some(value) if !value.is_finite() => {

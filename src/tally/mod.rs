@@ -410,7 +410,7 @@ impl Tally {
 
 /// The most chunks one pass is cut into: enough to keep both cores busy, few
 /// enough that per-chunk class tables stay small with 10,000 classes.
-const MAX_CHUNKS: usize = 64;
+pub const MAX_CHUNKS: usize = 64;
 /// The least work, in input elements, worth a chunk of its own.
 const MIN_CHUNK_ELEMENTS: usize = 1 << 16;
 

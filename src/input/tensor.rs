@@ -133,7 +133,11 @@ impl Values<'_> {
             Values::U16(s) => s[i].to_string(),
             Values::U32(s) => s[i].to_string(),
             Values::U64(s) => s[i].to_string(),
-            Values::F16(_) | Values::F32(_) | Values::F64(_) => self.get(i).to_string(),
+            Values::F16(_) | Values::F32(_) | Values::F64(_) => {
+                let v = self.get(i);
+                // 1e300 as written, not as its 301 digits.
+                if v != 0.0 && !(1e-6..1e16).contains(&v.abs()) { format!("{v:e}") } else { v.to_string() }
+            }
         }
     }
 

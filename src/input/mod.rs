@@ -213,8 +213,57 @@ fn owned_tensor(origin: Origin, layout: &npy::NpyLayout, column: Column) -> Resu
     Ok(Tensor::new(origin, layout.dtype, layout.shape.clone(), Storage::Owned(column)))
 }
 
-fn zip_archive<R: Read + Seek>(reader: R) -> std::result::Result<zip::ZipArchive<R>, String> {
-    zip::ZipArchive::new(reader).map_err(|e| format!("not a readable .npz (zip) archive: {e}"))
+/// The most the zip reader may read to find and parse an archive's central
+/// directory: about half a million members' entries. When a candidate
+/// directory does not parse, the reader searches backwards through the
+/// whole file for another, so a sparse 100 GB file was read to the end.
+const MAX_DIRECTORY_READ: u64 = 64 << 20;
+
+/// A reader that fails once it has read its budget, shared with its owner
+/// so that the budget can be lifted.
+struct Budgeted<R> {
+    inner: R,
+    left: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: Read> Read for Budgeted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let left = self.left.load(Relaxed);
+        if left == 0 {
+            return Err(std::io::Error::other("read budget spent"));
+        }
+        let wanted = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..wanted])?;
+        self.left.fetch_sub(n as u64, Relaxed);
+        Ok(n)
+    }
+}
+
+impl<R: Seek> Seek for Budgeted<R> {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        self.inner.seek(to)
+    }
+}
+
+/// Opens a zip archive, reading at most [`MAX_DIRECTORY_READ`] bytes to
+/// find its central directory; members are then read without that budget
+/// (each is bounded by its own header).
+fn zip_archive<R: Read + Seek>(reader: R) -> std::result::Result<zip::ZipArchive<Budgeted<R>>, String> {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    let left = std::sync::Arc::new(AtomicU64::new(MAX_DIRECTORY_READ));
+    let archive = zip::ZipArchive::new(Budgeted { inner: reader, left: left.clone() }).map_err(|e| {
+        if left.load(Relaxed) == 0 {
+            format!(
+                "not a readable .npz (zip) archive: no valid central directory found in the first {} read of it",
+                size_text(MAX_DIRECTORY_READ)
+            )
+        } else {
+            format!("not a readable .npz (zip) archive: {e}")
+        }
+    })?;
+    left.store(u64::MAX, Relaxed);
+    Ok(archive)
 }
 
 /// The most a deflated stream can grow: deflate's limit is about 1032 to 1.

@@ -12,6 +12,7 @@ pub mod diff;
 pub mod error;
 pub mod format;
 pub mod input;
+pub mod label_issues;
 pub mod loss;
 pub mod math;
 pub mod output;

@@ -108,6 +108,18 @@ pub fn to_file(path: &Path, text: &str) -> Result<()> {
             _ => Ok(()),
         };
     }
+    let (mut temp, target) = staged(path)?;
+    temp.write_all(text.as_bytes()).map_err(fail)?;
+    temp.as_file().sync_all().map_err(fail)?;
+    temp.persist(&target).map_err(|e| fail(e.error))?;
+    Ok(())
+}
+
+/// A temporary file beside the file `path` resolves to, with the mode the
+/// finished file must have: 0666 less the umask for a new file, the old
+/// mode for an overwritten one. Persisting it over the target publishes it.
+fn staged(path: &Path) -> Result<(tempfile::NamedTempFile, PathBuf)> {
+    let fail = |e: io::Error| Error::Output { path: path.display().to_string(), message: e.to_string() };
     let target = resolve(path).map_err(fail)?;
     let existing = std::fs::metadata(&target).ok();
     let mut builder = tempfile::Builder::new();
@@ -121,13 +133,119 @@ pub fn to_file(path: &Path, text: &str) -> Result<()> {
     };
     #[cfg(unix)]
     builder.permissions(new_file_mode);
-    let mut temp = builder.tempfile_in(folder_of(&target)).map_err(fail)?;
+    let temp = builder.tempfile_in(folder_of(&target)).map_err(fail)?;
     if let Some(meta) = &existing {
         // An overwritten file keeps its mode (set as is, with no umask).
         temp.as_file().set_permissions(meta.permissions()).map_err(fail)?;
     }
-    temp.write_all(text.as_bytes()).map_err(fail)?;
+    Ok((temp, target))
+}
+
+/// Writes `values` as a one-dimensional int64 `.npy`, atomically.
+pub fn indices_to_npy(path: &Path, values: &[u64]) -> Result<()> {
+    let fail = |e: io::Error| Error::Output { path: path.display().to_string(), message: e.to_string() };
+    check_destination(path)?;
+    let mut header = format!("{{'descr': '<i8', 'fortran_order': False, 'shape': ({},), }}", values.len());
+    let used = 10 + header.len() + 1;
+    header.push_str(&" ".repeat(used.next_multiple_of(64) - used));
+    header.push('\n');
+    let mut bytes = Vec::with_capacity(10 + header.len() + values.len() * 8);
+    bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for &v in values {
+        bytes.extend_from_slice(&(v as i64).to_le_bytes());
+    }
+    let (mut temp, target) = staged(path)?;
+    temp.write_all(&bytes).map_err(fail)?;
     temp.as_file().sync_all().map_err(fail)?;
     temp.persist(&target).map_err(|e| fail(e.error))?;
     Ok(())
+}
+
+/// A float64 `.npy` of a fixed shape that the workers of a pass fill in
+/// place, each at its own indices; it appears under its name only once
+/// complete, so a failed run leaves no half-written file. Entries never
+/// written are 0.
+pub struct ArrayFile {
+    path: PathBuf,
+    target: PathBuf,
+    temp: tempfile::NamedTempFile,
+    map: memmap2::MmapMut,
+    header: usize,
+    len: usize,
+}
+
+/// Where the workers write an [`ArrayFile`]'s entries.
+#[derive(Debug, Clone, Copy)]
+pub struct Sink {
+    values: *mut f64,
+    len: usize,
+}
+
+// SAFETY: a sink points into a mapping that outlives the pass, and every
+// entry is written by the one worker whose example it is.
+unsafe impl Send for Sink {}
+unsafe impl Sync for Sink {}
+
+impl Sink {
+    /// Writes entry `index`; an index past the end is ignored.
+    #[inline(always)]
+    pub fn write(&self, index: u64, value: f64) {
+        if (index as usize) < self.len {
+            // SAFETY: in bounds, and the data start is 64-byte aligned.
+            unsafe { self.values.add(index as usize).write(value) }
+        }
+    }
+}
+
+impl ArrayFile {
+    /// Creates the temporary file of a `shape` float64 array for `path`.
+    pub fn create(path: &Path, shape: &[usize]) -> Result<ArrayFile> {
+        let fail = |e: io::Error| Error::Output { path: path.display().to_string(), message: e.to_string() };
+        check_destination(path)?;
+        if is_special(path) {
+            return Err(Error::Output {
+                path: path.display().to_string(),
+                message: "is not a regular file: per-example output is written in place, name a file".into(),
+            });
+        }
+        let len: usize = shape.iter().product();
+        let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+        let dims = match dims.len() {
+            1 => format!("({},)", dims[0]),
+            _ => format!("({})", dims.join(", ")),
+        };
+        let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {dims}, }}");
+        // NumPy pads the header with spaces so the data starts on 64 bytes.
+        let used = 10 + header.len() + 1;
+        header.push_str(&" ".repeat(used.next_multiple_of(64) - used));
+        header.push('\n');
+        let (temp, target) = staged(path)?;
+        let bytes = (10 + header.len()) as u64 + len as u64 * 8;
+        temp.as_file().set_len(bytes).map_err(fail)?;
+        // SAFETY: the temporary file is this process's own until it is persisted.
+        let mut map = unsafe { memmap2::MmapMut::map_mut(temp.as_file()) }.map_err(fail)?;
+        map[..6].copy_from_slice(b"\x93NUMPY");
+        map[6..8].copy_from_slice(&[1, 0]);
+        map[8..10].copy_from_slice(&(header.len() as u16).to_le_bytes());
+        map[10..10 + header.len()].copy_from_slice(header.as_bytes());
+        Ok(ArrayFile { path: path.to_path_buf(), target, temp, map, header: 10 + header.len(), len })
+    }
+
+    /// Where the entries are written.
+    pub fn sink(&mut self) -> Sink {
+        Sink { values: self.map[self.header..].as_mut_ptr().cast::<f64>(), len: self.len }
+    }
+
+    /// Publishes the complete file under its name.
+    pub fn finish(self) -> Result<()> {
+        let fail =
+            |e: io::Error| Error::Output { path: self.path.display().to_string(), message: e.to_string() };
+        self.map.flush().map_err(fail)?;
+        drop(self.map);
+        self.temp.as_file().sync_all().map_err(fail)?;
+        self.temp.persist(&self.target).map_err(|e| fail(e.error))?;
+        Ok(())
+    }
 }

@@ -8,11 +8,13 @@ use crate::cli::{Cli, Command, DiffArgs, WeightsArgs};
 use crate::error::{Error, Result, index_in};
 use crate::format::{self, Document};
 use crate::input::{self, Sources, Spec, Tensor};
+use crate::label_issues;
 use crate::loss::{Driver, Loss, PerExample, Prepared};
-use crate::output;
+use crate::output::{self, ArrayFile, Sink};
 use crate::progress::Progress;
 use crate::report::{Header, Report};
 use crate::settings::{self, Analysis, Delivery, ReportSettings, Tolerance};
+use crate::tally::findings::{ExampleKind, FindingSettings, linspace_edges};
 use crate::tally::{self, NonFinite, Tally, TallySettings};
 use crate::weights::WeightsParams;
 
@@ -126,14 +128,12 @@ fn in_pool<T: Send>(threads: Option<usize>, work: impl FnOnce() -> T + Send) -> 
 fn report<L: Loss>(prepared: Prepared, settings: &Analysis) -> Result<Report> {
     let Prepared { pass, parameters, inputs, operands, warnings, positives_per_class, sections } = prepared;
     let header = Header {
-        loss: L::NAME,
-        presentation: L::PRESENTATION,
         parameters,
         inputs,
-        class_names: None,
         warnings,
         positives_per_class,
         sections,
+        ..Header::new(L::NAME, L::PRESENTATION)
     };
     analyse(pass.as_ref(), operands, header, settings)
 }
@@ -146,7 +146,12 @@ pub fn analyse(
     mut header: Header,
     settings: &Analysis,
 ) -> Result<Report> {
-    let tally = run_pass(pass, settings)?;
+    let mut per_example = settings
+        .per_example
+        .as_deref()
+        .map(|path| ArrayFile::create(path, &pass.example_shape()))
+        .transpose()?;
+    let tally = run_pass(pass, settings, per_example.as_mut().map(ArrayFile::sink))?;
     for (operand, tensor) in operands.into_iter().enumerate() {
         let NonFinite { count, first } = tally.nonfinite[operand];
         let Some(first) = first else { continue };
@@ -173,16 +178,49 @@ pub fn analyse(
     } else if tally.ignored > 0 && tally.classes.iter().all(|c| c.all.count == 0) {
         header.warnings.push("every target is ignored (a mean of nothing is NaN, as in PyTorch)".into());
     }
+    header.example_kind = pass.example_kind();
+    header.example_shape = pass.example_shape();
+    if settings.label_issues {
+        match pass.softmax_rows() {
+            Some(rows) => {
+                let thresholds = label_issues::thresholds(&tally);
+                let suspects =
+                    in_pool(settings.threads, || label_issues::find(rows, pass.classes(), &thresholds))?;
+                if let Some(path) = &settings.suspects_out {
+                    let indices: Vec<u64> = suspects.iter().map(|s| s.flat_index).collect();
+                    output::indices_to_npy(path, &indices)?;
+                }
+                header.suspects = Some(suspects);
+                header.suspects_listed = settings.examples;
+            }
+            None => header.warnings.push(
+                "label issues are found for softmax losses with class-index targets: none were looked for"
+                    .into(),
+            ),
+        }
+    }
     let totals = pass.totals(&tally);
-    Ok(Report::build(header, totals, tally))
+    let report = Report::build(header, totals, tally);
+    if let Some(file) = per_example {
+        file.finish()?;
+    }
+    Ok(report)
 }
 
-fn run_pass(pass: &dyn PerExample, settings: &Analysis) -> Result<Tally> {
+fn run_pass(pass: &dyn PerExample, settings: &Analysis, per_example: Option<Sink>) -> Result<Tally> {
+    let kind = pass.example_kind();
     let tally_settings = TallySettings {
         classes: pass.classes(),
         easy_threshold: settings.easy_threshold,
         bins: settings.bins,
         grouping: pass.grouping(),
+        findings: FindingSettings {
+            kind,
+            examples: settings.examples,
+            calibration_edges: linspace_edges(settings.calibration_bins),
+            confusion: kind == ExampleKind::Row,
+        },
+        per_example,
     };
     let progress = Progress::new(pass.units() as u64, pass.unit_cost() as u64, settings.quiet);
     let work = || {

@@ -53,7 +53,28 @@ pub struct ReportArgs {
     /// Worker threads [default: one per core]; results do not depend on it
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// List the K examples with the largest loss (0: none)
+    #[arg(long, value_name = "K", default_value_t = 10)]
+    pub examples: usize,
+    /// Write every example's loss to this .npy file (float64, PyTorch's reduction='none' layout)
+    #[arg(long, value_name = "PATH")]
+    pub per_example: Option<PathBuf>,
+    /// Bins of the calibration figures (confidence against accuracy)
+    #[arg(long, value_name = "N", default_value_t = 15)]
+    pub calibration_bins: usize,
+    /// Find suspected label errors by confident learning (softmax losses; a second pass)
+    #[arg(long)]
+    pub label_issues: bool,
+    /// Write the flat indices of every suspected label error to this .npy file (int64), least
+    /// self-confident first; implies --label-issues
+    #[arg(long, value_name = "PATH")]
+    pub suspects_out: Option<PathBuf>,
 }
+
+/// The most hardest examples `--examples` may ask for: each is a line of the
+/// table and an entry of the JSON report, which is for reading, not for
+/// every example (that is `--per-example`).
+pub const MAX_EXAMPLES: usize = 100_000;
 
 /// The most worker threads `--threads` may ask for: more than the cores of
 /// the largest machines, and far more than a pass can use, since it is cut
@@ -80,6 +101,16 @@ pub struct Analysis {
     pub quiet: bool,
     /// Worker threads; `None` uses one per core. Results do not depend on it.
     pub threads: Option<usize>,
+    /// How many hardest examples the report lists.
+    pub examples: usize,
+    /// Bins of the calibration figures.
+    pub calibration_bins: usize,
+    /// Where every example's loss goes, when it is written.
+    pub per_example: Option<PathBuf>,
+    /// Whether to look for suspected label errors.
+    pub label_issues: bool,
+    /// Where the suspects' flat indices go, when they are written.
+    pub suspects_out: Option<PathBuf>,
 }
 
 impl Default for Analysis {
@@ -91,6 +122,11 @@ impl Default for Analysis {
             allow_nonfinite: false,
             quiet: true,
             threads: None,
+            examples: 10,
+            calibration_bins: 15,
+            per_example: None,
+            label_issues: false,
+            suspects_out: None,
         }
     }
 }
@@ -184,6 +220,21 @@ impl ReportSettings {
         if args.top == Some(0) {
             return Err(Error::usage("--top must be at least 1"));
         }
+        if args.examples > MAX_EXAMPLES {
+            return Err(Error::usage(format!(
+                "--examples {} is more than the {MAX_EXAMPLES} a report lists; write every example's loss with --per-example",
+                args.examples
+            )));
+        }
+        if args.calibration_bins == 0 || args.calibration_bins > 1000 {
+            return Err(Error::usage(format!(
+                "--calibration-bins {} is outside 1..=1000",
+                args.calibration_bins
+            )));
+        }
+        for path in [&args.per_example, &args.suspects_out].into_iter().flatten() {
+            output::check_destination(path)?;
+        }
         if args.threads == Some(0) {
             return Err(Error::usage("--threads must be at least 1"));
         }
@@ -214,6 +265,11 @@ impl ReportSettings {
                 allow_nonfinite: args.allow_nonfinite,
                 quiet: args.quiet,
                 threads: args.threads,
+                examples: args.examples,
+                calibration_bins: args.calibration_bins,
+                per_example: args.per_example.clone(),
+                label_issues: args.label_issues || args.suspects_out.is_some(),
+                suspects_out: args.suspects_out.clone(),
             },
             delivery,
             expect,

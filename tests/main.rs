@@ -6,6 +6,7 @@ mod bad_input;
 mod charts;
 mod diff;
 mod docs;
+mod examples;
 mod focal;
 mod fuzz_regressions;
 mod inputs;

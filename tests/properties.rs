@@ -19,16 +19,7 @@ fn tensor(role: &str, shape: Vec<usize>, column: Column) -> Tensor {
 }
 
 fn header(positives_per_class: bool) -> Header {
-    Header {
-        loss: "test",
-        presentation: Presentation::default(),
-        parameters: Default::default(),
-        inputs: vec![],
-        class_names: None,
-        warnings: vec![],
-        positives_per_class,
-        sections: None,
-    }
+    Header { positives_per_class, ..Header::new("test", Presentation::default()) }
 }
 
 fn report_of(

@@ -22,7 +22,7 @@ const BAR_WIDTH: usize = 20;
 
 /// Columns of labels, aligned left; every other column holds numbers.
 pub fn is_label_column(name: &str) -> bool {
-    matches!(name, "" | "name" | "field" | "group" | "p_t" | "g" | "value")
+    matches!(name, "" | "name" | "field" | "group" | "p_t" | "g" | "value" | "bin" | "pair" | "index")
 }
 
 /// A bar of `share` (0..=1) in eighths of a character.

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::input::{Sources, Tensor, Values, shape_text};
 use crate::report::{BaselineTotals, Presentation, Totals};
 use crate::settings::ReportArgs;
+use crate::tally::findings::ExampleKind;
 use crate::tally::{Elements, Example, Grouping, Operand, Tally};
 
 use super::{
@@ -227,6 +228,14 @@ impl<'a> Bce<'a> {
 const BLOCK: usize = 1024;
 
 impl PerExample for Bce<'_> {
+    fn example_kind(&self) -> ExampleKind {
+        ExampleKind::Element
+    }
+
+    fn example_shape(&self) -> Vec<usize> {
+        self.shape.clone()
+    }
+
     fn units(&self) -> usize {
         self.shape.iter().product()
     }
@@ -309,6 +318,7 @@ impl Bce<'_> {
             }
             let elements = Elements {
                 first_class: first,
+                first_index: start,
                 x: &x[..len],
                 t: &t[..len],
                 p: &ps[..len],

@@ -13,11 +13,12 @@ use crate::error::{Error, Origin, Result};
 use crate::input::{Sources, Tensor, Values, shape_text};
 use crate::report::{BaselineTotals, Presentation, Totals};
 use crate::settings::{self, ReportArgs};
+use crate::tally::findings::ExampleKind;
 use crate::tally::{Example, Grouping, Operand, Tally};
 
 use super::{
-    ClassLayout, Labels, Loss, NotClasses, PerExample, Prepared, Reduction, check_class_weights,
-    class_labels, describe, predicts, read_row, resolve_axis,
+    ClassLayout, Labels, Loss, NotClasses, PerExample, Prepared, Reduction, SoftmaxRows, argmax,
+    check_class_weights, class_labels, describe, read_row, resolve_axis, softmax_row,
 };
 
 /// Cross entropy over class logits, as F.cross_entropy
@@ -144,6 +145,8 @@ pub struct CrossEntropy<'a> {
     logits: Values<'a>,
     targets: Targets<'a>,
     layout: ClassLayout,
+    /// The logits' shape without the class axis.
+    example_shape: Vec<usize>,
     weight: Option<Vec<f64>>,
     smoothing: f64,
     reduction: Reduction,
@@ -217,6 +220,7 @@ impl<'a> CrossEntropy<'a> {
             check_class_weights(weight, layout.classes, origin)?;
         }
         Ok(CrossEntropy {
+            example_shape: index_shape,
             logits: logits.values(),
             targets: targets_view,
             layout,
@@ -288,6 +292,9 @@ impl PerExample for CrossEntropy<'_> {
             let (max, start, stride) = read_row(&self.logits, &self.layout, i, &mut row, tally);
             let ln_sum = log_sum_exp(&row, max);
             let log_p = |c: usize| (row[c] - max) - ln_sum;
+            let predicted = argmax(&row, max);
+            // The largest probability: exp((max - max) - ln Σ).
+            let confidence = (-ln_sum).exp();
             match &self.targets {
                 Targets::Indices(labels) => {
                     let Some(y) = labels.class(i) else {
@@ -307,10 +314,14 @@ impl PerExample for CrossEntropy<'_> {
                         class: y,
                         loss,
                         p_t,
-                        correct: predicts(&row, max, y),
+                        correct: predicted == y,
                         positive: false,
                         baseline: -log_p_y,
                         grad_norm: 1.0 - p_t,
+                        index: i as u64,
+                        target: y as f64,
+                        predicted: predicted as u32,
+                        confidence,
                     });
                 }
                 Targets::Probabilities(targets) => {
@@ -330,14 +341,30 @@ impl PerExample for CrossEntropy<'_> {
                         class: y,
                         loss: -weighted,
                         p_t,
-                        correct: predicts(&row, max, y),
+                        correct: predicted == y,
                         positive: false,
                         baseline: -plain,
                         grad_norm: 1.0 - p_t,
+                        index: i as u64,
+                        target: y as f64,
+                        predicted: predicted as u32,
+                        confidence,
                     });
                 }
             }
         }
+    }
+
+    fn example_kind(&self) -> ExampleKind {
+        ExampleKind::Row
+    }
+
+    fn example_shape(&self) -> Vec<usize> {
+        self.example_shape.clone()
+    }
+
+    fn softmax_rows(&self) -> Option<&dyn SoftmaxRows> {
+        matches!(self.targets, Targets::Indices(_)).then_some(self as &dyn SoftmaxRows)
     }
 
     fn totals(&self, tally: &Tally) -> Totals {
@@ -351,5 +378,22 @@ impl PerExample for CrossEntropy<'_> {
             BaselineTotals { loss: "ce", value: self.reduction.apply(sum, counted as f64), sum }
         });
         Totals { value: self.reduction.apply(sum, normalizer), sum, normalizer, baseline }
+    }
+}
+
+impl SoftmaxRows for CrossEntropy<'_> {
+    fn rows(&self) -> usize {
+        self.layout.examples()
+    }
+
+    fn label(&self, row: usize) -> Option<usize> {
+        match &self.targets {
+            Targets::Indices(labels) => labels.class(row),
+            Targets::Probabilities(_) => None,
+        }
+    }
+
+    fn probabilities(&self, row: usize, scratch: &mut [f64], out: &mut [f64]) {
+        softmax_row(&self.logits, &self.layout, row, scratch, out);
     }
 }

@@ -27,6 +27,7 @@ use crate::error::{Error, Origin, Result, index_in};
 use crate::input::{NotAnIndex, Sources, Tensor, Values, size_text};
 use crate::report::{InputInfo, LossSections, Presentation, Totals};
 use crate::settings::ReportArgs;
+use crate::tally::findings::ExampleKind;
 use crate::tally::{Grouping, Operand, Tally};
 
 /// A loss as the driver sees it: its arguments (the type implementing this),
@@ -155,6 +156,38 @@ pub trait PerExample: Send + Sync {
     fn eval(&self, units: Range<usize>, tally: &mut Tally);
     /// The reference's figures, from the merged tally.
     fn totals(&self, tally: &Tally) -> Totals;
+    /// What its examples are: rows over the classes, or elements.
+    fn example_kind(&self) -> ExampleKind;
+    /// The shape of the example axes: what `reduction='none'` returns.
+    fn example_shape(&self) -> Vec<usize>;
+    /// The rows of a softmax loss with class-index targets, which confident
+    /// learning reads again in a second pass.
+    fn softmax_rows(&self) -> Option<&dyn SoftmaxRows> {
+        None
+    }
+}
+
+/// The rows of a softmax loss whose targets are class indices.
+pub trait SoftmaxRows: Sync {
+    /// Rows of the loss.
+    fn rows(&self) -> usize;
+    /// The row's label, or `None` when the row is not counted (ignored).
+    fn label(&self, row: usize) -> Option<usize>;
+    /// The row's softmax probabilities, one per class, into `out`
+    /// (`scratch` is of the same length).
+    fn probabilities(&self, row: usize, scratch: &mut [f64], out: &mut [f64]);
+}
+
+/// The softmax of example `i`'s logits into `out` (`row` is scratch of the
+/// same length): `exp(x - max) / Σ exp(x - max)`, as PyTorch computes it.
+pub fn softmax_row(logits: &Values, layout: &ClassLayout, i: usize, row: &mut [f64], out: &mut [f64]) {
+    let (start, stride) = layout.row(i);
+    logits.copy_to_f64(start, stride, row);
+    let (max, _) = crate::math::max_and_finite(row);
+    let sum = crate::math::exp_into(row, max, out);
+    for p in out.iter_mut() {
+        *p /= sum;
+    }
 }
 
 /// Where the classes sit in a tensor: `outer × classes × inner` elements,
@@ -238,11 +271,11 @@ pub fn read_row(
     (max, start, stride)
 }
 
-/// Whether `label` is the prediction of a row whose maximum is `max`: the
-/// first maximum, as torch.argmax picks it.
+/// The prediction of a row whose maximum is `max`: its first maximum, as
+/// torch.argmax picks it (0 when no entry equals it, as with NaN).
 #[inline(always)]
-pub fn predicts(row: &[f64], max: f64, label: usize) -> bool {
-    row[label] == max && !row[..label].contains(&max)
+pub fn argmax(row: &[f64], max: f64) -> usize {
+    row.iter().position(|&v| v == max).unwrap_or(0)
 }
 
 /// Labels that are allowed in class-index targets without being classes:

@@ -8,6 +8,7 @@
 
 #![warn(missing_docs)]
 
+mod findings;
 mod view;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,10 @@ pub use crate::concentration::{HARDEST_FRACTIONS, Hardest, Level};
 use crate::format::{Chart, Layout, Section};
 use crate::input::Tensor;
 use crate::tally::{Accumulate, Bucket, Grouping, Tally};
+pub use findings::{
+    Calibration, CalibrationBin, Confusion, ConfusionPair, ExampleKind, Examples, HardExample, LabelIssue,
+    LabelIssues, Outcome, Suspect,
+};
 
 /// Changes only when a field changes meaning or disappears.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -58,6 +63,17 @@ pub struct Report {
     /// so the two can be read side by side.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<Baseline>,
+    /// The hardest examples (absent with `--examples 0`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub examples: Option<Examples>,
+    /// Where the wrong probability goes (losses over rows of classes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confusion: Option<Confusion>,
+    /// Confidence against accuracy.
+    pub calibration: Calibration,
+    /// Suspected label errors (with `--label-issues`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_issues: Option<LabelIssues>,
     /// Everything the user should know about this result.
     pub warnings: Vec<String>,
     /// How a person reads it: the loss's choices, not part of the JSON.
@@ -171,6 +187,9 @@ pub struct ClassRow {
     pub mean_p_t: Option<f64>,
     /// Fraction predicted right (CE: argmax; BCE: sign of the logit).
     pub accuracy: Option<f64>,
+    /// Mean confidence: the largest probability (softmax) or σ(x) (elementwise),
+    /// to read beside `accuracy`.
+    pub mean_confidence: Option<f64>,
     /// Elementwise losses (BCE, sigmoid focal): elements whose target is
     /// above 0.5; null for other losses.
     pub positives: Option<u64>,
@@ -281,6 +300,34 @@ pub struct Header {
     pub positives_per_class: bool,
     /// The loss's own sections.
     pub sections: Option<Box<dyn LossSections>>,
+    /// What the loss's examples are.
+    pub example_kind: ExampleKind,
+    /// The shape of its example axes.
+    pub example_shape: Vec<usize>,
+    /// The suspected label errors, least self-confident first, when looked for.
+    pub suspects: Option<Vec<Suspect>>,
+    /// How many of them the report lists.
+    pub suspects_listed: usize,
+}
+
+impl Header {
+    /// The header of a `loss` report with no parameters, inputs or warnings yet.
+    pub fn new(loss: &'static str, presentation: Presentation) -> Header {
+        Header {
+            loss,
+            presentation,
+            parameters: BTreeMap::new(),
+            inputs: Vec::new(),
+            class_names: None,
+            warnings: Vec::new(),
+            positives_per_class: false,
+            sections: None,
+            example_kind: ExampleKind::Row,
+            example_shape: Vec::new(),
+            suspects: None,
+            suspects_listed: 0,
+        }
+    }
 }
 
 impl InputInfo {
@@ -320,6 +367,10 @@ impl Report {
             mut warnings,
             positives_per_class: with_positives,
             sections,
+            example_kind,
+            example_shape,
+            suspects,
+            suspects_listed,
         } = header;
         // Shares are of what the tally counted: the loss itself, or for SSD
         // its confidence part.
@@ -348,6 +399,7 @@ impl Report {
                     mean_loss: ratio(loss_sum, count as f64),
                     mean_p_t: ratio(row.p_t.value(), count as f64),
                     accuracy: ratio(row.correct as f64, count as f64),
+                    mean_confidence: ratio(row.confidence.value(), count as f64),
                     positives: with_positives.then_some(row.positives.count),
                     positive_loss_sum: if with_positives { number(row.positives.loss.value()) } else { None },
                     negative_loss_sum: if with_positives { number(negatives_loss) } else { None },
@@ -436,6 +488,22 @@ impl Report {
             },
             sections,
             baseline,
+            examples: (tally.settings.findings.examples > 0).then(|| {
+                findings::examples(
+                    &tally.findings.hardest.sorted(),
+                    example_kind,
+                    &example_shape,
+                    sum,
+                    class_names.as_deref(),
+                )
+            }),
+            confusion: tally
+                .settings
+                .findings
+                .confusion
+                .then(|| findings::confusion(&tally.findings.confusion, sum)),
+            calibration: findings::calibration(&tally.findings.calibration),
+            label_issues: suspects.map(|s| findings::label_issues(&s, suspects_listed, &example_shape)),
             warnings,
             presentation,
         }

@@ -5,7 +5,15 @@ use crate::format::{
     Chart, Document, Layout, Line, Plot, Section, Series, Unit, View, bar, exact, num, percent,
 };
 
-use super::{Bin, ClassRow, Report};
+use super::{Bin, ClassRow, Report, findings};
+
+impl Report {
+    /// The class names given, by class.
+    fn class_names(&self) -> Option<Vec<String>> {
+        let names: Vec<String> = self.classes.iter().map(|c| c.name.clone().unwrap_or_default()).collect();
+        self.classes.iter().any(|c| c.name.is_some()).then_some(names)
+    }
+}
 
 impl Document for Report {
     fn json(&self) -> String {
@@ -14,6 +22,10 @@ impl Document for Report {
 
     fn charts(&self) -> Vec<Chart> {
         let mut charts = vec![class_chart(self), p_t_chart(self), concentration_chart(self)];
+        charts.push(findings::calibration_chart(&self.calibration));
+        if let Some(confusion) = &self.confusion {
+            charts.push(findings::confusion_chart(confusion, self.class_names().as_deref()));
+        }
         if let Some(own) = &self.sections {
             charts.extend(own.charts());
         }
@@ -61,6 +73,17 @@ impl Document for Report {
             sections.push(gradient_norm(report));
         }
         sections.push(concentration(report));
+        let names = report.class_names();
+        if let Some(examples) = &report.examples {
+            sections.push(findings::examples_table(examples));
+        }
+        if let Some(confusion) = &report.confusion {
+            sections.push(findings::confusion_table(confusion, names.as_deref()));
+        }
+        sections.push(findings::calibration_table(&report.calibration));
+        if let Some(issues) = &report.label_issues {
+            sections.push(findings::label_issues_table(issues));
+        }
         if let Some(own) = &report.sections {
             sections.extend(own.tables(layout));
         }
@@ -88,7 +111,7 @@ fn classes(report: &Report, layout: Layout) -> Section {
         format!("{hidden} more {noun} not shown (--top {shown})")
     });
     let mut header = with_baseline(vec!["class", "name", "count", "freq", "loss sum", "share", ""], report);
-    header.extend(["mean loss", "mean p_t", "accuracy"]);
+    header.extend(["mean loss", "mean p_t", "accuracy", "confidence"]);
     if with_positives {
         header.extend(["positives", "pos loss", "neg loss"]);
     }
@@ -107,7 +130,7 @@ fn classes(report: &Report, layout: Layout) -> Section {
             if let Some(b) = baseline {
                 row.push(percent(b.classes.get(c.class).and_then(|bc| bc.loss_share)));
             }
-            row.extend([num(c.mean_loss), num(c.mean_p_t), percent(c.accuracy)]);
+            row.extend([num(c.mean_loss), num(c.mean_p_t), percent(c.accuracy), percent(c.mean_confidence)]);
             if with_positives {
                 row.push(c.positives.map_or_else(String::new, |p| p.to_string()));
                 row.push(num(c.positive_loss_sum));
@@ -357,6 +380,7 @@ mod tests {
             mean_loss: Some(loss_sum / count as f64),
             mean_p_t: Some(0.5),
             accuracy: Some(0.75),
+            mean_confidence: Some(0.6),
             positives: None,
             positive_loss_sum: None,
             negative_loss_sum: None,
@@ -428,6 +452,10 @@ mod tests {
                 },
             }),
             sections: None,
+            examples: None,
+            confusion: None,
+            calibration: Calibration { ece: Some(0.1), mce: Some(0.2), bins: Vec::new() },
+            label_issues: None,
             warnings: vec!["two targets are ignored".into()],
             presentation: Presentation {
                 title: "cross entropy",

@@ -13,6 +13,8 @@ use super::{ClassTally, Example, GRADIENT_BINS, Grouping, Sum, Tally, WAYS};
 /// `(first_class + k) mod classes`.
 pub struct Elements<'a> {
     pub first_class: usize,
+    /// The flat index of the block's first element.
+    pub first_index: usize,
     /// Logits, targets, σ(logit), loss and baseline (plain BCE), per element.
     pub x: &'a [f64],
     pub t: &'a [f64],
@@ -234,6 +236,12 @@ impl Tally {
         }
         self.class_sums = sums;
         self.cell_scratch = cells;
+        for k in 0..n {
+            let example = elements.example(k);
+            let class = example.class % classes;
+            self.classes[class].confidence.0 += example.confidence;
+            self.note(&Example { class, ..example });
+        }
     }
 }
 
@@ -250,6 +258,10 @@ impl Elements<'_> {
             positive: t > 0.5,
             baseline: self.baseline[k],
             grad_norm: (p - t).abs(),
+            index: (self.first_index + k) as u64,
+            target: t,
+            predicted: 0,
+            confidence: p,
         }
     }
 }
@@ -271,10 +283,16 @@ mod tests {
     }
 
     fn tallies(classes: usize, first_class: usize, n: usize) -> (Tally, Tally) {
-        let settings =
-            TallySettings { classes, easy_threshold: 0.5, bins: 7, grouping: Grouping::PositivesNegatives };
+        let settings = TallySettings {
+            classes,
+            easy_threshold: 0.5,
+            bins: 7,
+            grouping: Grouping::PositivesNegatives,
+            ..Default::default()
+        };
         let [x, t, p, loss, baseline] = block(n);
-        let elements = Elements { first_class, x: &x, t: &t, p: &p, loss: &loss, baseline: &baseline };
+        let elements =
+            Elements { first_class, first_index: 0, x: &x, t: &t, p: &p, loss: &loss, baseline: &baseline };
         let mut lanes = Tally::new(&settings);
         lanes.add_elements(&elements);
         let mut one_by_one = Tally::new(&settings);
@@ -318,7 +336,15 @@ mod tests {
     #[test]
     fn every_build_gives_the_same_sums() {
         let [x, t, p, loss, baseline] = block(1000);
-        let elements = Elements { first_class: 4, x: &x, t: &t, p: &p, loss: &loss, baseline: &baseline };
+        let elements = Elements {
+            first_class: 4,
+            first_index: 0,
+            x: &x,
+            t: &t,
+            p: &p,
+            loss: &loss,
+            baseline: &baseline,
+        };
         let run = |level| {
             let mut sums = ClassSums::default();
             sums.ready(13);

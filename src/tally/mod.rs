@@ -8,10 +8,13 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::concentration::{self, Groups};
+use crate::output::Sink;
 
 mod elements;
+pub mod findings;
 
 pub use elements::Elements;
+use findings::{ExampleKind, FindingSettings, Findings, Noted};
 
 /// What one counted example contributes.
 #[derive(Debug, Clone, Copy)]
@@ -31,12 +34,21 @@ pub struct Example {
     pub baseline: f64,
     /// GHM's gradient norm: |p - t| for sigmoid losses, 1 - p_t for softmax.
     pub grad_norm: f64,
+    /// Row-major index over the example axes (the loss's `reduction='none'` layout).
+    pub index: u64,
+    /// Softmax: the target class; elementwise: the target value.
+    pub target: f64,
+    /// Softmax: the argmax class; elementwise: unused (0).
+    pub predicted: u32,
+    /// Softmax: the largest probability; elementwise: σ(x).
+    pub confidence: f64,
 }
 
 /// How examples are grouped for the concentration figures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Grouping {
     /// One group of all examples.
+    #[default]
     All,
     /// Positives and negatives apart.
     PositivesNegatives,
@@ -72,12 +84,16 @@ pub fn check_classes(classes: usize) -> Result<(), String> {
 }
 
 /// Fixed settings of a tally.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct TallySettings {
     pub classes: usize,
     pub easy_threshold: f64,
     pub bins: usize,
     pub grouping: Grouping,
+    /// What the pass notes about particular examples.
+    pub findings: FindingSettings,
+    /// Where each example's loss is written, when it is.
+    pub per_example: Option<Sink>,
 }
 
 /// A compensated (Neumaier) sum: exact enough that sums of millions of
@@ -233,6 +249,8 @@ pub struct ClassTally {
     pub positives: Bucket,
     pub p_t: Plain,
     pub correct: u64,
+    /// Σ confidence: the largest probability (softmax) or σ(x) (elementwise).
+    pub confidence: Plain,
 }
 
 /// Where an example falls in the difficulty table: its p_t bin, its
@@ -261,6 +279,8 @@ pub struct Tally {
     /// `[negatives, positives]`). [`run`] lends each worker's histograms to
     /// its chunks in turn.
     pub concentration: Groups,
+    /// The hardest examples, confusion pairs and calibration bins.
+    pub findings: Findings,
     /// Scratch space of [`Tally::add_elements`].
     class_sums: elements::ClassSums,
     cell_scratch: Vec<f64>,
@@ -281,6 +301,7 @@ impl Tally {
             concentration,
             class_sums: elements::ClassSums::default(),
             cell_scratch: Vec::new(),
+            findings: Findings::new(&settings.findings),
             settings: settings.clone(),
         }
     }
@@ -302,7 +323,7 @@ impl Tally {
         let by_sign = self.settings.grouping == Grouping::PositivesNegatives;
         let bins = self.settings.bins;
         for (k, example) in examples.into_iter().enumerate() {
-            let Example { class, loss, p_t, correct, positive, baseline, grad_norm } = example;
+            let Example { class, loss, p_t, correct, positive, baseline, grad_norm, .. } = example;
             let row = &mut self.classes[class];
             row.all.add(loss, baseline);
             if positive {
@@ -310,6 +331,8 @@ impl Tally {
             }
             row.p_t.add(p_t);
             row.correct += correct as u64;
+            row.confidence.add(example.confidence);
+            self.note(&example);
             let cell = Cell {
                 p_t_bin: bin_of(p_t, bins),
                 gradient_bin: bin_of(grad_norm, GRADIENT_BINS),
@@ -318,6 +341,28 @@ impl Tally {
             let index = self.cell_index(cell, k % WAYS);
             self.cells[index].add(loss, baseline);
             self.concentration[(by_sign && positive) as usize].add(loss);
+        }
+    }
+
+    /// Hands an example to the findings and the per-example output.
+    #[inline(always)]
+    fn note(&mut self, example: &Example) {
+        let accuracy = match self.settings.findings.kind {
+            ExampleKind::Row => example.correct as u8 as f64,
+            ExampleKind::Element => example.target,
+        };
+        let noted = Noted {
+            index: example.index,
+            class: example.class as u32,
+            target: example.target,
+            predicted: example.predicted,
+            confidence: example.confidence,
+            p_t: example.p_t,
+            loss: example.loss,
+        };
+        self.findings.note(noted, accuracy);
+        if let Some(sink) = &self.settings.per_example {
+            sink.write(example.index, example.loss);
         }
     }
 
@@ -399,7 +444,9 @@ impl Tally {
             mine.positives.merge(&theirs.positives);
             mine.p_t.merge(&theirs.p_t);
             mine.correct += theirs.correct;
+            mine.confidence.merge(&theirs.confidence);
         }
+        self.findings.merge(&other.findings);
         self.normalizer.merge(&other.normalizer);
         for (mine, theirs) in self.cells.iter_mut().zip(&other.cells) {
             mine.merge(theirs);

@@ -27,7 +27,8 @@ use crate::input::Tensor;
 use crate::report::{BaselineTotals, Totals};
 use crate::tally::{Grouping, Tally};
 
-use super::{PerExample, Reduction, check_class_weights};
+use super::{PerExample, Reduction, SoftmaxRows, check_class_weights};
+use crate::tally::findings::ExampleKind;
 pub use command::FocalArgs;
 use presets::{MeanOver, Precision, PresetInfo};
 use sigmoid::SigmoidFocal;
@@ -225,6 +226,8 @@ pub struct Focal<'a> {
     params: FocalParams,
     pass: Pass<'a>,
     elements: usize,
+    /// The logits' shape.
+    shape: Vec<usize>,
     /// The length of the last axis, which Keras's binary loss averages over.
     last_axis_len: usize,
     /// Facts about the inputs and the reference the user should hear of.
@@ -316,6 +319,7 @@ impl<'a> Focal<'a> {
             params: params.clone(),
             pass,
             elements: logits.numel(),
+            shape: logits.shape.clone(),
             last_axis_len: logits.shape[logits.shape.len() - 1],
             warnings,
         })
@@ -543,6 +547,31 @@ fn note_reference_precision(info: &PresetInfo, reduction: Reduction, warnings: &
 }
 
 impl PerExample for Focal<'_> {
+    fn example_kind(&self) -> ExampleKind {
+        match self.pass {
+            Pass::Sigmoid(_) => ExampleKind::Element,
+            Pass::Softmax(_) => ExampleKind::Row,
+        }
+    }
+
+    fn example_shape(&self) -> Vec<usize> {
+        match &self.pass {
+            Pass::Sigmoid(_) => self.shape.clone(),
+            Pass::Softmax(pass) => {
+                let mut shape = self.shape.clone();
+                shape.remove(pass.class_axis());
+                shape
+            }
+        }
+    }
+
+    fn softmax_rows(&self) -> Option<&dyn SoftmaxRows> {
+        match &self.pass {
+            Pass::Sigmoid(_) => None,
+            Pass::Softmax(pass) => Some(pass),
+        }
+    }
+
     fn units(&self) -> usize {
         match &self.pass {
             Pass::Sigmoid(pass) => pass.units(),

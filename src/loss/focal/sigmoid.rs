@@ -323,6 +323,7 @@ impl<'a> SigmoidFocal<'a> {
             self.formula.losses(self.gamma, &t[..len], &ps[..len], &bces[..len], &mut losses[..len]);
             let elements = Elements {
                 first_class,
+                first_index: start,
                 x: &x[..len],
                 t: &t[..len],
                 p: &ps[..len],

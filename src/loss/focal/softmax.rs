@@ -3,7 +3,7 @@
 //! for kornia and the snippet, `exp / sum` for mmcv, a renormalised, clipped
 //! softmax for Keras).
 
-use crate::loss::{Labels, NotClasses, class_labels, predicts, read_row};
+use crate::loss::{Labels, NotClasses, SoftmaxRows, argmax, class_labels, read_row, softmax_row};
 use std::ops::Range;
 
 use crate::error::{Error, Result};
@@ -208,15 +208,34 @@ impl<'a> SoftmaxFocal<'a> {
             // log-softmax in PyTorch's order: (x - max) - ln Σ exp(x - max).
             let log_p_y = (row[y] - max) - sum.ln();
             let p_t = log_p_y.exp();
+            let predicted = argmax(&row, max);
             tally.add(Example {
                 class: y,
                 loss: self.row_loss(y, log_p_y, &mut exps, sum),
                 p_t,
-                correct: predicts(&row, max, y),
+                correct: predicted == y,
                 positive: self.background_class.is_some_and(|b| b != y),
                 baseline: -log_p_y,
                 grad_norm: 1.0 - p_t,
+                index: i as u64,
+                target: y as f64,
+                predicted: predicted as u32,
+                confidence: sum.recip(),
             });
         }
+    }
+}
+
+impl SoftmaxRows for SoftmaxFocal<'_> {
+    fn rows(&self) -> usize {
+        self.layout.examples()
+    }
+
+    fn label(&self, row: usize) -> Option<usize> {
+        self.labels.class(row)
+    }
+
+    fn probabilities(&self, row: usize, scratch: &mut [f64], out: &mut [f64]) {
+        softmax_row(&self.logits, &self.layout, row, scratch, out);
     }
 }

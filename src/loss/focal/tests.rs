@@ -21,15 +21,25 @@ fn labels(values: &[i64]) -> Tensor {
 
 /// The whole pass, cut into the driver's chunks.
 fn run(loss: &Focal) -> Tally {
-    let settings =
-        TallySettings { classes: loss.classes(), easy_threshold: 0.5, bins: 10, grouping: loss.grouping() };
+    let settings = TallySettings {
+        classes: loss.classes(),
+        easy_threshold: 0.5,
+        bins: 10,
+        grouping: loss.grouping(),
+        ..Default::default()
+    };
     tally::run(loss.units(), loss.unit_cost(), &settings, &|_| {}, |range, t| loss.eval(range, t))
 }
 
 /// One example's tally.
 fn single(loss: &Focal, unit: usize) -> Tally {
-    let settings =
-        TallySettings { classes: loss.classes(), easy_threshold: 0.5, bins: 10, grouping: loss.grouping() };
+    let settings = TallySettings {
+        classes: loss.classes(),
+        easy_threshold: 0.5,
+        bins: 10,
+        grouping: loss.grouping(),
+        ..Default::default()
+    };
     let mut tally = Tally::new(&settings);
     loss.eval(unit..unit + 1, &mut tally);
     tally

@@ -32,10 +32,10 @@ impl Row {
         (logits[class] - self.max) - self.ln_sum
     }
 
-    /// Whether `class` is the row's first maximum, as torch.argmax picks it.
+    /// The row's first maximum, as torch.argmax picks it.
     #[inline]
-    pub fn predicts(&self, logits: &[f64], class: usize) -> bool {
-        logits[class] == self.max && !logits[..class].contains(&self.max)
+    pub fn argmax(&self, logits: &[f64]) -> usize {
+        crate::loss::argmax(logits, self.max)
     }
 
     /// ssd.pytorch's mining loss of a negative, `log_sum_exp(x) - x_0`, where
@@ -79,10 +79,10 @@ mod tests {
         let focal = ConfLoss::SoftmaxFocal { alpha: 0.25, gamma: 2.0 }.loss(row.log_p(&x, 0));
         let p = (2.0 - lse).exp();
         assert!((focal - 0.25 * (1.0 - p).powi(2) * (lse - 2.0)).abs() < 1e-15);
-        assert!(row.predicts(&x, 0) && !row.predicts(&x, 1));
+        assert_eq!(row.argmax(&x), 0);
         let tied = [1.0, 3.0, 3.0];
         let row = Row::new(&tied);
-        assert!(row.predicts(&tied, 1) && !row.predicts(&tied, 2));
+        assert_eq!(row.argmax(&tied), 1);
         assert!(!Row::new(&[0.0, f64::NAN]).finite);
     }
 

@@ -39,6 +39,10 @@ struct PriorConf {
     log_p: f64,
     /// Whether the class is the row's first maximum.
     correct: bool,
+    /// The row's first maximum.
+    predicted: u32,
+    /// The largest probability of the row.
+    confidence: f64,
 }
 
 /// Per-prior buffers, reused across the images a thread evaluates.
@@ -94,7 +98,7 @@ impl Context<'_> {
         let mut classes = vec![ClassFigures::default(); self.classes];
         let (loc_sum, nonfinite_loc) = self.localisation(image, truths, s, &mut classes);
         let mut tally = ConfidenceTally::default();
-        tally.count(self.params, s, &mut classes);
+        tally.count(self.params, s, &mut classes, (image * self.priors.len()) as u64);
 
         let mut forced = Vec::new();
         let mut displaced = Vec::new();
@@ -160,8 +164,14 @@ impl Context<'_> {
             }
             let class = s.class_of[j];
             let log_p = row.log_p(&s.row, class);
-            let conf =
-                PriorConf { loss: params.conf_loss.loss(log_p), log_p, correct: row.predicts(&s.row, class) };
+            let predicted = row.argmax(&s.row);
+            let conf = PriorConf {
+                loss: params.conf_loss.loss(log_p),
+                log_p,
+                correct: predicted == class,
+                predicted: predicted as u32,
+                confidence: row.exp_sum.recip(),
+            };
             s.conf.push(conf);
             if params.mining {
                 let score = match (params.preset, self.batch_max) {
@@ -231,7 +241,8 @@ struct ConfidenceTally {
 impl ConfidenceTally {
     /// Files every prior under its group, and counts it into the loss as
     /// often as the preset does.
-    fn count(&mut self, params: &SsdParams, s: &Scratch, classes: &mut [ClassFigures]) {
+    /// `first_index` is the flat index of the image's first prior.
+    fn count(&mut self, params: &SsdParams, s: &Scratch, classes: &mut [ClassFigures], first_index: u64) {
         for (j, (&class, conf)) in s.class_of.iter().zip(&s.conf).enumerate() {
             let positive = class > 0;
             let mined = s.mined[j];
@@ -265,6 +276,10 @@ impl ConfidenceTally {
                     positive,
                     baseline: -conf.log_p,
                     grad_norm: 1.0 - p_t,
+                    index: first_index + j as u64,
+                    target: class as f64,
+                    predicted: conf.predicted,
+                    confidence: conf.confidence,
                 });
             }
         }

@@ -48,6 +48,7 @@ use crate::error::{Error, Result};
 use crate::input::Tensor;
 use crate::math::max_and_finite;
 use crate::report::Totals;
+use crate::tally::findings::ExampleKind;
 use crate::tally::{Example, Grouping, Operand, Tally};
 
 use super::PerExample;
@@ -316,6 +317,15 @@ fn batch_max(conf: &Tensor, images: usize) -> f64 {
 }
 
 impl PerExample for Ssd {
+    fn example_kind(&self) -> ExampleKind {
+        ExampleKind::Row
+    }
+
+    /// One example per prior of each image.
+    fn example_shape(&self) -> Vec<usize> {
+        vec![self.evaluation.n_images, self.priors]
+    }
+
     fn units(&self) -> usize {
         self.evaluation.n_images
     }

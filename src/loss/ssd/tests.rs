@@ -72,6 +72,7 @@ fn tally_of(ssd: &Ssd) -> Tally {
         easy_threshold: 0.5,
         bins: 10,
         grouping: Grouping::PositivesNegatives,
+        ..Default::default()
     };
     tally::run(ssd.units(), ssd.unit_cost(), &settings, &|_| {}, |range, t| ssd.eval(range, t))
 }

@@ -1,0 +1,357 @@
+//! What a pass finds about particular examples, beside the sums: the
+//! hardest examples, where the wrong probability goes (confusion pairs),
+//! and how confidence matches accuracy (calibration bins). Each is built per
+//! chunk and merged in chunk order, so the result is the same for any thread
+//! count: the hardest examples are ordered by (loss, flat index), a total
+//! order; the other figures are sums merged in a fixed order.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+
+use super::Sum;
+
+/// What an example of a loss is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExampleKind {
+    /// A row over the classes (CE, softmax focal, an SSD prior): its target
+    /// and prediction are classes, and its accuracy is argmax = target.
+    #[default]
+    Row,
+    /// One element (BCE, sigmoid focal): its target is a value, its
+    /// prediction σ(x), and its accuracy the target (calibration's binary case).
+    Element,
+}
+
+/// How the findings are gathered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FindingSettings {
+    pub kind: ExampleKind,
+    /// How many hardest examples to keep; 0 keeps none.
+    pub examples: usize,
+    /// The edges of the calibration bins, `bins + 1` of them from 0 to 1;
+    /// empty for none.
+    pub calibration_edges: Vec<f64>,
+    /// Whether to count (target, predicted) pairs: softmax losses only.
+    pub confusion: bool,
+}
+
+impl Default for FindingSettings {
+    fn default() -> Self {
+        FindingSettings {
+            kind: ExampleKind::Row,
+            examples: 0,
+            calibration_edges: Vec::new(),
+            confusion: false,
+        }
+    }
+}
+
+/// The edges `torch.linspace(0, 1, bins + 1)` gives in float64: the first
+/// half counted up from 0, the second down from 1, as its kernel does.
+pub fn linspace_edges(bins: usize) -> Vec<f64> {
+    let steps = bins + 1;
+    let step = 1.0 / bins as f64;
+    (0..steps)
+        .map(|i| if i < steps / 2 { i as f64 * step } else { 1.0 - (steps - 1 - i) as f64 * step })
+        .collect()
+}
+
+/// One example as the findings see it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Noted {
+    /// Row-major index over the example axes.
+    pub index: u64,
+    /// The class the example is filed under.
+    pub class: u32,
+    /// Softmax: the target class; elementwise: the target value.
+    pub target: f64,
+    /// Softmax: the argmax class; elementwise: unused.
+    pub predicted: u32,
+    /// Softmax: the largest probability; elementwise: σ(x).
+    pub confidence: f64,
+    /// The probability of the true outcome.
+    pub p_t: f64,
+    pub loss: f64,
+}
+
+impl Noted {
+    /// Harder first: the larger loss, then the lower index.
+    fn harder(&self, other: &Noted) -> Ordering {
+        other.loss.total_cmp(&self.loss).then(self.index.cmp(&other.index))
+    }
+}
+
+/// A heap entry ordered so that the easiest kept example is on top.
+#[derive(Debug, Clone, Copy)]
+struct Kept(Noted);
+
+impl PartialEq for Kept {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Kept {}
+impl PartialOrd for Kept {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Kept {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.harder(&other.0)
+    }
+}
+
+/// The `k` hardest examples seen.
+#[derive(Debug, Clone, Default)]
+pub struct Hardest {
+    k: usize,
+    heap: BinaryHeap<Kept>,
+    /// The easiest kept loss once the heap is full: anything below cannot enter.
+    floor: f64,
+}
+
+impl Hardest {
+    pub fn new(k: usize) -> Self {
+        Hardest { k, heap: BinaryHeap::with_capacity(k + 1), floor: f64::NEG_INFINITY }
+    }
+
+    #[inline(always)]
+    pub fn offer(&mut self, noted: Noted) {
+        // Most examples are below the floor; NaN losses rank above all.
+        if noted.loss < self.floor || self.k == 0 {
+            return;
+        }
+        self.insert(noted);
+    }
+
+    #[cold]
+    fn insert(&mut self, noted: Noted) {
+        if self.heap.len() < self.k {
+            self.heap.push(Kept(noted));
+        } else if let Some(top) = self.heap.peek()
+            && noted.harder(&top.0) == Ordering::Less
+        {
+            self.heap.pop();
+            self.heap.push(Kept(noted));
+        } else {
+            return;
+        }
+        if self.heap.len() == self.k {
+            self.floor = self.heap.peek().map_or(f64::NEG_INFINITY, |top| top.0.loss);
+        }
+    }
+
+    pub fn merge(&mut self, other: &Hardest) {
+        for kept in &other.heap {
+            self.offer(kept.0);
+        }
+    }
+
+    /// The kept examples, hardest first.
+    pub fn sorted(&self) -> Vec<Noted> {
+        let mut all: Vec<Noted> = self.heap.iter().map(|k| k.0).collect();
+        all.sort_by(Noted::harder);
+        all
+    }
+}
+
+/// Per (target, predicted) pair with target ≠ predicted: the count and the loss.
+#[derive(Debug, Clone, Default)]
+pub struct Confusion {
+    pairs: HashMap<(u32, u32), (u64, f64)>,
+}
+
+impl Confusion {
+    #[inline]
+    pub fn add(&mut self, target: u32, predicted: u32, loss: f64) {
+        if target != predicted {
+            let entry = self.pairs.entry((target, predicted)).or_insert((0, 0.0));
+            entry.0 += 1;
+            entry.1 += loss;
+        }
+    }
+
+    pub fn merge(&mut self, other: &Confusion) {
+        for (&pair, &(count, loss)) in &other.pairs {
+            let entry = self.pairs.entry(pair).or_insert((0, 0.0));
+            entry.0 += count;
+            entry.1 += loss;
+        }
+    }
+
+    /// Every pair: (target, predicted, count, loss sum), the largest loss
+    /// first, ties by (target, predicted).
+    pub fn sorted(&self) -> Vec<(u32, u32, u64, f64)> {
+        let mut all: Vec<_> = self.pairs.iter().map(|(&(t, p), &(n, l))| (t, p, n, l)).collect();
+        all.sort_by(|a, b| b.3.total_cmp(&a.3).then((a.0, a.1).cmp(&(b.0, b.1))));
+        all
+    }
+}
+
+/// One calibration bucket: examples, and the sums of their confidence and
+/// accuracy.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Bucket {
+    pub count: u64,
+    pub confidence: Sum,
+    pub accuracy: Sum,
+}
+
+/// Confidence against accuracy in buckets `[edge_i, edge_i+1)`, plus a last
+/// bucket for a confidence of exactly 1, as torchmetrics bins them.
+#[derive(Debug, Clone, Default)]
+pub struct Calibration {
+    edges: Vec<f64>,
+    pub buckets: Vec<Bucket>,
+}
+
+impl Calibration {
+    pub fn new(edges: &[f64]) -> Self {
+        Calibration { edges: edges.to_vec(), buckets: vec![Bucket::default(); edges.len()] }
+    }
+
+    pub fn edges(&self) -> &[f64] {
+        &self.edges
+    }
+
+    /// The bucket of `confidence`: the number of edges at or below it, less
+    /// one (`bucketize(right=True) - 1`); NaN goes nowhere.
+    #[inline]
+    fn bucket_of(&self, confidence: f64) -> Option<usize> {
+        if confidence.is_nan() {
+            return None;
+        }
+        let above = self.edges.partition_point(|&edge| edge <= confidence);
+        above.checked_sub(1)
+    }
+
+    #[inline]
+    pub fn add(&mut self, confidence: f64, accuracy: f64) {
+        if self.edges.is_empty() {
+            return;
+        }
+        if let Some(b) = self.bucket_of(confidence) {
+            let bucket = &mut self.buckets[b];
+            bucket.count += 1;
+            bucket.confidence.add(confidence);
+            bucket.accuracy.add(accuracy);
+        }
+    }
+
+    pub fn merge(&mut self, other: &Calibration) {
+        if self.buckets.is_empty() {
+            self.clone_from(other);
+            return;
+        }
+        for (mine, theirs) in self.buckets.iter_mut().zip(&other.buckets) {
+            mine.count += theirs.count;
+            mine.confidence.merge(&theirs.confidence);
+            mine.accuracy.merge(&theirs.accuracy);
+        }
+    }
+
+    /// Expected and maximum calibration error: Σ |acc − conf| · n_b / n and
+    /// the largest |acc − conf| over the buckets (empty buckets give 0).
+    pub fn errors(&self) -> (f64, f64) {
+        let total: u64 = self.buckets.iter().map(|b| b.count).sum();
+        let mut ece = Sum::default();
+        let mut mce = 0.0f64;
+        for b in self.buckets.iter().filter(|b| b.count > 0) {
+            let n = b.count as f64;
+            let gap = (b.accuracy.value() / n - b.confidence.value() / n).abs();
+            ece.add(gap * (n / total as f64));
+            mce = mce.max(gap);
+        }
+        (ece.value(), mce)
+    }
+}
+
+/// Everything a pass finds about particular examples.
+#[derive(Debug, Clone, Default)]
+pub struct Findings {
+    pub hardest: Hardest,
+    pub confusion: Confusion,
+    pub calibration: Calibration,
+    confusion_on: bool,
+}
+
+impl Findings {
+    pub fn new(settings: &FindingSettings) -> Self {
+        Findings {
+            hardest: Hardest::new(settings.examples),
+            confusion: Confusion::default(),
+            calibration: Calibration::new(&settings.calibration_edges),
+            confusion_on: settings.confusion,
+        }
+    }
+
+    /// Notes one counted example; `accuracy` is 1 or 0 for a softmax
+    /// prediction, the target for a sigmoid one.
+    #[inline(always)]
+    pub fn note(&mut self, noted: Noted, accuracy: f64) {
+        self.hardest.offer(noted);
+        if self.confusion_on {
+            self.confusion.add(noted.target as u32, noted.predicted, noted.loss);
+        }
+        self.calibration.add(noted.confidence, accuracy);
+    }
+
+    pub fn merge(&mut self, other: &Findings) {
+        self.hardest.merge(&other.hardest);
+        self.confusion.merge(&other.confusion);
+        self.calibration.merge(&other.calibration);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noted(index: u64, loss: f64) -> Noted {
+        Noted { index, class: 0, target: 0.0, predicted: 0, confidence: 0.5, p_t: 0.5, loss }
+    }
+
+    #[test]
+    fn the_hardest_are_kept_in_order_whatever_the_split() {
+        let losses = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0, 5.0, 3.0, 5.0];
+        let mut one = Hardest::new(4);
+        for (i, &l) in losses.iter().enumerate() {
+            one.offer(noted(i as u64, l));
+        }
+        let order: Vec<u64> = one.sorted().iter().map(|n| n.index).collect();
+        // 9 (5), 6 (7), then the three 5s by index: 4, 8.
+        assert_eq!(order, [5, 7, 4, 8]);
+        for split in 1..losses.len() {
+            let (mut a, mut b) = (Hardest::new(4), Hardest::new(4));
+            for (i, &l) in losses.iter().enumerate() {
+                if i < split { &mut a } else { &mut b }.offer(noted(i as u64, l));
+            }
+            b.merge(&a);
+            assert_eq!(b.sorted(), one.sorted(), "split at {split}");
+        }
+    }
+
+    #[test]
+    fn edges_follow_torch_linspace() {
+        let edges = linspace_edges(15);
+        assert_eq!(edges.len(), 16);
+        assert_eq!(edges[0], 0.0);
+        assert_eq!(edges[15], 1.0);
+        // torch.linspace(0, 1, 16, dtype=float64)[11] counts down from 1.
+        assert_eq!(edges[11], 1.0 - 4.0 * (1.0 / 15.0));
+    }
+
+    #[test]
+    fn a_confidence_of_one_has_its_own_bucket() {
+        let mut c = Calibration::new(&linspace_edges(2));
+        c.add(0.25, 1.0);
+        c.add(0.5, 0.0);
+        c.add(1.0, 1.0);
+        let counts: Vec<u64> = c.buckets.iter().map(|b| b.count).collect();
+        assert_eq!(counts, [1, 1, 1]);
+        let (ece, mce) = c.errors();
+        assert!((ece - (0.75 + 0.5 + 0.0) / 3.0).abs() < 1e-15);
+        assert_eq!(mce, 0.75);
+    }
+}

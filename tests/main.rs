@@ -10,6 +10,7 @@ mod inputs;
 mod output;
 mod parity;
 mod properties;
+mod reliability_inputs;
 mod schema;
 mod ssd;
 mod weights;

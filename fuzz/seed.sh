@@ -8,7 +8,7 @@ fixtures=../fixtures
 # name <file>: a corpus file name for a fixture path.
 name() { echo "${1#"$fixtures"/}" | tr '/' '_'; }
 
-mkdir -p corpus/npy corpus/npz corpus/json corpus/truths corpus/report
+mkdir -p corpus/npy corpus/npz corpus/json corpus/truths corpus/report corpus/file
 find "$fixtures" -name '*.npy' | while read -r f; do cp "$f" "corpus/npy/$(name "$f")"; done
 # Archives over 64 KiB are left out: the npz target runs with -max_len=65536,
 # and a truncated archive has lost its central directory.
@@ -29,3 +29,15 @@ find "$fixtures/ssd" -name 'truths.*' | while read -r f; do
     esac
     { printf "$selector"; cat "$f"; } > "corpus/truths/$(name "$f")"
 done
+
+# file: the first byte picks the extension (bits 0-1: npy, npz, json, sniffed)
+# and the key (bit 2); the rest is the file. The small fixtures of each format.
+find "$fixtures" \( -name '*.npy' -o -name '*.npz' -o -name '*.json' \) ! -name 'expected.json' -size -65k |
+    while read -r f; do
+        case "$f" in
+            *.npy) selector='\x00' ;;
+            *.npz) selector='\x01' ;;
+            *.json) selector='\x02' ;;
+        esac
+        { printf "$selector"; cat "$f"; } > "corpus/file/$(name "$f")"
+    done

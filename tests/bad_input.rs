@@ -21,11 +21,11 @@ use crate::util::{json_report, losscope};
 // helpers
 // --------------------------------------------------------------------------
 
-fn run(args: &[&str]) -> Output {
+pub(crate) fn run(args: &[&str]) -> Output {
     losscope().args(args).output().expect("losscope runs")
 }
 
-fn describe(args: &[&str], output: &Output) -> String {
+pub(crate) fn describe(args: &[&str], output: &Output) -> String {
     format!(
         "losscope {}\n  exit: {:?}\n  stdout ({} bytes): {:?}\n  stderr: {:?}",
         args.join(" "),
@@ -37,7 +37,7 @@ fn describe(args: &[&str], output: &Output) -> String {
 }
 
 /// Everything the standard asks of a rejected run, as a list of violations.
-fn violations(output: &Output, expected: &[&str]) -> Vec<String> {
+pub(crate) fn violations(output: &Output, expected: &[&str]) -> Vec<String> {
     let stderr = String::from_utf8_lossy(&output.stderr);
     let mut problems = Vec::new();
     if stderr.contains("panicked") || output.status.code() == Some(101) {
@@ -69,7 +69,7 @@ fn violations(output: &Output, expected: &[&str]) -> Vec<String> {
 /// the arguments choose an output file themselves, the run is repeated with
 /// `-o` into an empty temporary folder, which must stay empty (no report, no
 /// leftover temporary file) and give the same message.
-fn rejects(args: &[&str], expected: &[&str]) -> String {
+pub(crate) fn rejects(args: &[&str], expected: &[&str]) -> String {
     let output = run(args);
     let mut problems = violations(&output, expected);
     let mut report = describe(args, &output);
@@ -124,28 +124,28 @@ fn usage_error(args: &[&str], expected: &[&str]) {
 }
 
 /// A temporary folder for hand-made files, removed when dropped.
-struct Scratch(TempDir);
+pub(crate) struct Scratch(TempDir);
 
 impl Scratch {
-    fn new() -> Scratch {
+    pub(crate) fn new() -> Scratch {
         Scratch(TempDir::new().expect("a temporary folder"))
     }
 
     /// Writes `bytes` to `name` in the folder and returns its full path.
-    fn file(&self, name: &str, bytes: &[u8]) -> String {
+    pub(crate) fn file(&self, name: &str, bytes: &[u8]) -> String {
         let path = self.0.path().join(name);
         std::fs::write(&path, bytes).expect("write a scratch file");
         path.to_str().expect("a UTF-8 temporary path").to_string()
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.0.path()
     }
 }
 
 /// A version 1.0 `.npy` image with `header` as its dictionary text, padded as
 /// NumPy pads it (the payload starts at a multiple of 64).
-fn npy_with_header(header: &str, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn npy_with_header(header: &str, payload: &[u8]) -> Vec<u8> {
     let mut text = header.as_bytes().to_vec();
     while !(10 + text.len() + 1).is_multiple_of(64) {
         text.push(b' ');
@@ -170,26 +170,26 @@ fn shape_tuple(shape: &[usize]) -> String {
 }
 
 /// A well-formed C-order `.npy` image.
-fn npy(descr: &str, shape: &[usize], payload: &[u8]) -> Vec<u8> {
+pub(crate) fn npy(descr: &str, shape: &[usize], payload: &[u8]) -> Vec<u8> {
     npy_with_header(
         &format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {}, }}", shape_tuple(shape)),
         payload,
     )
 }
 
-fn f64_bytes(values: &[f64]) -> Vec<u8> {
+pub(crate) fn f64_bytes(values: &[f64]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
-fn i64_bytes(values: &[i64]) -> Vec<u8> {
+pub(crate) fn i64_bytes(values: &[i64]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
-fn f64_npy(shape: &[usize], values: &[f64]) -> Vec<u8> {
+pub(crate) fn f64_npy(shape: &[usize], values: &[f64]) -> Vec<u8> {
     npy("<f8", shape, &f64_bytes(values))
 }
 
-fn i64_npy(shape: &[usize], values: &[i64]) -> Vec<u8> {
+pub(crate) fn i64_npy(shape: &[usize], values: &[i64]) -> Vec<u8> {
     npy("<i8", shape, &i64_bytes(values))
 }
 

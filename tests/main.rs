@@ -13,6 +13,7 @@ mod inputs;
 mod output;
 mod parity;
 mod properties;
+mod reliability_inputs;
 mod reliability_outputs;
 mod schema;
 mod ssd;

@@ -11,6 +11,7 @@
 //! written: reports are written after the pass, through a temporary file
 //! that is renamed into place, and no temporary file exists during the pass.
 
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 use crate::error::Origin;
@@ -53,9 +54,11 @@ fn message(origin: &Origin) -> String {
         "{origin}: {CHANGED}: the file was truncated while it was memory-mapped; \
          rerun once it is written completely"
     );
-    // One line, as main.rs prints every error.
+    // One line, as main.rs prints every error; on a terminal, over the
+    // progress bar the pass may be drawing.
     let line: Vec<&str> = text.lines().map(str::trim).collect();
-    format!("losscope: error: {}\n", line.join(" "))
+    let clear = if std::io::stderr().is_terminal() { "\r\x1b[2K" } else { "" };
+    format!("{clear}losscope: error: {}\n", line.join(" "))
 }
 
 /// A registered map; dropping it frees the slot.
@@ -155,8 +158,9 @@ mod tests {
         let registration = register(payload.as_ptr(), payload.len(), &origin);
         let address = payload.as_ptr() as usize + 10;
         let text = String::from_utf8_lossy(message_for(address)).into_owned();
+        // Run from a terminal, the line starts by clearing it.
         assert_eq!(
-            text,
+            text.trim_start_matches("\r\x1b[2K"),
             "losscope: error: dump.npy (logits): input changed while it was being read: the file was \
              truncated while it was memory-mapped; rerun once it is written completely\n"
         );

@@ -132,8 +132,9 @@ impl Default for Analysis {
 }
 
 /// The help of `--chart`: every chart name, and which reports have it.
-pub const CHART_HELP: &str = "The chart to write with --format svg: classes, p_t, concentration (every loss); \
-                              groups, images (ssd); weights (weights); diff (diff)";
+pub const CHART_HELP: &str = "The chart to write with --format svg: classes, p_t, concentration, calibration \
+                              (every loss); confusion (ce, softmax focal, ssd); groups, images (ssd); weights \
+                              (weights); diff (diff)";
 
 /// Where and how a document is written.
 #[derive(Debug, Clone)]

@@ -24,7 +24,70 @@ struct Report {
     classes: Vec<Class>,
     difficulty: Difficulty,
     baseline: Option<Baseline>,
+    examples: Option<Examples>,
+    confusion: Option<Confusion>,
+    calibration: Calibration,
+    label_issues: Option<serde_json::Value>,
     warnings: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct Examples {
+    hardest: Vec<HardExample>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct HardExample {
+    index: Vec<usize>,
+    flat_index: u64,
+    target: serde_json::Number,
+    predicted: serde_json::Number,
+    p_t: Option<f64>,
+    loss: Option<f64>,
+    loss_share: Option<f64>,
+    name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct Confusion {
+    pairs: Vec<ConfusionPair>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct ConfusionPair {
+    target: u32,
+    predicted: u32,
+    count: u64,
+    loss_sum: Option<f64>,
+    loss_share: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct Calibration {
+    ece: Option<f64>,
+    mce: Option<f64>,
+    bins: Vec<CalibrationBin>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct CalibrationBin {
+    lower: f64,
+    upper: f64,
+    count: u64,
+    confidence: Option<f64>,
+    accuracy: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +144,7 @@ struct Class {
     mean_loss: Option<f64>,
     mean_p_t: Option<f64>,
     accuracy: Option<f64>,
+    mean_confidence: Option<f64>,
     positives: Option<u64>,
     positive_loss_sum: Option<f64>,
     negative_loss_sum: Option<f64>,

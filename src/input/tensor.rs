@@ -190,7 +190,7 @@ pub enum NotAnIndex {
 }
 
 impl NotAnIndex {
-    /// What is wrong, after "label 1e300 at index [0] ".
+    /// What is wrong, after "label 1e300 at index `[0]` ".
     pub fn describe(self, classes: Option<usize>) -> String {
         match (self, classes) {
             (NotAnIndex::NotFinite, _) => "is not a class index (not a finite number)".into(),

@@ -2,7 +2,7 @@
 //! for the larger ones). A loss module owns its command-line arguments, their
 //! checks, the arrays it reads, its report parameters, its per-example pass
 //! and any report sections of its own; [`Loss`] is what the driver sees of
-//! it, and [`registry!`] lists the losses, one line each.
+//! it, and `registry!` lists the losses, one line each.
 //!
 //! A pass is built from loaded tensors and checked parameters, evaluates any
 //! range of its examples into a [`Tally`], and reduces the merged tally to
@@ -287,7 +287,7 @@ pub struct NotClasses<'a> {
 }
 
 /// Class-index targets, checked and copied: one `u32` per example, the
-/// class or [`Labels::NOT_A_CLASS`]. The pass reads this copy, never the
+/// class or `Labels::NOT_A_CLASS`. The pass reads this copy, never the
 /// file again, so a target file rewritten during the run cannot hand it a
 /// label that was not checked.
 pub struct Labels(Vec<u32>);

@@ -141,26 +141,50 @@ fn staged(path: &Path) -> Result<(tempfile::NamedTempFile, PathBuf)> {
     Ok((temp, target))
 }
 
-/// Writes `values` as a one-dimensional int64 `.npy`, atomically.
-pub fn indices_to_npy(path: &Path, values: &[u64]) -> Result<()> {
-    let fail = |e: io::Error| Error::Output { path: path.display().to_string(), message: e.to_string() };
-    check_destination(path)?;
-    let mut header = format!("{{'descr': '<i8', 'fortran_order': False, 'shape': ({},), }}", values.len());
+/// The start of an `.npy` file: magic, version 1.0, and the header of an
+/// array of `descr` and `shape`, padded with spaces so the data starts on 64
+/// bytes, as NumPy pads it.
+pub fn npy_header(descr: &str, shape: &[usize]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    let dims = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}");
     let used = 10 + header.len() + 1;
     header.push_str(&" ".repeat(used.next_multiple_of(64) - used));
     header.push('\n');
-    let mut bytes = Vec::with_capacity(10 + header.len() + values.len() * 8);
+    let mut bytes = Vec::with_capacity(10 + header.len());
     bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
     bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
     bytes.extend_from_slice(header.as_bytes());
-    for &v in values {
-        bytes.extend_from_slice(&(v as i64).to_le_bytes());
+    bytes
+}
+
+/// Writes `bytes` to `path` atomically, as [`to_file`] writes text.
+pub fn bytes_to_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let fail = |e: io::Error| Error::Output { path: path.display().to_string(), message: e.to_string() };
+    check_destination(path)?;
+    if is_special(path) {
+        return Err(Error::Output {
+            path: path.display().to_string(),
+            message: "is not a regular file: name a file for this output".into(),
+        });
     }
     let (mut temp, target) = staged(path)?;
-    temp.write_all(&bytes).map_err(fail)?;
+    temp.write_all(bytes).map_err(fail)?;
     temp.as_file().sync_all().map_err(fail)?;
     temp.persist(&target).map_err(|e| fail(e.error))?;
     Ok(())
+}
+
+/// Writes `values` as a one-dimensional int64 `.npy`, atomically.
+pub fn indices_to_npy(path: &Path, values: &[u64]) -> Result<()> {
+    let mut bytes = npy_header("<i8", &[values.len()]);
+    for &v in values {
+        bytes.extend_from_slice(&(v as i64).to_le_bytes());
+    }
+    bytes_to_file(path, &bytes)
 }
 
 /// A float64 `.npy` of a fixed shape that the workers of a pass fill in
@@ -211,26 +235,14 @@ impl ArrayFile {
             });
         }
         let len: usize = shape.iter().product();
-        let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
-        let dims = match dims.len() {
-            1 => format!("({},)", dims[0]),
-            _ => format!("({})", dims.join(", ")),
-        };
-        let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {dims}, }}");
-        // NumPy pads the header with spaces so the data starts on 64 bytes.
-        let used = 10 + header.len() + 1;
-        header.push_str(&" ".repeat(used.next_multiple_of(64) - used));
-        header.push('\n');
+        let header = npy_header("<f8", shape);
         let (temp, target) = staged(path)?;
-        let bytes = (10 + header.len()) as u64 + len as u64 * 8;
+        let bytes = header.len() as u64 + len as u64 * 8;
         temp.as_file().set_len(bytes).map_err(fail)?;
         // SAFETY: the temporary file is this process's own until it is persisted.
         let mut map = unsafe { memmap2::MmapMut::map_mut(temp.as_file()) }.map_err(fail)?;
-        map[..6].copy_from_slice(b"\x93NUMPY");
-        map[6..8].copy_from_slice(&[1, 0]);
-        map[8..10].copy_from_slice(&(header.len() as u16).to_le_bytes());
-        map[10..10 + header.len()].copy_from_slice(header.as_bytes());
-        Ok(ArrayFile { path: path.to_path_buf(), target, temp, map, header: 10 + header.len(), len })
+        map[..header.len()].copy_from_slice(&header);
+        Ok(ArrayFile { path: path.to_path_buf(), target, temp, map, header: header.len(), len })
     }
 
     /// Where the entries are written.

@@ -146,11 +146,13 @@ pub fn analyse(
     mut header: Header,
     settings: &Analysis,
 ) -> Result<Report> {
-    let mut per_example = settings
-        .per_example
-        .as_deref()
-        .map(|path| ArrayFile::create(path, &pass.example_shape()))
-        .transpose()?;
+    // A loss with its own layout writes its file after the pass; the others'
+    // losses go from the tally into the file as they are computed.
+    let own_layout = settings.per_example.as_deref().filter(|_| pass.writes_own_per_example());
+    let mut per_example = match (&settings.per_example, own_layout) {
+        (Some(path), None) => Some(ArrayFile::create(path, &pass.example_shape())?),
+        _ => None,
+    };
     let tally = run_pass(pass, settings, per_example.as_mut().map(ArrayFile::sink))?;
     for (operand, tensor) in operands.into_iter().enumerate() {
         let NonFinite { count, first } = tally.nonfinite[operand];
@@ -203,6 +205,9 @@ pub fn analyse(
     let report = Report::build(header, totals, tally);
     if let Some(file) = per_example {
         file.finish()?;
+    }
+    if let Some(path) = own_layout {
+        pass.write_per_example(path).transpose()?;
     }
     Ok(report)
 }

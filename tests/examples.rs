@@ -85,6 +85,60 @@ fn per_example_losses_are_pytorchs_reduction_none() {
     assert!(checked >= 5, "{checked} per-example cases");
 }
 
+/// The members of an uncompressed `.npz`, as f64 (bools as 0 and 1).
+fn read_npz(path: &std::path::Path) -> std::collections::BTreeMap<String, Vec<f64>> {
+    let dir = TempDir::new().unwrap();
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut archive = zip::ZipArchive::new(file).expect("an .npz is a zip");
+    let mut members = std::collections::BTreeMap::new();
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).unwrap();
+        let name = entry.name().trim_end_matches(".npy").to_string();
+        let target = dir.path().join(format!("{name}.npy"));
+        std::io::copy(&mut entry, &mut std::fs::File::create(&target).unwrap()).unwrap();
+        let bytes = std::fs::read(&target).unwrap();
+        let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+        let header = String::from_utf8_lossy(&bytes[10..10 + header_len]).to_string();
+        let values = if header.contains("'|b1'") {
+            bytes[10 + header_len..].iter().map(|&b| b as f64).collect()
+        } else {
+            read_npy(&target)
+        };
+        members.insert(name, values);
+    }
+    members
+}
+
+#[test]
+fn ssd_per_prior_output_and_hardest_priors_match_the_reference() {
+    let all = reference_cases::<Value>("examples/expected.json");
+    let case = all.iter().find(|c| c["name"] == "ssd300_voc_per_example").expect("the SSD case");
+    let out = TempDir::new().unwrap();
+    run(case, &out);
+    let ours = read_npz(std::path::Path::new(&after(&args_of(case, &out), "--per-example")));
+    let theirs = read_npz(&fixtures().join(case["per_example"].as_str().unwrap()));
+    assert_eq!(ours.keys().collect::<Vec<_>>(), ["conf", "loc", "selected"]);
+    for (name, values) in &theirs {
+        let mine = &ours[name];
+        assert_eq!(mine.len(), values.len(), "{name}");
+        for (i, (a, b)) in mine.iter().zip(values).enumerate() {
+            assert_close(&format!("ssd {name}[{i}]"), *a, *b, PARITY_RTOL);
+        }
+    }
+    let case = all.iter().find(|c| c["name"] == "ssd300_voc_examples_10").expect("the SSD case");
+    let report = run(case, &out);
+    let ours = report["hardest_priors"].as_array().expect("hardest_priors");
+    let theirs = case["hardest"].as_array().unwrap();
+    assert_eq!(ours.len(), theirs.len());
+    for (a, b) in ours.iter().zip(theirs) {
+        assert_eq!(serde_json::json!([a["image"], a["prior"]]), b["index"]);
+        assert_eq!(a["status"] == "positive", b["positive"] == true);
+        for (mine, reference) in [("conf_loss", "conf_loss"), ("loc_loss", "loc_loss"), ("loss", "loss")] {
+            assert_close(mine, a[mine].as_f64().unwrap(), b[reference].as_f64().unwrap(), PARITY_RTOL);
+        }
+    }
+}
+
 #[test]
 fn the_hardest_examples_and_their_order_match() {
     let mut checked = 0;

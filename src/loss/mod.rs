@@ -165,6 +165,16 @@ pub trait PerExample: Send + Sync {
     fn softmax_rows(&self) -> Option<&dyn SoftmaxRows> {
         None
     }
+    /// Writes the per-example output itself, when its layout is not one
+    /// loss per example (SSD's `.npz` of conf, loc and selected); `None`
+    /// leaves it to the tally, one loss per example in `example_shape`.
+    fn write_per_example(&self, _path: &std::path::Path) -> Option<Result<()>> {
+        None
+    }
+    /// Whether [`PerExample::write_per_example`] writes the output.
+    fn writes_own_per_example(&self) -> bool {
+        false
+    }
 }
 
 /// The rows of a softmax loss whose targets are class indices.

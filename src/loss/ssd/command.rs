@@ -14,7 +14,7 @@ use crate::settings::ReportArgs;
 use super::super::{Loss, Prepared, describe};
 use super::sections::SsdSections;
 use super::truths::{Truths, load as load_truths};
-use super::{ConfLoss, Preset, PriorSet, Priors, Ssd, SsdParams, ZeroPositives};
+use super::{ConfLoss, Keep, Preset, PriorSet, Priors, Ssd, SsdParams, ZeroPositives};
 
 /// The SSD MultiBox loss: matching, encoding, Smooth L1, hard negative mining
 #[derive(Debug, Args)]
@@ -152,7 +152,8 @@ impl Loss for SsdArgs {
     fn prepare<'a>(&'a self, inputs: &'a SsdInputs) -> Result<Prepared<'a>> {
         let SsdInputs { loc, conf, priors, truths, truths_source } = inputs;
         let params = self.params()?;
-        let loss = Ssd::new(loc, conf, priors, truths, &params)?;
+        let keep = Keep { hardest: self.report.examples, records: self.report.per_example.is_some() };
+        let loss = Ssd::keeping(loc, conf, priors, truths, &params, keep)?;
         let evaluation = loss.evaluation();
         let mut parameters = BTreeMap::new();
         parameters.insert("preset".into(), json!(self.preset.name()));
@@ -185,7 +186,7 @@ impl Loss for SsdArgs {
             operands: [conf, loc],
             warnings: evaluation.warnings.clone(),
             positives_per_class: true,
-            sections: Some(Box::new(SsdSections::new(evaluation, params.loc_weight))),
+            sections: Some(Box::new(SsdSections::new(evaluation, params.loc_weight, loss.hardest()))),
             pass: Box::new(loss),
         })
     }

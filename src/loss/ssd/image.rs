@@ -28,6 +28,50 @@ pub struct Context<'a> {
     /// The batch's largest logit, when ssd.pytorch's global-max mining score
     /// is in use (CE with mining).
     pub batch_max: Option<f64>,
+    /// What to keep of every prior.
+    pub keep: Keep,
+}
+
+/// What an evaluation keeps of every prior, beyond the sums.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Keep {
+    /// The hardest priors of each image, by conf + α · loc.
+    pub hardest: usize,
+    /// Every prior's record, for the per-example output.
+    pub records: bool,
+}
+
+/// What one prior costs and whether the loss counts it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PriorRecord {
+    /// Its confidence loss against its matched class (background for negatives).
+    pub conf: f64,
+    /// Smooth L1 of its four offsets (positives; 0 for negatives).
+    pub loc: f64,
+    /// Positive or mined.
+    pub selected: bool,
+}
+
+/// One of the hardest priors of an image.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HardPrior {
+    pub image: usize,
+    pub prior: usize,
+    /// Its matched class (0: background).
+    pub class: usize,
+    pub conf: f64,
+    pub loc: f64,
+    /// `conf + α · loc`: what it adds to the loss when counted.
+    pub loss: f64,
+    pub positive: bool,
+    pub mined: bool,
+}
+
+impl HardPrior {
+    /// Harder first: the larger loss, then the lower flat index.
+    pub fn harder(&self, other: &HardPrior) -> std::cmp::Ordering {
+        other.loss.total_cmp(&self.loss).then((self.image, self.prior).cmp(&(other.image, other.prior)))
+    }
 }
 
 /// What one prior costs against its matched class.
@@ -56,6 +100,8 @@ pub struct Scratch {
     scores: Vec<f64>,
     keys: Vec<(f64, u32)>,
     mined: Vec<bool>,
+    /// Smooth L1 per prior (0 for negatives).
+    loc: Vec<f64>,
 }
 
 /// Everything one image contributes, merged in image order by the loss.
@@ -74,6 +120,10 @@ pub struct ImageResult {
     /// Non-finite logits: how many, and the flat index of the first.
     pub nonfinite_conf: (u64, usize),
     pub nonfinite_loc: u64,
+    /// The image's hardest priors, hardest first.
+    pub hardest: Vec<HardPrior>,
+    /// Every prior's record, when kept.
+    pub records: Vec<PriorRecord>,
 }
 
 impl Context<'_> {
@@ -100,6 +150,7 @@ impl Context<'_> {
         let mut tally = ConfidenceTally::default();
         tally.count(self.params, s, &mut classes, (image * self.priors.len()) as u64);
 
+        let (hardest, records) = self.keep_priors(image, s);
         let mut forced = Vec::new();
         let mut displaced = Vec::new();
         for (truth, m) in truths.iter().zip(&box_matches) {
@@ -138,6 +189,8 @@ impl Context<'_> {
             never_mined,
             nonfinite_conf,
             nonfinite_loc,
+            hardest,
+            records,
         }
     }
 
@@ -191,13 +244,48 @@ impl Context<'_> {
         (never_mined, nonfinite)
     }
 
+    /// The image's hardest priors and, when kept, every prior's record.
+    fn keep_priors(&self, image: usize, s: &Scratch) -> (Vec<HardPrior>, Vec<PriorRecord>) {
+        let alpha = self.params.loc_weight;
+        let selected = |j: usize| s.class_of[j] > 0 || s.mined[j];
+        let records = if self.keep.records {
+            (0..self.priors.len())
+                .map(|j| PriorRecord { conf: s.conf[j].loss, loc: s.loc[j], selected: selected(j) })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut hardest: Vec<HardPrior> = Vec::new();
+        if self.keep.hardest > 0 {
+            hardest = (0..self.priors.len())
+                .map(|j| HardPrior {
+                    image,
+                    prior: j,
+                    class: s.class_of[j],
+                    conf: s.conf[j].loss,
+                    loc: s.loc[j],
+                    loss: s.conf[j].loss + alpha * s.loc[j],
+                    positive: s.class_of[j] > 0,
+                    mined: s.class_of[j] == 0 && s.mined[j],
+                })
+                .collect();
+            let k = self.keep.hardest.min(hardest.len());
+            if k < hardest.len() {
+                hardest.select_nth_unstable_by(k, HardPrior::harder);
+                hardest.truncate(k);
+            }
+            hardest.sort_by(HardPrior::harder);
+        }
+        (hardest, records)
+    }
+
     /// Smooth L1 of the positives against their encoded boxes, and how many
     /// of the loc values read were not finite.
     fn localisation(
         &self,
         image: usize,
         truths: &[GroundTruth],
-        s: &Scratch,
+        s: &mut Scratch,
         classes: &mut [ClassFigures],
     ) -> (Sum, u64) {
         let [v0, v1] = self.params.variances;
@@ -205,6 +293,8 @@ impl Context<'_> {
         let priors = self.priors.len();
         let mut loc_sum = Sum::default();
         let mut nonfinite = 0;
+        s.loc.clear();
+        s.loc.resize(priors, 0.0);
         for (j, assigned) in s.matches.assigned.iter().enumerate() {
             let Some(i) = *assigned else { continue };
             let target = match self.params.preset {
@@ -224,6 +314,7 @@ impl Context<'_> {
                 loss += smooth_l1(predicted - t);
             }
             loc_sum.add(loss);
+            s.loc[j] = loss;
             classes[s.class_of[j]].loc_sum.add(loss);
         }
         (loc_sum, nonfinite)

@@ -58,6 +58,7 @@ pub use evaluation::SsdEvaluation;
 pub use figures::{
     ClassFigures, DisplacedBox, ForcedMatch, Group, Groups, ImageFigures, MatchingFigures, NeverMined, Spread,
 };
+pub use image::{HardPrior, Keep, PriorRecord};
 pub use priors::{PriorSet, Priors};
 pub use sections::SsdSections;
 pub use truths::{GroundTruth, Truths, load as load_truths};
@@ -187,6 +188,10 @@ pub struct Ssd {
     image_starts: Vec<usize>,
     /// Per image: non-finite logits, and the flat index of the first.
     image_nonfinite: Vec<(u64, usize)>,
+    /// The hardest priors of the batch, hardest first.
+    hardest: Vec<HardPrior>,
+    /// Every prior's record, image by image, when kept.
+    records: Vec<PriorRecord>,
 }
 
 impl Ssd {
@@ -200,11 +205,30 @@ impl Ssd {
         truths: &Truths,
         params: &SsdParams,
     ) -> Result<Ssd> {
+        Ssd::keeping(loc, conf, priors, truths, params, Keep::default())
+    }
+
+    /// [`Ssd::new`], keeping the hardest priors and every prior's record as `keep` says.
+    pub fn keeping(
+        loc: &Tensor,
+        conf: &Tensor,
+        priors: &Priors,
+        truths: &Truths,
+        params: &SsdParams,
+        keep: Keep,
+    ) -> Result<Ssd> {
         params.check()?;
         let (images, prior_count, classes) = check_inputs(loc, conf, priors, truths)?;
         let batch_max = params.global_max_mining().then(|| batch_max(conf, images));
-        let context =
-            image::Context { loc: loc.values(), conf: conf.values(), priors, params, classes, batch_max };
+        let context = image::Context {
+            loc: loc.values(),
+            conf: conf.values(),
+            priors,
+            params,
+            classes,
+            batch_max,
+            keep,
+        };
         let results: Vec<image::ImageResult> = (0..images)
             .into_par_iter()
             .map_init(image::Scratch::default, |scratch, b| context.evaluate(b, &truths.images[b], scratch))
@@ -214,13 +238,21 @@ impl Ssd {
         let mut image_starts = Vec::with_capacity(images + 1);
         let mut examples = Vec::with_capacity(results.iter().map(|r| r.examples.len()).sum());
         let mut image_nonfinite = Vec::with_capacity(images);
+        let mut hardest: Vec<HardPrior> = Vec::new();
+        let mut records = Vec::with_capacity(if keep.records { images * prior_count } else { 0 });
         for result in results {
             image_starts.push(examples.len());
             examples.extend_from_slice(&result.examples);
             image_nonfinite.push(result.nonfinite_conf);
+            hardest.extend_from_slice(&result.hardest);
+            records.extend_from_slice(&result.records);
         }
+        hardest.sort_by(HardPrior::harder);
+        hardest.truncate(keep.hardest);
         image_starts.push(examples.len());
         Ok(Ssd {
+            hardest,
+            records,
             evaluation,
             loc_weight: params.loc_weight,
             classes,
@@ -233,6 +265,34 @@ impl Ssd {
 
     pub fn evaluation(&self) -> &SsdEvaluation {
         &self.evaluation
+    }
+
+    /// Every prior's record as an uncompressed `.npz`.
+    fn records_npz(&self) -> Vec<u8> {
+        use std::io::Write;
+        let shape = [self.evaluation.n_images, self.priors];
+        let member = |descr: &str, data: &mut dyn Iterator<Item = u8>| {
+            let mut bytes = crate::output::npy_header(descr, &shape);
+            bytes.extend(data);
+            bytes
+        };
+        let conf = member("<f8", &mut self.records.iter().flat_map(|r| r.conf.to_le_bytes()));
+        let loc = member("<f8", &mut self.records.iter().flat_map(|r| r.loc.to_le_bytes()));
+        let selected = member("|b1", &mut self.records.iter().map(|r| r.selected as u8));
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored)
+            .large_file(conf.len() as u64 >= u32::MAX as u64);
+        for (name, bytes) in [("conf.npy", conf), ("loc.npy", loc), ("selected.npy", selected)] {
+            // Writing into memory cannot fail.
+            let _ = zip.start_file(name, options).and_then(|()| zip.write_all(&bytes).map_err(Into::into));
+        }
+        zip.finish().map(std::io::Cursor::into_inner).unwrap_or_default()
+    }
+
+    /// The hardest priors of the batch, by conf + α · loc, hardest first.
+    pub fn hardest(&self) -> &[HardPrior] {
+        &self.hardest
     }
 }
 
@@ -317,6 +377,17 @@ fn batch_max(conf: &Tensor, images: usize) -> f64 {
 }
 
 impl PerExample for Ssd {
+    fn writes_own_per_example(&self) -> bool {
+        true
+    }
+
+    /// An `.npz` of `conf` and `loc` `[B, P]` (float64) and `selected`
+    /// `[B, P]` (bool): every prior's confidence loss, its Smooth L1
+    /// (positives), and whether the loss counts it (positive or mined).
+    fn write_per_example(&self, path: &std::path::Path) -> Option<Result<()>> {
+        Some(crate::output::bytes_to_file(path, &self.records_npz()))
+    }
+
     fn example_kind(&self) -> ExampleKind {
         ExampleKind::Row
     }

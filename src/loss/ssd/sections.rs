@@ -10,6 +10,7 @@ use crate::report::{ClassRow, LossSections, number, ratio};
 
 use super::evaluation::SsdEvaluation;
 use super::figures::{DisplacedBox, ForcedMatch, Group, NeverMined, Spread};
+use super::image::HardPrior;
 
 /// The SSD parts of a report, written after the shared `difficulty`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -22,6 +23,8 @@ pub struct SsdSections {
     pub images: Vec<ImageRow>,
     /// How ground-truth boxes were matched to priors.
     pub matching: Matching,
+    /// The priors that cost the most, counted or not (`--examples`), hardest first.
+    pub hardest_priors: Vec<HardPriorRow>,
     /// Per class: Smooth L1 of its positive priors.
     #[serde(skip)]
     class_loc_sums: Vec<f64>,
@@ -95,6 +98,27 @@ pub struct ImageRow {
     pub loss_share: Option<f64>,
 }
 
+/// One of the costliest priors.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HardPriorRow {
+    /// The image in the batch.
+    pub image: usize,
+    /// The prior.
+    pub prior: usize,
+    /// Its matched class (0: background).
+    pub class: usize,
+    /// `positive`, `mined` (a counted negative) or `unmined` (outside the loss).
+    pub status: &'static str,
+    /// Its confidence loss.
+    pub conf_loss: Option<f64>,
+    /// Its Smooth L1 (positives).
+    pub loc_loss: Option<f64>,
+    /// `conf_loss + α · loc_loss`.
+    pub loss: Option<f64>,
+    /// `loss / sum` (0 share for an unmined prior's part of nothing counted).
+    pub loss_share: Option<f64>,
+}
+
 /// What matching boxes to priors did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Matching {
@@ -114,7 +138,7 @@ pub struct Matching {
 
 impl SsdSections {
     /// The sections of an evaluated SSD loss.
-    pub fn new(e: &SsdEvaluation, loc_weight: f64) -> SsdSections {
+    pub fn new(e: &SsdEvaluation, loc_weight: f64, hardest: &[HardPrior]) -> SsdSections {
         let group = |g: &Group| PriorGroup {
             count: g.count,
             conf_sum: number(g.conf_sum.value()),
@@ -159,6 +183,25 @@ impl SsdSections {
                 priors_per_box: e.matching.priors_per_box,
                 never_mined: e.never_mined,
             },
+            hardest_priors: hardest
+                .iter()
+                .map(|h| HardPriorRow {
+                    image: h.image,
+                    prior: h.prior,
+                    class: h.class,
+                    status: if h.positive {
+                        "positive"
+                    } else if h.mined {
+                        "mined"
+                    } else {
+                        "unmined"
+                    },
+                    conf_loss: number(h.conf),
+                    loc_loss: number(h.loc),
+                    loss: number(h.loss),
+                    loss_share: ratio(h.loss, total),
+                })
+                .collect(),
             class_loc_sums: e.classes.iter().map(|c| c.loc_sum.value()).collect(),
             class_positives: e.classes.iter().map(|c| c.positives).collect(),
         }
@@ -186,7 +229,7 @@ impl LossSections for SsdSections {
     }
 
     fn tables(&self, layout: Layout) -> Vec<Section> {
-        vec![self.groups_table(), self.images_table(layout), self.matching_table()]
+        vec![self.groups_table(), self.images_table(layout), self.matching_table(), self.hardest_table()]
     }
 
     fn charts(&self) -> Vec<Chart> {
@@ -313,6 +356,30 @@ impl SsdSections {
             ],
             rows,
             note: (shown < images.len()).then(|| format!("{} more images not shown", images.len() - shown)),
+        }
+    }
+
+    fn hardest_table(&self) -> Section {
+        let rows = self
+            .hardest_priors
+            .iter()
+            .map(|h| {
+                vec![
+                    format!("[{}, {}]", h.image, h.prior),
+                    h.class.to_string(),
+                    h.status.to_string(),
+                    num(h.conf_loss),
+                    num(h.loc_loss),
+                    num(h.loss),
+                    percent(h.loss_share),
+                ]
+            })
+            .collect();
+        Section {
+            title: "Hardest priors (conf + α · loc, counted or not)".into(),
+            header: vec!["index", "class", "group", "conf loss", "loc loss", "loss", "share"],
+            rows,
+            note: None,
         }
     }
 

@@ -7,7 +7,7 @@
 use losscope::input::{Container, from_bytes};
 use losscope::loss::{CrossEntropy, CrossEntropyParams, Reduction};
 
-use crate::util::{fixtures, losscope};
+use crate::util::{fixtures, losscope, npy_with_header};
 
 /// A Fortran-order `.npy` of shape (0, 2**63): no elements, but a dimension
 /// whose size ndarray (and NumPy) cannot address. The header passes
@@ -144,21 +144,17 @@ fn deeply_nested_npy_headers_are_refused_quickly() {
 /// headers over 10,000 bytes (`max_header_size`); a plain array's header is
 /// under 200.
 fn long_nested_header() -> Vec<u8> {
-    let mut header = b"[[[[[[[".to_vec();
+    let mut header = "[[[[[[[".to_string();
     for _ in 0..20_000 {
-        header.extend_from_slice(b"[],");
+        header.push_str("[],");
     }
-    header.push(b'\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&u16::try_from(header.len()).unwrap().to_le_bytes());
-    bytes.extend_from_slice(&header);
-    bytes
+    npy_with_header(&header, &[])
 }
 
 #[test]
 fn long_npy_headers_are_refused_quickly() {
     let bytes = long_nested_header();
-    assert_eq!(bytes.len(), 60_018);
+    assert_eq!(bytes.len(), 60_032);
     let (sender, receiver) = std::sync::mpsc::channel();
     // On a thread, so a slow parse fails the test instead of stalling it.
     std::thread::spawn(move || {

@@ -17,12 +17,17 @@ struct Case {
     value: Option<f64>,
     loc: Option<f64>,
     conf: Option<f64>,
+    loc_sum: f64,
+    conf_sum: f64,
     num_pos: u64,
     num_neg: u64,
     class_conf_sums: Vec<f64>,
     class_positives: Vec<u64>,
     image_loc_sums: Vec<f64>,
     image_conf_sums: Vec<f64>,
+    image_positives: Vec<u64>,
+    /// ssd.pytorch only: negatives that no float64 ranking can mine.
+    never_mined: Option<u64>,
 }
 
 fn args(case: &Case) -> Vec<String> {
@@ -51,6 +56,8 @@ fn args(case: &Case) -> Vec<String> {
     args
 }
 
+/// Every figure the reference computes, through the JSON report: the value
+/// and its parts, their sums, the counts, each class and each image.
 #[test]
 fn every_ssd_case_matches_its_reference() {
     let cases: Vec<Case> = reference_cases("ssd/expected.json");
@@ -65,6 +72,8 @@ fn every_ssd_case_matches_its_reference() {
             ("value", &report["value"], case.value),
             ("loc", &components["loc"], case.loc),
             ("conf", &components["conf"], case.conf),
+            ("loc_sum", &components["loc_sum"], Some(case.loc_sum)),
+            ("conf_sum", &components["conf_sum"], Some(case.conf_sum)),
         ] {
             match want {
                 Some(want) => assert_close(&what(field), got.as_f64().unwrap(), want, PARITY_RTOL),
@@ -73,28 +82,49 @@ fn every_ssd_case_matches_its_reference() {
         }
         assert_eq!(components["num_pos"], case.num_pos, "{}", what("num_pos"));
         assert_eq!(components["num_neg"], case.num_neg, "{}", what("num_neg"));
-        for (c, row) in report["classes"].as_array().unwrap().iter().enumerate() {
+        if let Some(never_mined) = case.never_mined {
+            assert_eq!(report["matching"]["never_mined"]["float64"], never_mined, "{}", what("never_mined"));
+        }
+
+        let classes = report["classes"].as_array().unwrap();
+        assert_eq!(classes.len(), case.class_conf_sums.len(), "{}", what("classes"));
+        for (c, row) in classes.iter().enumerate() {
             assert_close(
-                &what("class conf"),
+                &what(&format!("class {c} conf")),
                 row["loss_sum"].as_f64().unwrap(),
                 case.class_conf_sums[c],
                 PARITY_RTOL,
             );
-            assert_eq!(row["positives"], case.class_positives[c], "{}", what("class positives"));
+            assert_eq!(
+                row["positives"],
+                case.class_positives[c],
+                "{}",
+                what(&format!("class {c} positives"))
+            );
         }
-        for (b, image) in report["images"].as_array().unwrap().iter().enumerate() {
+        // The per-class rows are the confidence part, one example per counted prior.
+        let counted: u64 = classes.iter().map(|row| row["count"].as_u64().unwrap()).sum();
+        assert_eq!(report["count"], counted, "{}", what("count"));
+        let class_conf: f64 = classes.iter().map(|row| row["loss_sum"].as_f64().unwrap()).sum();
+        assert_close(&what("classes' conf total"), class_conf, case.conf_sum, PARITY_RTOL);
+
+        let images = report["images"].as_array().unwrap();
+        assert_eq!(images.len(), case.image_loc_sums.len(), "{}", what("images"));
+        for (b, image) in images.iter().enumerate() {
+            let image_what = |field: &str| what(&format!("image {b} {field}"));
             assert_close(
-                &what("image loc"),
+                &image_what("loc"),
                 image["loc_sum"].as_f64().unwrap(),
                 case.image_loc_sums[b],
                 PARITY_RTOL,
             );
             assert_close(
-                &what("image conf"),
+                &image_what("conf"),
                 image["conf_sum"].as_f64().unwrap(),
                 case.image_conf_sums[b],
                 PARITY_RTOL,
             );
+            assert_eq!(image["positives"], case.image_positives[b], "{}", image_what("positives"));
         }
     }
 }

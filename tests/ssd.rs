@@ -164,14 +164,46 @@ fn the_table_shows_groups_images_and_matching() {
         .stdout(predicates::str::contains("matched only by forcing"));
 }
 
+/// A batch without a box has no positive prior: the loss is 0 by default
+/// (`--zero-positives zero`, as the SSD paper sets it) and null with
+/// `--zero-positives nan`, with a warning either way.
 #[test]
 fn no_positive_prior_gives_zero_with_a_warning() {
+    let no_boxes = [
+        "ssd",
+        "--loc",
+        "ssd/no_boxes/loc.npy",
+        "--conf",
+        "ssd/no_boxes/conf.npy",
+        "--priors",
+        "ssd/no_boxes/priors.npy",
+        "--truths",
+        "ssd/no_boxes/truths.json",
+    ];
     losscope()
-        .args(["ssd", "--loc", "ssd/no_boxes/loc.npy", "--conf", "ssd/no_boxes/conf.npy"])
-        .args(["--priors", "ssd/no_boxes/priors.npy", "--truths", "ssd/no_boxes/truths.json"])
+        .args(no_boxes)
         .assert()
         .success()
-        .stderr(predicates::str::contains("warning"));
+        .stderr(predicates::str::contains("warning: no prior is positive (N = 0): the loss is 0"));
+
+    let report = json_report(&no_boxes);
+    assert_eq!(report["value"].as_f64(), Some(0.0), "value: {}", report["value"]);
+    assert_eq!(report["components"]["loc"].as_f64(), Some(0.0));
+    assert_eq!(report["components"]["conf"].as_f64(), Some(0.0));
+    assert_eq!(report["components"]["num_pos"], 0);
+    let warnings = report["warnings"].as_array().unwrap();
+    assert!(
+        warnings.iter().any(|w| w.as_str().unwrap().contains("the loss is 0, as the SSD paper")),
+        "{warnings:?}"
+    );
+
+    let mut nan = no_boxes.to_vec();
+    nan.extend(["--zero-positives", "nan"]);
+    let report = json_report(&nan);
+    assert!(report["value"].is_null(), "value with --zero-positives nan: {}", report["value"]);
+    assert!(report["components"]["loc"].is_null() && report["components"]["conf"].is_null());
+    let warnings = report["warnings"].as_array().unwrap();
+    assert!(warnings.iter().any(|w| w.as_str().unwrap().contains("the loss is NaN")), "{warnings:?}");
 }
 
 #[test]

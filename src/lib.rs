@@ -4,7 +4,7 @@
 //!
 //! Data flows one way: [`input`] reads arrays, a [`loss`] validates them and
 //! evaluates examples into a [`tally`], the tally becomes a [`report`], and a
-//! [`format`] renders it.
+//! [`format`](mod@format) renders it.
 
 pub mod cli;
 pub mod concentration;

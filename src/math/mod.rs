@@ -1,6 +1,6 @@
 //! Numerical kernels of the per-example passes. The hot one is the sum of
 //! `exp(x - m)` over a row of logits. Each kernel is written once, over
-//! eight f64 lanes ([`lanes`]), and compiled three times: for AVX-512, for
+//! eight f64 lanes (`lanes`), and compiled three times: for AVX-512, for
 //! AVX2 with FMA, and as plain scalar code; the build is chosen at run time.
 //! All three perform the same IEEE operations in the same order, fused
 //! multiply-adds included (without FMA hardware `mul_add` is computed

@@ -216,7 +216,7 @@ struct Cell {
 pub struct Tally {
     pub settings: TallySettings,
     pub classes: Vec<ClassTally>,
-    /// The mean's divisor, as each loss defines it (Σ w[y] for weighted CE).
+    /// The mean's divisor, as each loss defines it (Σ `w[y]` for weighted CE).
     pub normalizer: Sum,
     /// The difficulty table: `WAYS` copies of each [`Cell`], see [`Tally::cell_index`].
     cells: Vec<Bucket>,

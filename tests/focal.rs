@@ -21,8 +21,8 @@ struct Case {
     normalizer: f64,
     /// Examples counted: elements for sigmoid losses, rows for softmax.
     count: u64,
-    /// Positive examples: elements whose target is 1 (sigmoid), rows of a
-    /// class other than the background class (softmax with one), else 0.
+    /// Positive examples: elements whose target is above 0.5 (sigmoid), rows
+    /// of a class other than the background class (softmax with one), else 0.
     positives: u64,
     class_loss_sums: Vec<f64>,
 }

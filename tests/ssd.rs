@@ -105,7 +105,11 @@ fn every_ssd_case_matches_its_reference() {
         // The per-class rows are the confidence part, one example per counted prior.
         let counted: u64 = classes.iter().map(|row| row["count"].as_u64().unwrap()).sum();
         assert_eq!(report["count"], counted, "{}", what("count"));
+        // They add up to the confidence sum: to rounding against the report's
+        // own figure, and within the parity tolerance against the reference.
         let class_conf: f64 = classes.iter().map(|row| row["loss_sum"].as_f64().unwrap()).sum();
+        let conf_sum = components["conf_sum"].as_f64().unwrap();
+        assert_close(&what("classes' conf total against conf_sum"), class_conf, conf_sum, 1e-12);
         assert_close(&what("classes' conf total"), class_conf, case.conf_sum, PARITY_RTOL);
 
         let images = report["images"].as_array().unwrap();

@@ -5,7 +5,7 @@
 //!
 //! The NumPy-written bad files are in `fixtures/bad/` (see
 //! `fixtures/generate.py`); corrupt byte images are made here, in a temporary
-//! folder, with the small `.npy` writer below (checked by
+//! folder, with the tests' `.npy` writer in `util.rs` (checked by
 //! `handmade_npy_files_are_accepted`, so a failure elsewhere is not the
 //! writer's fault).
 
@@ -15,7 +15,7 @@ use std::process::Output;
 
 use tempfile::TempDir;
 
-use crate::util::{json_report, losscope};
+use crate::util::{f64_npy, i64_npy, json_report, losscope, npy, npy_with_header};
 
 // --------------------------------------------------------------------------
 // helpers
@@ -141,56 +141,6 @@ impl Scratch {
     pub(crate) fn path(&self) -> &Path {
         self.0.path()
     }
-}
-
-/// A version 1.0 `.npy` image with `header` as its dictionary text, padded as
-/// NumPy pads it (the payload starts at a multiple of 64).
-pub(crate) fn npy_with_header(header: &str, payload: &[u8]) -> Vec<u8> {
-    let mut text = header.as_bytes().to_vec();
-    while !(10 + text.len() + 1).is_multiple_of(64) {
-        text.push(b' ');
-    }
-    text.push(b'\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(text.len() as u16).to_le_bytes());
-    out.extend_from_slice(&text);
-    out.extend_from_slice(payload);
-    out
-}
-
-fn shape_tuple(shape: &[usize]) -> String {
-    match shape {
-        [] => "()".to_string(),
-        [n] => format!("({n},)"),
-        _ => {
-            let parts: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-            format!("({})", parts.join(", "))
-        }
-    }
-}
-
-/// A well-formed C-order `.npy` image.
-pub(crate) fn npy(descr: &str, shape: &[usize], payload: &[u8]) -> Vec<u8> {
-    npy_with_header(
-        &format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {}, }}", shape_tuple(shape)),
-        payload,
-    )
-}
-
-pub(crate) fn f64_bytes(values: &[f64]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
-pub(crate) fn i64_bytes(values: &[i64]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
-pub(crate) fn f64_npy(shape: &[usize], values: &[f64]) -> Vec<u8> {
-    npy("<f8", shape, &f64_bytes(values))
-}
-
-pub(crate) fn i64_npy(shape: &[usize], values: &[i64]) -> Vec<u8> {
-    npy("<i8", shape, &i64_bytes(values))
 }
 
 /// An `.npz` image (a stored zip) holding the given members.

@@ -1,7 +1,8 @@
 //! `losscope focal` against each framework's own focal loss: every case of
 //! fixtures/focal/expected.json was computed in float64 by the package its
 //! `reference` names (fixtures/generate_focal.py), and the CLI must agree to
-//! 1e-10 relative on the value, the sum, the divisor and each class.
+//! 1e-10 relative on the value, the sum, the divisor and each class, and
+//! exactly on the counts.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -18,6 +19,11 @@ struct Case {
     value: f64,
     sum: f64,
     normalizer: f64,
+    /// Examples counted: elements for sigmoid losses, rows for softmax.
+    count: u64,
+    /// Positive examples: elements whose target is above 0.5 (sigmoid), rows
+    /// of a class other than the background class (softmax with one), else 0.
+    positives: u64,
     class_loss_sums: Vec<f64>,
 }
 
@@ -73,6 +79,15 @@ fn every_focal_case_matches_its_framework() {
             assert_close(&what("class loss_sum"), row["loss_sum"].as_f64().unwrap(), *want, PARITY_RTOL);
         }
         assert_eq!(report["parameters"]["kind"], case.params["kind"], "{}", what("kind"));
+        assert_eq!(report["count"], case.count, "{}", what("count"));
+        // Where positives apply, the report groups them apart from the negatives.
+        let positives = &report["difficulty"]["concentration"]["positives"];
+        let reported = if positives.is_null() { 0 } else { positives["count"].as_u64().unwrap() };
+        assert_eq!(reported, case.positives, "{}", what("positives"));
+        if classes.iter().all(|row| row["positives"].is_u64()) {
+            let per_class: u64 = classes.iter().map(|row| row["positives"].as_u64().unwrap()).sum();
+            assert_eq!(per_class, case.positives, "{}", what("class positives"));
+        }
     }
 }
 

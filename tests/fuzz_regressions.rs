@@ -1,59 +1,13 @@
 //! Inputs found while fuzzing the readers and the losses (see
 //! docs/fuzzing.md), kept so that each defect stays fixed. Each test feeds
-//! the minimised input through the public API or the CLI.
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+//! the minimised input through the public API or the CLI. The one whose
+//! check is the size of an allocation is in tests/allocation.rs, a test
+//! binary of its own with a tracking allocator.
 
 use losscope::input::{Container, from_bytes};
 use losscope::loss::{CrossEntropy, CrossEntropyParams, Reduction};
 
-use crate::util::{fixtures, losscope};
-
-/// The system allocator, noting the largest single request each thread makes,
-/// so a test can tell how much memory a call asked for at once.
-struct Tracking;
-
-thread_local! {
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note(size: usize) {
-    let _ = LARGEST.try_with(|largest| largest.set(largest.get().max(size)));
-}
-
-// SAFETY: every call is passed on unchanged to the system allocator.
-unsafe impl GlobalAlloc for Tracking {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Tracking = Tracking;
-
-/// Runs `f` and returns its result with the largest single allocation it
-/// made on this thread.
-fn largest_allocation<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    LARGEST.with(|largest| largest.set(0));
-    let result = f();
-    (result, LARGEST.with(Cell::get))
-}
+use crate::util::{fixtures, losscope, npy_with_header};
 
 /// A Fortran-order `.npy` of shape (0, 2**63): no elements, but a dimension
 /// whose size ndarray (and NumPy) cannot address. The header passes
@@ -137,22 +91,6 @@ fn cross_entropy_of_empty_arrays_with_huge_trailing_axes_does_not_overflow() {
     }
 }
 
-/// A 110-byte `.npz` whose only member, `logits`, is stored (not deflated),
-/// holds no bytes, and claims compressed and uncompressed sizes of
-/// 2**31 - 1 in both its local and central headers. `load_npz_member`
-/// trusts the claimed compressed size (×1100, capped at 1 GiB) and reserves
-/// a 1 GiB buffer before reading a byte.
-const NPZ_CLAIMS_2_GIB: &[u8] = b"PK\x03\x04\x14\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\xff\xff\x7f\xff\xff\xff\x7f\x06\x00\x00\x00logitsPK\x01\x02\x14\x00\x14\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\xff\xff\x7f\xff\xff\xff\x7f\x06\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00logitsPK\x05\x06\x00\x00\x00\x00\x01\x00\x01\x004\x00\x00\x00$\x00\x00\x00\x00\x00";
-
-#[test]
-fn npz_member_size_claims_are_not_reserved_beyond_the_archive() {
-    assert_eq!(NPZ_CLAIMS_2_GIB.len(), 110);
-    let (result, largest) =
-        largest_allocation(|| from_bytes(NPZ_CLAIMS_2_GIB, Container::Npz, Some("logits"), "logits"));
-    assert!(result.is_err(), "an empty member is not an array");
-    assert!(largest < 1 << 24, "a 110-byte archive made one allocation of {largest} bytes");
-}
-
 /// SSD ground truths as a padded `[B, M, 5]` `.npy` of shape (10**8, 0, 5):
 /// 128 bytes, no elements. `truths::from_padded` pushes one empty box list
 /// per image, 10**8 of them (2.4 GB and more as the list grows), before
@@ -206,21 +144,17 @@ fn deeply_nested_npy_headers_are_refused_quickly() {
 /// headers over 10,000 bytes (`max_header_size`); a plain array's header is
 /// under 200.
 fn long_nested_header() -> Vec<u8> {
-    let mut header = b"[[[[[[[".to_vec();
+    let mut header = "[[[[[[[".to_string();
     for _ in 0..20_000 {
-        header.extend_from_slice(b"[],");
+        header.push_str("[],");
     }
-    header.push(b'\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&u16::try_from(header.len()).unwrap().to_le_bytes());
-    bytes.extend_from_slice(&header);
-    bytes
+    npy_with_header(&header, &[])
 }
 
 #[test]
 fn long_npy_headers_are_refused_quickly() {
     let bytes = long_nested_header();
-    assert_eq!(bytes.len(), 60_018);
+    assert_eq!(bytes.len(), 60_032);
     let (sender, receiver) = std::sync::mpsc::channel();
     // On a thread, so a slow parse fails the test instead of stalling it.
     std::thread::spawn(move || {

@@ -12,8 +12,9 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::bad_input::{Scratch, describe, i64_npy, npy, npy_with_header, violations};
+use crate::bad_input::{Scratch, describe, violations};
 use crate::util::{fixtures, losscope};
+use crate::util::{i64_npy, npy, npy_with_header};
 
 // --------------------------------------------------------------------------
 // helpers

@@ -14,39 +14,11 @@ use std::process::{Command as Process, Output, Stdio};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::util::{assert_fits_schema, losscope};
+use crate::util::{assert_fits_schema, f64_npy, i64_npy, losscope};
 
 // --------------------------------------------------------------------------
 // helpers
 // --------------------------------------------------------------------------
-
-/// A C-order version 1.0 `.npy` image of `descr` values, padded as NumPy pads.
-fn npy(descr: &str, shape: &[usize], payload: Vec<u8>) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let tuple = match dims.len() {
-        1 => format!("({},)", dims[0]),
-        _ => format!("({})", dims.join(", ")),
-    };
-    let mut header =
-        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {tuple}, }}").into_bytes();
-    while !(10 + header.len() + 1).is_multiple_of(64) {
-        header.push(b' ');
-    }
-    header.push(b'\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(&header);
-    out.extend_from_slice(&payload);
-    out
-}
-
-fn f64_npy(shape: &[usize], values: &[f64]) -> Vec<u8> {
-    npy("<f8", shape, values.iter().flat_map(|v| v.to_le_bytes()).collect())
-}
-
-fn i64_npy(shape: &[usize], values: &[i64]) -> Vec<u8> {
-    npy("<i8", shape, values.iter().flat_map(|v| v.to_le_bytes()).collect())
-}
 
 /// A temporary folder for inputs and outputs.
 struct Scratch(TempDir);

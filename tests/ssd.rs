@@ -17,12 +17,17 @@ struct Case {
     value: Option<f64>,
     loc: Option<f64>,
     conf: Option<f64>,
+    loc_sum: f64,
+    conf_sum: f64,
     num_pos: u64,
     num_neg: u64,
     class_conf_sums: Vec<f64>,
     class_positives: Vec<u64>,
     image_loc_sums: Vec<f64>,
     image_conf_sums: Vec<f64>,
+    image_positives: Vec<u64>,
+    /// ssd.pytorch only: negatives that no float64 ranking can mine.
+    never_mined: Option<u64>,
 }
 
 fn args(case: &Case) -> Vec<String> {
@@ -51,6 +56,8 @@ fn args(case: &Case) -> Vec<String> {
     args
 }
 
+/// Every figure the reference computes, through the JSON report: the value
+/// and its parts, their sums, the counts, each class and each image.
 #[test]
 fn every_ssd_case_matches_its_reference() {
     let cases: Vec<Case> = reference_cases("ssd/expected.json");
@@ -65,6 +72,8 @@ fn every_ssd_case_matches_its_reference() {
             ("value", &report["value"], case.value),
             ("loc", &components["loc"], case.loc),
             ("conf", &components["conf"], case.conf),
+            ("loc_sum", &components["loc_sum"], Some(case.loc_sum)),
+            ("conf_sum", &components["conf_sum"], Some(case.conf_sum)),
         ] {
             match want {
                 Some(want) => assert_close(&what(field), got.as_f64().unwrap(), want, PARITY_RTOL),
@@ -73,28 +82,53 @@ fn every_ssd_case_matches_its_reference() {
         }
         assert_eq!(components["num_pos"], case.num_pos, "{}", what("num_pos"));
         assert_eq!(components["num_neg"], case.num_neg, "{}", what("num_neg"));
-        for (c, row) in report["classes"].as_array().unwrap().iter().enumerate() {
+        if let Some(never_mined) = case.never_mined {
+            assert_eq!(report["matching"]["never_mined"]["float64"], never_mined, "{}", what("never_mined"));
+        }
+
+        let classes = report["classes"].as_array().unwrap();
+        assert_eq!(classes.len(), case.class_conf_sums.len(), "{}", what("classes"));
+        for (c, row) in classes.iter().enumerate() {
             assert_close(
-                &what("class conf"),
+                &what(&format!("class {c} conf")),
                 row["loss_sum"].as_f64().unwrap(),
                 case.class_conf_sums[c],
                 PARITY_RTOL,
             );
-            assert_eq!(row["positives"], case.class_positives[c], "{}", what("class positives"));
+            assert_eq!(
+                row["positives"],
+                case.class_positives[c],
+                "{}",
+                what(&format!("class {c} positives"))
+            );
         }
-        for (b, image) in report["images"].as_array().unwrap().iter().enumerate() {
+        // The per-class rows are the confidence part, one example per counted prior.
+        let counted: u64 = classes.iter().map(|row| row["count"].as_u64().unwrap()).sum();
+        assert_eq!(report["count"], counted, "{}", what("count"));
+        // They add up to the confidence sum: to rounding against the report's
+        // own figure, and within the parity tolerance against the reference.
+        let class_conf: f64 = classes.iter().map(|row| row["loss_sum"].as_f64().unwrap()).sum();
+        let conf_sum = components["conf_sum"].as_f64().unwrap();
+        assert_close(&what("classes' conf total against conf_sum"), class_conf, conf_sum, 1e-12);
+        assert_close(&what("classes' conf total"), class_conf, case.conf_sum, PARITY_RTOL);
+
+        let images = report["images"].as_array().unwrap();
+        assert_eq!(images.len(), case.image_loc_sums.len(), "{}", what("images"));
+        for (b, image) in images.iter().enumerate() {
+            let image_what = |field: &str| what(&format!("image {b} {field}"));
             assert_close(
-                &what("image loc"),
+                &image_what("loc"),
                 image["loc_sum"].as_f64().unwrap(),
                 case.image_loc_sums[b],
                 PARITY_RTOL,
             );
             assert_close(
-                &what("image conf"),
+                &image_what("conf"),
                 image["conf_sum"].as_f64().unwrap(),
                 case.image_conf_sums[b],
                 PARITY_RTOL,
             );
+            assert_eq!(image["positives"], case.image_positives[b], "{}", image_what("positives"));
         }
     }
 }
@@ -134,14 +168,46 @@ fn the_table_shows_groups_images_and_matching() {
         .stdout(predicates::str::contains("matched only by forcing"));
 }
 
+/// A batch without a box has no positive prior: the loss is 0 by default
+/// (`--zero-positives zero`, as the SSD paper sets it) and null with
+/// `--zero-positives nan`, with a warning either way.
 #[test]
 fn no_positive_prior_gives_zero_with_a_warning() {
+    let no_boxes = [
+        "ssd",
+        "--loc",
+        "ssd/no_boxes/loc.npy",
+        "--conf",
+        "ssd/no_boxes/conf.npy",
+        "--priors",
+        "ssd/no_boxes/priors.npy",
+        "--truths",
+        "ssd/no_boxes/truths.json",
+    ];
     losscope()
-        .args(["ssd", "--loc", "ssd/no_boxes/loc.npy", "--conf", "ssd/no_boxes/conf.npy"])
-        .args(["--priors", "ssd/no_boxes/priors.npy", "--truths", "ssd/no_boxes/truths.json"])
+        .args(no_boxes)
         .assert()
         .success()
-        .stderr(predicates::str::contains("warning"));
+        .stderr(predicates::str::contains("warning: no prior is positive (N = 0): the loss is 0"));
+
+    let report = json_report(&no_boxes);
+    assert_eq!(report["value"].as_f64(), Some(0.0), "value: {}", report["value"]);
+    assert_eq!(report["components"]["loc"].as_f64(), Some(0.0));
+    assert_eq!(report["components"]["conf"].as_f64(), Some(0.0));
+    assert_eq!(report["components"]["num_pos"], 0);
+    let warnings = report["warnings"].as_array().unwrap();
+    assert!(
+        warnings.iter().any(|w| w.as_str().unwrap().contains("the loss is 0, as the SSD paper")),
+        "{warnings:?}"
+    );
+
+    let mut nan = no_boxes.to_vec();
+    nan.extend(["--zero-positives", "nan"]);
+    let report = json_report(&nan);
+    assert!(report["value"].is_null(), "value with --zero-positives nan: {}", report["value"]);
+    assert!(report["components"]["loc"].is_null() && report["components"]["conf"].is_null());
+    let warnings = report["warnings"].as_array().unwrap();
+    assert!(warnings.iter().any(|w| w.as_str().unwrap().contains("the loss is NaN")), "{warnings:?}");
 }
 
 #[test]

@@ -76,3 +76,39 @@ pub fn assert_close(what: &str, actual: f64, expected: f64, rtol: f64) {
         (actual - expected).abs() / expected.abs()
     );
 }
+
+/// A version 1.0 `.npy` image with `header` as its dictionary text, padded as
+/// NumPy pads it (the payload starts at a multiple of 64). The one `.npy`
+/// writer of the tests: corrupt files are made from its output.
+pub fn npy_with_header(header: &str, payload: &[u8]) -> Vec<u8> {
+    let mut text = header.as_bytes().to_vec();
+    while !(10 + text.len() + 1).is_multiple_of(64) {
+        text.push(b' ');
+    }
+    text.push(b'\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&u16::try_from(text.len()).expect("a version 1.0 header").to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// A well-formed C-order `.npy` image: `descr` as NumPy spells it (`<f8`,
+/// `|b1`, …) and the raw little-endian `payload`.
+pub fn npy(descr: &str, shape: &[usize], payload: &[u8]) -> Vec<u8> {
+    let shape = match shape {
+        [n] => format!("({n},)"),
+        _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+    };
+    npy_with_header(&format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}"), payload)
+}
+
+/// A float64 `.npy` image.
+pub fn f64_npy(shape: &[usize], values: &[f64]) -> Vec<u8> {
+    npy("<f8", shape, &values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())
+}
+
+/// An int64 `.npy` image.
+pub fn i64_npy(shape: &[usize], values: &[i64]) -> Vec<u8> {
+    npy("<i8", shape, &values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())
+}

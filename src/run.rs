@@ -224,6 +224,7 @@ fn run_pass(pass: &dyn PerExample, settings: &Analysis, per_example: Option<Sink
             examples: settings.examples,
             calibration_edges: linspace_edges(settings.calibration_bins),
             confusion: kind == ExampleKind::Row,
+            classes: pass.classes(),
         },
         per_example,
     };

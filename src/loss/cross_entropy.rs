@@ -248,14 +248,6 @@ impl<'a> CrossEntropy<'a> {
     }
 }
 
-/// The shifted log-sum-exp of a row: its maximum `m` and `ln Σ exp(x - m)`,
-/// so that `log p_c = (x_c - m) - ln_sum`, the order PyTorch's log_softmax
-/// uses.
-#[inline(always)]
-fn log_sum_exp(row: &[f64], max: f64) -> f64 {
-    crate::math::sum_exp(row, max).ln()
-}
-
 fn first_max(row: &[f64]) -> usize {
     let mut best = 0;
     for (c, &v) in row.iter().enumerate().skip(1) {
@@ -290,11 +282,14 @@ impl PerExample for CrossEntropy<'_> {
         let mut target_row = vec![0.0; classes];
         for i in units {
             let (max, start, stride) = read_row(&self.logits, &self.layout, i, &mut row, tally);
-            let ln_sum = log_sum_exp(&row, max);
+            // The shifted log-sum-exp: `log p_c = (x_c - m) - ln Σ exp(x - m)`,
+            // in the order PyTorch's log_softmax uses.
+            let sum = crate::math::sum_exp(&row, max);
+            let ln_sum = sum.ln();
             let log_p = |c: usize| (row[c] - max) - ln_sum;
             let predicted = argmax(&row, max);
-            // The largest probability: exp((max - max) - ln Σ).
-            let confidence = (-ln_sum).exp();
+            // The largest probability: exp(max - max) / Σ.
+            let confidence = sum.recip();
             match &self.targets {
                 Targets::Indices(labels) => {
                     let Some(y) = labels.class(i) else {

@@ -7,6 +7,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::Sum;
 
@@ -33,6 +34,8 @@ pub struct FindingSettings {
     pub calibration_edges: Vec<f64>,
     /// Whether to count (target, predicted) pairs: softmax losses only.
     pub confusion: bool,
+    /// The classes of the loss.
+    pub classes: usize,
 }
 
 impl Default for FindingSettings {
@@ -42,6 +45,7 @@ impl Default for FindingSettings {
             examples: 0,
             calibration_edges: Vec::new(),
             confusion: false,
+            classes: 0,
         }
     }
 }
@@ -156,23 +160,76 @@ impl Hardest {
     }
 }
 
-/// Per (target, predicted) pair with target ≠ predicted: the count and the loss.
-#[derive(Debug, Clone, Default)]
-pub struct Confusion {
-    pairs: HashMap<(u32, u32), (u64, f64)>,
-}
+/// A multiplicative hash of a pair of class indices: one multiplication
+/// where the default hasher would run SipHash on every wrong prediction.
+#[derive(Debug, Clone, Copy, Default)]
+struct PairHasher(u64);
 
-impl Confusion {
-    #[inline]
-    pub fn add(&mut self, target: u32, predicted: u32, loss: f64) {
-        if target != predicted {
-            let entry = self.pairs.entry((target, predicted)).or_insert((0, 0.0));
-            entry.0 += 1;
-            entry.1 += loss;
+impl Hasher for PairHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
         }
     }
 
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    #[inline]
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(n as u64);
+    }
+}
+
+/// Classes up to which the pairs are counted in a dense table (16 bytes a
+/// cell: 256 KiB at the limit) instead of a hash map.
+const DENSE_CLASSES: usize = 128;
+
+/// Per (target, predicted) pair with target ≠ predicted: the count and the loss.
+#[derive(Debug, Clone, Default)]
+pub struct Confusion {
+    /// `classes × classes` cells, target-major, when the classes are few.
+    dense: Vec<(u64, f64)>,
+    classes: usize,
+    pairs: HashMap<(u32, u32), (u64, f64), BuildHasherDefault<PairHasher>>,
+}
+
+impl Confusion {
+    pub fn new(classes: usize) -> Self {
+        let dense = if classes <= DENSE_CLASSES { vec![(0, 0.0); classes * classes] } else { Vec::new() };
+        Confusion { dense, classes, pairs: HashMap::default() }
+    }
+
+    #[inline(always)]
+    pub fn add(&mut self, target: u32, predicted: u32, loss: f64) {
+        if target == predicted {
+            return;
+        }
+        let (t, p) = (target as usize, predicted as usize);
+        let entry = if self.dense.is_empty() || t >= self.classes || p >= self.classes {
+            self.pairs.entry((target, predicted)).or_insert((0, 0.0))
+        } else {
+            &mut self.dense[t * self.classes + p]
+        };
+        entry.0 += 1;
+        entry.1 += loss;
+    }
+
     pub fn merge(&mut self, other: &Confusion) {
+        if self.dense.len() < other.dense.len() {
+            self.dense.resize(other.dense.len(), (0, 0.0));
+            self.classes = other.classes;
+        }
+        for (mine, theirs) in self.dense.iter_mut().zip(&other.dense) {
+            mine.0 += theirs.0;
+            mine.1 += theirs.1;
+        }
         for (&pair, &(count, loss)) in &other.pairs {
             let entry = self.pairs.entry(pair).or_insert((0, 0.0));
             entry.0 += count;
@@ -183,7 +240,13 @@ impl Confusion {
     /// Every pair: (target, predicted, count, loss sum), the largest loss
     /// first, ties by (target, predicted).
     pub fn sorted(&self) -> Vec<(u32, u32, u64, f64)> {
-        let mut all: Vec<_> = self.pairs.iter().map(|(&(t, p), &(n, l))| (t, p, n, l)).collect();
+        let dense = self
+            .dense
+            .iter()
+            .enumerate()
+            .filter(|(_, cell)| cell.0 > 0)
+            .map(|(i, &(n, l))| ((i / self.classes) as u32, (i % self.classes) as u32, n, l));
+        let mut all: Vec<_> = dense.chain(self.pairs.iter().map(|(&(t, p), &(n, l))| (t, p, n, l))).collect();
         all.sort_by(|a, b| b.3.total_cmp(&a.3).then((a.0, a.1).cmp(&(b.0, b.1))));
         all
     }
@@ -216,14 +279,22 @@ impl Calibration {
     }
 
     /// The bucket of `confidence`: the number of edges at or below it, less
-    /// one (`bucketize(right=True) - 1`); NaN goes nowhere.
+    /// one (`bucketize(right=True) - 1`); NaN and negatives go nowhere. The
+    /// edges are within an ulp of i / bins, so the guess from the product
+    /// is right but for a step at an edge.
     #[inline]
     fn bucket_of(&self, confidence: f64) -> Option<usize> {
-        if confidence.is_nan() {
+        if confidence.is_nan() || confidence < 0.0 {
             return None;
         }
-        let above = self.edges.partition_point(|&edge| edge <= confidence);
-        above.checked_sub(1)
+        let last = self.edges.len() - 1;
+        let mut b = ((confidence * last as f64) as usize).min(last);
+        if confidence < self.edges[b] {
+            b -= 1;
+        } else if b < last && confidence >= self.edges[b + 1] {
+            b += 1;
+        }
+        Some(b)
     }
 
     #[inline]
@@ -280,7 +351,11 @@ impl Findings {
     pub fn new(settings: &FindingSettings) -> Self {
         Findings {
             hardest: Hardest::new(settings.examples),
-            confusion: Confusion::default(),
+            confusion: if settings.confusion {
+                Confusion::new(settings.classes)
+            } else {
+                Confusion::default()
+            },
             calibration: Calibration::new(&settings.calibration_edges),
             confusion_on: settings.confusion,
         }

@@ -710,3 +710,22 @@ fn non_finite_inline_weights_are_named_not_taken_for_files() {
     let err = rejects(&["bce", "golden/bce.npz", "--pos-weight", "nan,1,1"], &["--pos-weight"]);
     assert!(!err.contains("no such file"), "{err}");
 }
+
+/// A report too large for diff's memory is refused before it is read, with
+/// the limit (a sparse file: nothing is written to disk).
+#[test]
+fn diff_refuses_a_report_beyond_its_size_limit() {
+    let dir = TempDir::new().unwrap();
+    let small = dir.path().join("small.json");
+    let output =
+        losscope().args(["ce", "golden/ce.npz", "--format", "json", "-o"]).arg(&small).output().unwrap();
+    assert!(output.status.success());
+    let huge = dir.path().join("huge.json");
+    File::create(&huge).unwrap().set_len(losscope::diff::MAX_REPORT_BYTES + 1).unwrap();
+    let output = losscope().arg("diff").arg(&small).arg(&huge).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("huge.json (current)") && stderr.contains("128.0 MiB"), "{stderr}");
+}

@@ -57,9 +57,10 @@ pub struct DiffReport {
 
 fn read_report(path: &Path, role: &str) -> Result<Value> {
     let origin = Origin::new(role, path.display().to_string());
-    let text = std::fs::read(path).map_err(|e| Error::input(&origin, format!("cannot read: {e}")))?;
+    let text = crate::input::read_text(path, &origin)?;
+    let text = crate::input::json_text(&text).map_err(|message| Error::input(&origin, message))?;
     let value: Value =
-        serde_json::from_slice(&text).map_err(|e| Error::input(&origin, format!("not JSON: {e}")))?;
+        serde_json::from_slice(text).map_err(|e| Error::input(&origin, format!("not JSON: {e}")))?;
     if value.get("schema_version").and_then(Value::as_u64).is_none() || value.get("loss").is_none() {
         return Err(Error::input(&origin, "not a losscope report (no schema_version or loss)"));
     }

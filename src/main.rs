@@ -5,6 +5,9 @@ use clap::Parser;
 use losscope::output::to_stderr;
 
 fn main() -> ExitCode {
+    // A memory-mapped input truncated during the run ends it with an error
+    // line and exit code 2, not a silent bus error.
+    losscope::input::exit_on_truncated_input();
     let cli = match losscope::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if e.use_stderr() => {

@@ -55,6 +55,12 @@ pub struct ReportArgs {
     pub threads: Option<usize>,
 }
 
+/// The most worker threads `--threads` may ask for: more than the cores of
+/// the largest machines, and far more than a pass can use, since it is cut
+/// into at most [`crate::tally::MAX_CHUNKS`] chunks. A larger count is a
+/// typo, and used to start threads until the system refused.
+pub const MAX_THREADS: usize = 1024;
+
 /// The report flags, checked.
 #[derive(Debug, Clone)]
 pub struct ReportSettings {
@@ -181,6 +187,15 @@ impl ReportSettings {
         if args.threads == Some(0) {
             return Err(Error::usage("--threads must be at least 1"));
         }
+        if let Some(threads) = args.threads
+            && threads > MAX_THREADS
+        {
+            return Err(Error::usage(format!(
+                "--threads {threads} is above the limit of {MAX_THREADS}: a pass is cut into at most {} \
+                 chunks, so more threads never work at once (and results do not depend on --threads)",
+                crate::tally::MAX_CHUNKS
+            )));
+        }
         let expect = match args.expect {
             Some(value) if !value.is_finite() => {
                 return Err(Error::usage(format!("--expect {value} is not a finite number")));
@@ -211,6 +226,9 @@ impl ReportSettings {
 pub fn class_names(text: &str) -> Result<Vec<String>> {
     let path = Path::new(text);
     let origin = Origin::new("class names", text);
+    if let Some(problem) = crate::input::unreadable(path) {
+        return Err(Error::input(&origin, problem));
+    }
     if !path.is_file() {
         // A mistyped file name must not become the name of class 0.
         let looks_like_a_path =
@@ -220,10 +238,12 @@ pub fn class_names(text: &str) -> Result<Vec<String>> {
         }
         return Ok(text.split(',').map(|s| s.trim().to_string()).collect());
     }
-    let content =
-        std::fs::read_to_string(path).map_err(|e| Error::input(&origin, format!("cannot read: {e}")))?;
+    let bytes = crate::input::read_text(path, &origin)?;
+    let fail = |message: String| Error::input(&origin, message);
+    let text = crate::input::json_text(&bytes).map_err(fail)?;
+    let content = std::str::from_utf8(text).map_err(|e| fail(format!("not UTF-8 text: {e}")))?;
     if content.trim_start().starts_with('[') {
-        return serde_json::from_str(&content)
+        return serde_json::from_str(content)
             .map_err(|e| Error::input(&origin, format!("not a JSON list of strings: {e}")));
     }
     Ok(content.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect())

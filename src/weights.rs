@@ -74,17 +74,21 @@ pub struct WeightsParams {
 
 /// Counts the labels of `targets` and derives the weights.
 pub fn suggest(targets: &Tensor, params: &WeightsParams) -> Result<WeightsReport> {
+    if let Some(classes) = params.classes {
+        crate::tally::check_classes(classes)
+            .map_err(|message| Error::usage(format!("--classes {classes}: {message}")))?;
+    }
     let values = targets.values();
     let mut counts: Vec<u64> = vec![0; params.classes.unwrap_or(0)];
     let mut ignored = 0;
     for i in 0..targets.numel() {
         let at = || index_in(&targets.shape, i);
-        let Some(label) = values.get_index(i) else {
-            return Err(Error::input(
+        let label = values.index_at(i).map_err(|why| {
+            Error::input(
                 &targets.origin,
-                format!("target {} at index {} is not a class index", values.display(i), at()),
-            ));
-        };
+                format!("target {} at index {} {}", values.display(i), at(), why.describe(None)),
+            )
+        })?;
         if label == params.ignore_index {
             ignored += 1;
             continue;
@@ -107,10 +111,14 @@ pub fn suggest(targets: &Tensor, params: &WeightsParams) -> Result<WeightsReport
                     format!("label {label} at index {} is out of range for {classes} classes", at()),
                 ));
             }
-            if label >= 1 << 24 {
+            if label >= crate::tally::MAX_CLASSES {
                 return Err(Error::input(
                     &targets.origin,
-                    format!("label {label} at index {}: pass --classes to count that many classes", at()),
+                    format!(
+                        "label {label} at index {} is beyond the {} classes losscope counts",
+                        at(),
+                        crate::tally::MAX_CLASSES
+                    ),
                 ));
             }
             counts.resize(label + 1, 0);

@@ -14,13 +14,13 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use losscope::cli::Format;
 use losscope::error::Origin;
-use losscope::format::{Layout, exporter};
+use losscope::format::{Format, Layout, exporter};
 use losscope::input::{Column, Tensor};
 use losscope::loss::{Bce, BceParams, CrossEntropy, CrossEntropyParams, PerExample, Reduction};
-use losscope::report::{Header, Report};
-use losscope::run::{Analysis, analyse};
+use losscope::report::{Header, Presentation, Report};
+use losscope::run::analyse;
+use losscope::settings::Analysis;
 
 /// Reads the fuzz input front to back; past its end every byte is 0.
 struct Input<'a>(&'a [u8]);
@@ -100,14 +100,18 @@ fn tensor(role: &str, shape: Vec<usize>, column: Column) -> Tensor {
     Tensor::from_column(Origin::new(role, role), shape, column).expect("the column fits the shape")
 }
 
-fn header() -> Header {
+/// A report header; `positives_per_class` as the loss sets it (BCE's rows
+/// carry positives, CE's do not).
+fn header(positives_per_class: bool) -> Header {
     Header {
         loss: "fuzz",
+        presentation: Presentation::default(),
         parameters: Default::default(),
         inputs: vec![],
         class_names: None,
         warnings: vec![],
-        detection: None,
+        positives_per_class,
+        sections: None,
     }
 }
 
@@ -285,7 +289,7 @@ fuzz_target!(|data: &[u8]| {
             class_axis: None,
         };
         let Ok(loss) = CrossEntropy::new(&logits, &targets, &params) else { return };
-        let result = analyse(&loss, &logits, &targets, header(), &analysis, false);
+        let result = analyse(&loss, [&logits, &targets], header(false), &analysis);
         check(&loss, result, allow_nonfinite, finite, well_formed, &mut input);
     } else {
         let targets: Vec<f64> = (0..numel).map(|_| input.unit(wild_targets)).collect();
@@ -312,7 +316,7 @@ fuzz_target!(|data: &[u8]| {
             class_axis: None,
         };
         let Ok(loss) = Bce::new(&logits, &targets, &params) else { return };
-        let result = analyse(&loss, &logits, &targets, header(), &analysis, true);
+        let result = analyse(&loss, [&logits, &targets], header(true), &analysis);
         check(&loss, result, allow_nonfinite, finite, well_formed, &mut input);
     }
 });

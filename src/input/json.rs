@@ -1,7 +1,8 @@
 //! JSON tensors: a nested rectangular array of numbers, or an object whose
-//! members are such arrays. Parsed straight into one flat buffer; the first
-//! array seen at each depth fixes that dimension and every later one must
-//! agree, so a ragged array is reported at the element that breaks the shape.
+//! members are such arrays. Parsed straight into one flat, typed buffer
+//! (8 bytes a number, sized once from the text); the first array seen at
+//! each depth fixes that dimension and every later one must agree, so a
+//! ragged array is reported at the element that breaks the shape.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,6 +22,14 @@ pub struct JsonArray {
 /// Parses a document that is itself an array.
 pub fn parse_array(text: &[u8]) -> Result<JsonArray, String> {
     let mut flat = Flat::default();
+    // Every number but the last of each array is followed by a comma, so
+    // the commas bound the count: the buffer is allocated once, and a
+    // document too large for memory is refused here rather than midway.
+    let bound = text.iter().filter(|&&b| b == b',').count() + 1;
+    if let Numbers::I64(ints) = &mut flat.numbers {
+        ints.try_reserve_exact(bound)
+            .map_err(|_| format!("cannot allocate memory for up to {bound} numbers"))?;
+    }
     let mut de = serde_json::Deserializer::from_slice(text);
     Level { flat: &mut flat, depth: 0 }
         .deserialize(&mut de)
@@ -34,8 +43,9 @@ pub fn is_object(text: &[u8]) -> bool {
     text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
 }
 
-/// The members of an object document, each kept as raw text until asked for.
-pub fn members(text: &[u8]) -> Result<BTreeMap<String, Box<RawValue>>, String> {
+/// The members of an object document, each left as its raw text (borrowed,
+/// not copied) until asked for.
+pub fn members(text: &[u8]) -> Result<BTreeMap<String, &RawValue>, String> {
     serde_json::from_slice(text).map_err(|e| e.to_string())
 }
 
@@ -48,54 +58,77 @@ struct Flat {
     /// The position of the element being read, for messages.
     path: Vec<usize>,
     numbers: Numbers,
+    /// Whether a negative integer was read (it rules out uint64).
+    negative_seen: bool,
 }
 
-/// Numbers read so far: integers kept exact until the first float.
+/// Numbers read so far, exact while they are integers: int64 while every
+/// integer fits, uint64 once one exceeds int64 and none is negative,
+/// float64 from the first float (or an integer neither type holds). A
+/// change of type converts the numbers in place.
 enum Numbers {
-    Integers(Vec<i128>),
-    Floats(Vec<f64>),
+    I64(Vec<i64>),
+    U64(Vec<u64>),
+    F64(Vec<f64>),
 }
 
 impl Default for Numbers {
     fn default() -> Self {
-        Numbers::Integers(Vec::new())
+        Numbers::I64(Vec::new())
     }
 }
 
 impl Numbers {
-    fn push_integer(&mut self, v: i128) {
+    fn push_integer(&mut self, v: i128, negative_seen: bool) {
         match self {
-            Numbers::Integers(ints) => ints.push(v),
-            Numbers::Floats(floats) => floats.push(v as f64),
+            Numbers::I64(ints) => match i64::try_from(v) {
+                Ok(v) => ints.push(v),
+                // Larger than int64: uint64 holds it unless a negative came first.
+                Err(_) if !negative_seen && v > 0 => {
+                    let ints = std::mem::take(ints);
+                    *self = Numbers::U64(ints.into_iter().map(|i| i as u64).collect());
+                    self.push_integer(v, negative_seen);
+                }
+                Err(_) => {
+                    self.make_floats();
+                    self.push_integer(v, negative_seen);
+                }
+            },
+            Numbers::U64(ints) => match u64::try_from(v) {
+                Ok(v) => ints.push(v),
+                Err(_) => {
+                    self.make_floats();
+                    self.push_integer(v, negative_seen);
+                }
+            },
+            Numbers::F64(floats) => floats.push(v as f64),
         }
     }
 
     fn push_float(&mut self, v: f64) {
-        if let Numbers::Integers(ints) = self {
-            *self = Numbers::Floats(ints.iter().map(|&i| i as f64).collect());
-        }
-        if let Numbers::Floats(floats) = self {
+        self.make_floats();
+        if let Numbers::F64(floats) = self {
             floats.push(v);
         }
+    }
+
+    /// Converts the numbers so far to float64, in the buffer they are in.
+    fn make_floats(&mut self) {
+        *self = match std::mem::take(self) {
+            Numbers::I64(ints) => Numbers::F64(ints.into_iter().map(|i| i as f64).collect()),
+            Numbers::U64(ints) => Numbers::F64(ints.into_iter().map(|i| i as f64).collect()),
+            floats => floats,
+        };
     }
 }
 
 impl Flat {
-    /// int64 when every integer fits, uint64 when they are non-negative and
-    /// fit that, float64 otherwise.
     fn finish(self) -> JsonArray {
         let shape: Vec<usize> = self.dims.iter().map_while(|d| *d).collect();
         let column = match self.numbers {
-            Numbers::Integers(ints) => {
-                if let Ok(v) = ints.iter().map(|&i| i64::try_from(i)).collect::<Result<Vec<_>, _>>() {
-                    Column::I64(v)
-                } else if let Ok(v) = ints.iter().map(|&i| u64::try_from(i)).collect::<Result<Vec<_>, _>>() {
-                    Column::U64(v)
-                } else {
-                    Column::F64(ints.iter().map(|&i| i as f64).collect())
-                }
-            }
-            Numbers::Floats(floats) => Column::F64(floats),
+            Numbers::I64(v) => Column::I64(v),
+            Numbers::U64(v) => Column::U64(v),
+            Numbers::F64(v) => Column::F64(v),
         };
         JsonArray { shape, dtype: column.dtype(), column }
     }
@@ -161,15 +194,18 @@ impl<'de> Visitor<'de> for Level<'_> {
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        self.number(|numbers| numbers.push_integer(v as i128))
+        self.number(|flat| {
+            flat.negative_seen |= v < 0;
+            flat.numbers.push_integer(v as i128, flat.negative_seen)
+        })
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        self.number(|numbers| numbers.push_integer(v as i128))
+        self.number(|flat| flat.numbers.push_integer(v as i128, flat.negative_seen))
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-        self.number(|numbers| numbers.push_float(v))
+        self.number(|flat| flat.numbers.push_float(v))
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
@@ -190,7 +226,7 @@ impl<'de> Visitor<'de> for Level<'_> {
 }
 
 impl Level<'_> {
-    fn number<E: de::Error>(self, push: impl FnOnce(&mut Numbers)) -> Result<(), E> {
+    fn number<E: de::Error>(self, push: impl FnOnce(&mut Flat)) -> Result<(), E> {
         let Level { flat, depth } = self;
         let arrays_here = flat.dims.get(depth).is_some_and(|d| d.is_some());
         if arrays_here || flat.rank.is_some_and(|rank| rank != depth) {
@@ -200,7 +236,7 @@ impl Level<'_> {
             )));
         }
         flat.rank = Some(depth);
-        push(&mut flat.numbers);
+        push(flat);
         Ok(())
     }
 
@@ -230,6 +266,29 @@ mod tests {
     fn integers_stay_integers_until_a_float_appears() {
         assert_eq!(parse_array(b"[1, 2]").unwrap().dtype, DType::I64);
         assert_eq!(parse_array(b"[1, 2.5]").unwrap().dtype, DType::F64);
+    }
+
+    fn values(text: &str) -> (DType, Vec<f64>) {
+        let array = parse_array(text.as_bytes()).unwrap();
+        let tensor = crate::input::Tensor::from_column(
+            crate::error::Origin::new("t", "t"),
+            array.shape.clone(),
+            array.column,
+        )
+        .unwrap();
+        (array.dtype, tensor.to_f64_vec())
+    }
+
+    #[test]
+    fn integers_take_the_narrowest_type_that_holds_them_all() {
+        let big = u64::MAX;
+        assert_eq!(values(&format!("[1, {big}]")), (DType::U64, vec![1.0, big as f64]));
+        // A negative rules out uint64, before or after the large value.
+        assert_eq!(values(&format!("[-1, {big}]")), (DType::F64, vec![-1.0, big as f64]));
+        assert_eq!(values(&format!("[{big}, -1]")), (DType::F64, vec![big as f64, -1.0]));
+        assert_eq!(values(&format!("[{big}, 0.5]")), (DType::F64, vec![big as f64, 0.5]));
+        assert_eq!(values("[-5, 7, 0.5, 3]"), (DType::F64, vec![-5.0, 7.0, 0.5, 3.0]));
+        assert_eq!(values("[[-9223372036854775808]]").0, DType::I64);
     }
 
     #[test]

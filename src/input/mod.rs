@@ -1,21 +1,26 @@
 //! Reading input arrays. A spec names a file and, for `.npz` files and JSON
 //! objects, a member: `dump.npz:logits`. `.npy` payloads in native layout are
 //! memory-mapped and read in place; everything else is decoded once into an
-//! owned, native, C-order buffer.
+//! owned, native, C-order buffer. Only regular files are read, never more
+//! than they hold or their headers declare (see docs/reliability.md).
 
+mod file;
+mod guard;
 mod json;
 mod npy;
 mod sources;
 mod tensor;
 
-use std::fs::File;
-use std::io::{Read, Seek};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Origin, Result};
+use file::Opened;
+pub use file::{CHANGED, MAX_TEXT_BYTES, size_text};
+pub use guard::exit_on_truncated_input;
 pub use sources::Sources;
 use tensor::Storage;
-pub use tensor::{Column, DType, Element, Tensor, Values, shape_text};
+pub use tensor::{Column, DType, Element, NotAnIndex, Tensor, Values, shape_text};
 
 /// A file and, optionally, the member to take from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +78,7 @@ fn format_of(path: &Path, head: &[u8]) -> Format {
 pub fn load(spec: &Spec, role: &str) -> Result<Tensor> {
     let origin = Origin::new(role, spec.text());
     let fail = |message: String| Error::input(&origin, message);
-    let file = open(&spec.path).map_err(&fail)?;
+    let file = file::open(&spec.path).map_err(&fail)?;
     let mut head = [0u8; 8];
     let head_len = file.peek(&mut head);
     match format_of(&spec.path, &head[..head_len]) {
@@ -81,37 +86,73 @@ pub fn load(spec: &Spec, role: &str) -> Result<Tensor> {
             if spec.key.is_some() {
                 return Err(fail("an .npy file holds one array: drop the ':key'".into()));
             }
-            load_npy(file.into_file(), origin)
+            load_npy(file, origin)
         }
         Format::Npz => {
             let key = spec.key.as_deref().unwrap_or(role);
-            load_npz_member(file.into_file(), key, origin)
+            load_npz_member(file.file, key, origin)
         }
         Format::Json => {
-            let text = file.read_all().map_err(&fail)?;
-            load_json(&text, spec.key.as_deref(), origin)
+            let text = file.read_text().map_err(&fail)?;
+            load_json(json_text(&text).map_err(&fail)?, spec.key.as_deref(), origin)
         }
     }
+}
+
+/// The whole of a text file (a report, a list of class names, JSON truths):
+/// a regular file of at most [`MAX_TEXT_BYTES`], read once.
+pub fn read_text(path: &Path, origin: &Origin) -> Result<Vec<u8>> {
+    let fail = |message: String| Error::input(origin, message);
+    file::open(path).map_err(fail)?.read_text().map_err(fail)
+}
+
+/// A JSON text as the parser takes it: without the UTF-8 byte-order mark
+/// some editors and PowerShell write first, which JSON does not allow but
+/// which says nothing about the content. A UTF-16 or UTF-32 text (its
+/// byte-order mark) is refused with how to convert it.
+pub fn json_text(text: &[u8]) -> std::result::Result<&[u8], String> {
+    if let Some(rest) = text.strip_prefix(b"\xEF\xBB\xBF") {
+        return Ok(rest);
+    }
+    let utf16 = text.starts_with(b"\xFF\xFE") || text.starts_with(b"\xFE\xFF");
+    let utf32 = text.starts_with(b"\x00\x00\xFE\xFF");
+    if utf16 || utf32 {
+        let encoding = if utf32 || text.starts_with(b"\xFF\xFE\x00\x00") { "UTF-32" } else { "UTF-16" };
+        return Err(format!(
+            "starts with a {encoding} byte-order mark: JSON must be UTF-8; convert it with \
+             iconv -f {encoding} -t UTF-8, or write it with encoding='utf-8'"
+        ));
+    }
+    Ok(text)
+}
+
+/// Why an existing path cannot be read as an input, if it cannot: it is not
+/// a regular file. `None` for a regular file, and for a path that does not
+/// exist.
+pub fn unreadable(path: &Path) -> Option<String> {
+    let meta = std::fs::metadata(path).ok()?;
+    (!meta.is_file()).then(|| file::not_regular(meta.file_type()))
 }
 
 /// The members a bundle (an `.npz` file or a JSON object) holds.
 pub fn bundle_members(path: &Path) -> Result<Vec<String>> {
     let origin = Origin::new("bundle", path.display().to_string());
     let fail = |message: String| Error::input(&origin, message);
-    let file = open(path).map_err(&fail)?;
+    let file = file::open(path).map_err(&fail)?;
     let mut head = [0u8; 8];
     let head_len = file.peek(&mut head);
     match format_of(path, &head[..head_len]) {
         Format::Npz => {
-            let archive = zip_archive(file.into_file()).map_err(&fail)?;
+            let archive = zip_archive(file.file).map_err(&fail)?;
             Ok(archive.file_names().map(|n| n.trim_end_matches(".npy").to_string()).collect())
         }
         Format::Json => {
-            let text = file.read_all().map_err(&fail)?;
-            if !json::is_object(&text) {
+            let bytes = file.read_text().map_err(&fail)?;
+            let text = json_text(&bytes).map_err(&fail)?;
+            if !json::is_object(text) {
                 return Err(fail("a bundle must be a JSON object of named arrays".into()));
             }
-            Ok(json::members(&text).map_err(&fail)?.into_keys().collect())
+            Ok(json::members(text).map_err(&fail)?.into_keys().collect())
         }
         Format::Npy => Err(fail(
             "an .npy file holds one array; pass it with --logits/--targets, or bundle arrays with np.savez"
@@ -120,70 +161,68 @@ pub fn bundle_members(path: &Path) -> Result<Vec<String>> {
     }
 }
 
-/// An opened input file, with the checks every format needs first.
-struct Opened {
-    file: File,
-    len: u64,
-}
-
-fn open(path: &Path) -> std::result::Result<Opened, String> {
-    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => "no such file".to_string(),
-        _ => format!("cannot read: {e}"),
-    })?;
-    if meta.is_dir() {
-        return Err("is a directory, not a file".into());
-    }
-    let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
-    if meta.len() == 0 {
-        return Err("the file is empty".into());
-    }
-    Ok(Opened { file, len: meta.len() })
-}
-
-impl Opened {
-    fn peek(&self, buf: &mut [u8]) -> usize {
-        use std::os::unix::fs::FileExt;
-        self.file.read_at(buf, 0).unwrap_or(0)
-    }
-
-    fn read_all(mut self) -> std::result::Result<Vec<u8>, String> {
-        let mut text = Vec::with_capacity(self.len as usize);
-        self.file.read_to_end(&mut text).map_err(|e| format!("cannot read: {e}"))?;
-        Ok(text)
-    }
-
-    fn into_file(self) -> File {
-        self.file
-    }
-}
-
-fn load_npy(file: File, origin: Origin) -> Result<Tensor> {
+fn load_npy(file: Opened, origin: Origin) -> Result<Tensor> {
     let fail = |message: String| Error::input(&origin, message);
-    // SAFETY: the map is read-only and private to this process; as with every
-    // memory-mapped reader, the file must not be truncated while it is read.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| fail(format!("cannot map: {e}")))?;
-    #[cfg(unix)]
-    let _ = map.advise(memmap2::Advice::Sequential);
-    let layout = npy::parse(&map).map_err(&fail)?;
-    if layout.dtype == DType::Bool {
-        check_bools(&map[layout.data_offset..], &layout.shape, &origin)?;
+    let total = usize::try_from(file.len).map_err(|_| fail("is larger than can be addressed".into()))?;
+    let mut head = vec![0u8; total.min(npy::MAX_PREFIX_BYTES)];
+    let got = file.peek(&mut head);
+    if got < head.len() {
+        return Err(fail(format!("{CHANGED}: it shrank to {got} bytes")));
     }
-    let aligned = (map.as_ptr() as usize + layout.data_offset).is_multiple_of(layout.dtype.size());
-    if layout.is_native() && aligned {
-        let storage = Storage::Mapped { offset: layout.data_offset, len: layout.data_len, map };
+    let layout = npy::parse_header(&head, Some(total)).map_err(&fail)?;
+    if layout.is_native() && layout.data_offset.is_multiple_of(layout.dtype.size()) {
+        // SAFETY: the map is read-only and private to this process. A file
+        // truncated while it is mapped raises SIGBUS on the pages past its
+        // end; the binary's handler (guard.rs) reports that as an input that
+        // changed, and the payload is only read through the slice below.
+        let map = unsafe { memmap2::Mmap::map(&file.file) }.map_err(|e| fail(format!("cannot map: {e}")))?;
+        if map.len() != total {
+            return Err(fail(format!(
+                "{CHANGED}: it was {total} bytes when opened, {} when mapped",
+                map.len()
+            )));
+        }
+        #[cfg(unix)]
+        let _ = map.advise(memmap2::Advice::Sequential);
+        let guard = guard::register(map.as_ptr(), map.len(), &origin);
+        if layout.dtype == DType::Bool {
+            check_bools(&map[layout.data_offset..], &layout.shape, &origin)?;
+        }
+        let storage =
+            Storage::Mapped { offset: layout.data_offset, len: layout.data_len, map, _guard: guard };
         return Ok(Tensor::new(origin, layout.dtype, layout.shape, storage));
     }
-    let column = npy::decode(&layout, &map[layout.data_offset..]);
-    Ok(Tensor::new(origin, layout.dtype, layout.shape, Storage::Owned(column)))
+    // Any other layout is decoded as it is read, through the page cache
+    // rather than a map: the process then holds the decoded array only.
+    let mut reader = &file.file;
+    reader.seek(SeekFrom::Start(layout.data_offset as u64)).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let column = npy::decode(&layout, reader.take(layout.data_len as u64)).map_err(|e| match e {
+        npy::DecodeError::Short { got } => {
+            fail(format!("{CHANGED}: the payload ended after {got} of its {} bytes", layout.data_len))
+        }
+        e => fail(e.message(&layout, "the file holds")),
+    })?;
+    owned_tensor(origin, &layout, column)
+}
+
+/// A tensor of decoded elements, booleans checked.
+fn owned_tensor(origin: Origin, layout: &npy::NpyLayout, column: Column) -> Result<Tensor> {
+    if let (DType::Bool, Column::U8(bytes)) = (layout.dtype, &column) {
+        check_bools(bytes, &layout.shape, &origin)?;
+    }
+    Ok(Tensor::new(origin, layout.dtype, layout.shape.clone(), Storage::Owned(column)))
 }
 
 fn zip_archive<R: Read + Seek>(reader: R) -> std::result::Result<zip::ZipArchive<R>, String> {
     zip::ZipArchive::new(reader).map_err(|e| format!("not a readable .npz (zip) archive: {e}"))
 }
 
-fn load_npz_member<R: Read + Seek>(reader: R, key: &str, origin: Origin) -> Result<Tensor> {
+/// The most a deflated stream can grow: deflate's limit is about 1032 to 1.
+const MAX_DEFLATE_RATIO: u64 = 1100;
+
+fn load_npz_member<R: Read + Seek>(mut reader: R, key: &str, origin: Origin) -> Result<Tensor> {
     let fail = |message: String| Error::input(&origin, message);
+    let archive_len = reader.seek(SeekFrom::End(0)).map_err(|e| fail(format!("cannot read: {e}")))?;
     let mut archive = zip_archive(reader).map_err(&fail)?;
     let name = [format!("{key}.npy"), key.to_string()]
         .into_iter()
@@ -194,25 +233,53 @@ fn load_npz_member<R: Read + Seek>(reader: R, key: &str, origin: Origin) -> Resu
         return Err(fail(format!("no array named '{key}' (it holds: {})", names.join(", "))));
     };
     let mut member = archive.by_name(&name).map_err(|e| fail(format!("member '{name}': {e}")))?;
-    // The declared size is only a hint and may lie; reserve a little and let
-    // the buffer grow with the bytes that really arrive.
-    let mut bytes = Vec::with_capacity(member.size().min(1 << 22) as usize);
-    member.read_to_end(&mut bytes).map_err(|e| fail(format!("member '{name}': {e}")))?;
-    decode_npy_image(&bytes, origin, Some(&name))
+    let fail = |message: String| Error::input(&origin, format!("member '{name}': {message}"));
+    // What the archive says the member holds, and the most its bytes in the
+    // archive could inflate to: both only bound what is read below.
+    let declared = member.size();
+    let possible = member.compressed_size().min(archive_len).saturating_mul(MAX_DEFLATE_RATIO);
+    let mut head = Vec::with_capacity(npy::MAX_PREFIX_BYTES);
+    let got = (&mut member)
+        .take(npy::MAX_PREFIX_BYTES as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| fail(e.to_string()))?;
+    // A member shorter than the prefix was read whole.
+    let total = (got < npy::MAX_PREFIX_BYTES).then_some(got);
+    let layout = npy::parse_header(&head, total).map_err(&fail)?;
+    let needed = (layout.data_offset + layout.data_len) as u64;
+    if total.is_none() {
+        // Checked before the elements are allocated: a header may claim any
+        // shape, the archive holds what it holds.
+        let holds = |bytes: u64| bytes.saturating_sub(layout.data_offset as u64) as usize;
+        layout.check_payload(holds(declared), "the member holds").map_err(&fail)?;
+        if head.len() as u64 > needed {
+            layout.check_payload(holds(head.len() as u64), "the member holds").map_err(&fail)?;
+        }
+        if needed > possible {
+            return Err(fail(format!(
+                "its header's shape {:?} of {} needs {needed} bytes, more than its {} bytes in the archive can hold",
+                layout.shape,
+                layout.dtype.name(),
+                member.compressed_size()
+            )));
+        }
+    }
+    // The payload: what the prefix holds past the header, then the rest of
+    // the member, never more than the header declares.
+    let in_head = &head[layout.data_offset.min(head.len())..];
+    let rest = (layout.data_len as u64).saturating_sub(in_head.len() as u64);
+    let payload = in_head.chain((&mut member).take(rest));
+    let column = npy::decode(&layout, payload).map_err(|e| fail(e.message(&layout, "the member holds")))?;
+    owned_tensor(origin, &layout, column)
 }
 
 /// Decodes a whole `.npy` image held in memory into an owned tensor.
-fn decode_npy_image(bytes: &[u8], origin: Origin, member: Option<&str>) -> Result<Tensor> {
-    let fail = |message: String| match member {
-        Some(name) => Error::input(&origin, format!("member '{name}': {message}")),
-        None => Error::input(&origin, message),
-    };
-    let layout = npy::parse(bytes).map_err(fail)?;
-    if layout.dtype == DType::Bool {
-        check_bools(&bytes[layout.data_offset..], &layout.shape, &origin)?;
-    }
-    let column = npy::decode(&layout, &bytes[layout.data_offset..]);
-    Ok(Tensor::new(origin, layout.dtype, layout.shape, Storage::Owned(column)))
+fn decode_npy_image(bytes: &[u8], origin: Origin) -> Result<Tensor> {
+    let layout = npy::parse(bytes).map_err(|message| Error::input(&origin, message))?;
+    let payload = &bytes[layout.data_offset..];
+    let column = npy::decode(&layout, payload)
+        .map_err(|e| Error::input(&origin, e.message(&layout, "the file holds")))?;
+    owned_tensor(origin, &layout, column)
 }
 
 /// The container of an in-memory file image.
@@ -230,9 +297,12 @@ pub enum Container {
 pub fn from_bytes(bytes: &[u8], container: Container, key: Option<&str>, role: &str) -> Result<Tensor> {
     let origin = Origin::new(role, "<bytes>");
     match container {
-        Container::Npy => decode_npy_image(bytes, origin, None),
+        Container::Npy => decode_npy_image(bytes, origin),
         Container::Npz => load_npz_member(std::io::Cursor::new(bytes), key.unwrap_or(role), origin),
-        Container::Json => load_json(bytes, key, origin),
+        Container::Json => {
+            let text = json_text(bytes).map_err(|message| Error::input(&origin, message))?;
+            load_json(text, key, origin)
+        }
     }
 }
 

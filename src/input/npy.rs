@@ -1,9 +1,12 @@
 //! `.npy` parsing: the header is checked against the bytes that are really
 //! there before anything is allocated, the dtype is taken from the header,
-//! and native C-order payloads are used in place.
+//! native C-order payloads are used in place, and any other payload is
+//! decoded once, as it is read, into the buffer the array keeps.
 
+use std::io::Read;
+
+use bytemuck::Pod;
 use half::f16;
-use ndarray::{ArrayView, IxDyn, ShapeBuilder};
 use ndarray_npy::npy::header::{Header, Layout};
 
 use super::tensor::{Column, DType};
@@ -46,47 +49,66 @@ pub fn looks_like_npy(bytes: &[u8]) -> bool {
     bytes.starts_with(MAGIC)
 }
 
-/// Parses and checks the header of an `.npy` image. The error text is the
-/// message part only; the caller adds the file and the array.
+/// The most bytes a header can take, preamble included: enough to read it
+/// from a file or a stream before anything else.
+pub const MAX_PREFIX_BYTES: usize = 12 + MAX_HEADER_BYTES;
+
+/// Parses and checks the header of an `.npy` image held whole in `bytes`.
+/// The error text is the message part only; the caller adds the file and
+/// the array.
 pub fn parse(bytes: &[u8]) -> Result<NpyLayout, String> {
-    if bytes.is_empty() {
+    parse_header(bytes, Some(bytes.len()))
+}
+
+/// Parses and checks the header at the start of `head`, the first bytes of
+/// an image of `total` bytes (at least [`MAX_PREFIX_BYTES`] of them, or all
+/// of them). With `total` unknown (a stream), the payload's length is left
+/// for the reader to check.
+pub fn parse_header(head: &[u8], total: Option<usize>) -> Result<NpyLayout, String> {
+    if head.is_empty() {
         return Err("the file is empty".into());
     }
-    if !bytes.starts_with(MAGIC) {
+    if !head.starts_with(MAGIC) {
         return Err("not an .npy file: the magic bytes \\x93NUMPY are missing".into());
     }
-    let (header_len, header_start) = match bytes.get(6) {
-        Some(1) if bytes.len() >= 10 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        Some(2 | 3) if bytes.len() >= 12 => {
-            let len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    let (header_len, header_start) = match head.get(6) {
+        Some(1) if head.len() >= 10 => (u16::from_le_bytes([head[8], head[9]]) as usize, 10),
+        Some(2 | 3) if head.len() >= 12 => {
+            let len = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
             (len as usize, 12)
         }
         Some(major @ 1..=3) => {
             return Err(format!(
                 "truncated header: {} bytes are too few for a version {major} header",
-                bytes.len()
+                head.len()
             ));
         }
         Some(major) => return Err(format!("unsupported .npy format version {major}")),
         None => return Err("truncated header".into()),
     };
     let data_offset = header_start + header_len;
-    if data_offset > bytes.len() {
-        return Err(format!(
-            "truncated header: it declares {header_len} bytes but the file has {}",
-            bytes.len() - header_start
-        ));
+    let truncated = |has: usize| {
+        format!("truncated header: it declares {header_len} bytes but the file has {}", has - header_start)
+    };
+    if let Some(total) = total
+        && data_offset > total
+    {
+        return Err(truncated(total));
     }
     if header_len > MAX_HEADER_BYTES {
         return Err(format!(
             "unparsable header: {header_len} bytes, more than the {MAX_HEADER_BYTES} NumPy itself reads"
         ));
     }
+    // The caller passes at least MAX_PREFIX_BYTES, or every byte there is.
+    if data_offset > head.len() {
+        return Err(truncated(head.len()));
+    }
     // NumPy writes a flat dict whose values nest two or three levels at most;
     // the header parser takes time exponential in the nesting depth, so a
     // deeper header is refused before it is parsed.
     let mut depth = 0usize;
-    for &byte in &bytes[header_start..data_offset] {
+    for &byte in &head[header_start..data_offset] {
         match byte {
             b'(' | b'[' | b'{' => depth += 1,
             b')' | b']' | b'}' => depth = depth.saturating_sub(1),
@@ -99,7 +121,7 @@ pub fn parse(bytes: &[u8]) -> Result<NpyLayout, String> {
         }
     }
     let header =
-        Header::from_reader(&mut &bytes[..data_offset]).map_err(|e| format!("unparsable header: {e}"))?;
+        Header::from_reader(&mut &head[..data_offset]).map_err(|e| format!("unparsable header: {e}"))?;
     let (dtype, order) = parse_descr(&header)?;
     let shape = header.shape;
     // Every dimension must be addressable with the others, even when a zero
@@ -114,21 +136,32 @@ pub fn parse(bytes: &[u8]) -> Result<NpyLayout, String> {
         .ok_or_else(|| format!("shape {shape:?} of {} is larger than can be addressed", dtype.name()))?;
     let numel: usize = shape.iter().product();
     let data_len = numel * dtype.size();
-    let available = bytes.len() - data_offset;
-    if available < data_len {
-        return Err(format!(
-            "truncated payload: shape {shape:?} of {} needs {data_len} bytes, the file holds {available}",
-            dtype.name()
-        ));
+    let layout =
+        NpyLayout { dtype, order, fortran: header.layout == Layout::Fortran, shape, data_offset, data_len };
+    if let Some(total) = total {
+        layout.check_payload(total - data_offset, "the file holds")?;
     }
-    if available > data_len {
-        return Err(format!(
-            "{} unexpected bytes after the payload of shape {shape:?} {}",
-            available - data_len,
-            dtype.name()
-        ));
+    Ok(layout)
+}
+
+impl NpyLayout {
+    /// Checks that `available` payload bytes (`holder` says where: "the file
+    /// holds") are exactly what the shape needs.
+    pub fn check_payload(&self, available: usize, holder: &str) -> Result<(), String> {
+        let (shape, name, data_len) = (&self.shape, self.dtype.name(), self.data_len);
+        if available < data_len {
+            return Err(format!(
+                "truncated payload: shape {shape:?} of {name} needs {data_len} bytes, {holder} {available}"
+            ));
+        }
+        if available > data_len {
+            return Err(format!(
+                "{} unexpected bytes after the payload of shape {shape:?} {name}",
+                available - data_len
+            ));
+        }
+        Ok(())
     }
-    Ok(NpyLayout { dtype, order, fortran: header.layout == Layout::Fortran, shape, data_offset, data_len })
 }
 
 fn parse_descr(header: &Header) -> Result<(DType, ByteOrder), String> {
@@ -169,43 +202,132 @@ fn parse_descr(header: &Header) -> Result<(DType, ByteOrder), String> {
     Ok((dtype, order))
 }
 
-/// Copies a payload into native, C-order owned elements.
-pub fn decode(layout: &NpyLayout, payload: &[u8]) -> Column {
-    let swap = layout.order == ByteOrder::Big && cfg!(target_endian = "little");
-    macro_rules! typed {
-        ($t:ty, $variant:ident) => {{
-            let mut v: Vec<$t> = bytemuck::pod_collect_to_vec(payload);
-            if swap {
-                for x in v.iter_mut() {
-                    let bytes = bytemuck::bytes_of_mut(x);
-                    bytes.reverse();
-                }
-            }
-            Column::$variant(c_order(v, &layout.shape, layout.fortran))
-        }};
-    }
-    match layout.dtype {
-        DType::Bool | DType::U8 => Column::U8(c_order(payload.to_vec(), &layout.shape, layout.fortran)),
-        DType::I8 => typed!(i8, I8),
-        DType::I16 => typed!(i16, I16),
-        DType::I32 => typed!(i32, I32),
-        DType::I64 => typed!(i64, I64),
-        DType::U16 => typed!(u16, U16),
-        DType::U32 => typed!(u32, U32),
-        DType::U64 => typed!(u64, U64),
-        DType::F16 => typed!(f16, F16),
-        DType::F32 => typed!(f32, F32),
-        DType::F64 => typed!(f64, F64),
+/// Why a payload could not be decoded.
+#[derive(Debug)]
+pub enum DecodeError {
+    /// The payload ended after `got` of its bytes.
+    Short { got: usize },
+    /// Reading it failed.
+    Read(std::io::Error),
+    /// Its elements could not be allocated.
+    Memory,
+}
+
+impl DecodeError {
+    /// The message part, for a payload that was expected to be whole.
+    pub fn message(&self, layout: &NpyLayout, holder: &str) -> String {
+        match self {
+            DecodeError::Short { got } => format!(
+                "truncated payload: shape {:?} of {} needs {} bytes, {holder} {got}",
+                layout.shape,
+                layout.dtype.name(),
+                layout.data_len
+            ),
+            DecodeError::Read(e) => format!("cannot read: {e}"),
+            DecodeError::Memory => format!(
+                "cannot allocate {} bytes for shape {:?} of {}: not enough memory",
+                layout.data_len,
+                layout.shape,
+                layout.dtype.name()
+            ),
+        }
     }
 }
 
-fn c_order<T: Clone>(data: Vec<T>, shape: &[usize], fortran: bool) -> Vec<T> {
-    if !fortran || shape.len() <= 1 {
-        return data;
+/// Bytes read at a time from a Fortran-order payload.
+const BLOCK_BYTES: usize = 1 << 16;
+
+/// Reads the payload of `layout` from `payload` into native, C-order owned
+/// elements. Exactly `data_len` bytes are read, never more, and each lands
+/// once in the one buffer the result is made of, whatever the byte order
+/// and memory order: the elements are never held twice.
+pub fn decode(layout: &NpyLayout, payload: impl Read) -> Result<Column, DecodeError> {
+    Ok(match layout.dtype {
+        DType::Bool | DType::U8 => Column::U8(decode_typed(layout, payload)?),
+        DType::I8 => Column::I8(decode_typed(layout, payload)?),
+        DType::I16 => Column::I16(decode_typed(layout, payload)?),
+        DType::I32 => Column::I32(decode_typed(layout, payload)?),
+        DType::I64 => Column::I64(decode_typed(layout, payload)?),
+        DType::U16 => Column::U16(decode_typed(layout, payload)?),
+        DType::U32 => Column::U32(decode_typed(layout, payload)?),
+        DType::U64 => Column::U64(decode_typed(layout, payload)?),
+        DType::F16 => Column::F16(decode_typed::<f16>(layout, payload)?),
+        DType::F32 => Column::F32(decode_typed(layout, payload)?),
+        DType::F64 => Column::F64(decode_typed(layout, payload)?),
+    })
+}
+
+fn decode_typed<T: Pod>(layout: &NpyLayout, mut payload: impl Read) -> Result<Vec<T>, DecodeError> {
+    let numel: usize = layout.shape.iter().product();
+    let mut out: Vec<T> = Vec::new();
+    out.try_reserve_exact(numel).map_err(|_| DecodeError::Memory)?;
+    out.resize(numel, T::zeroed());
+    let swap = layout.order == ByteOrder::Big && cfg!(target_endian = "little") && size_of::<T>() > 1;
+    if !layout.fortran || layout.shape.len() <= 1 {
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut out);
+        let got = fill(&mut payload, bytes).map_err(DecodeError::Read)?;
+        if got < bytes.len() {
+            return Err(DecodeError::Short { got });
+        }
+        if swap {
+            for x in out.iter_mut() {
+                bytemuck::bytes_of_mut(x).reverse();
+            }
+        }
+        return Ok(out);
     }
-    let view = ArrayView::from_shape(IxDyn(shape).f(), &data)
-        .expect("the payload length was checked against the shape");
-    view.as_standard_layout().into_owned().into_raw_vec_and_offset().0
+    // Fortran order: the first axis varies fastest. The elements are read in
+    // blocks and each is put at its C-order place, found by walking the
+    // multi-index.
+    let shape = &layout.shape;
+    let mut strides = vec![1usize; shape.len()];
+    for axis in (0..shape.len() - 1).rev() {
+        strides[axis] = strides[axis + 1] * shape[axis + 1];
+    }
+    let mut index = vec![0usize; shape.len()];
+    let mut at = 0usize;
+    let size = size_of::<T>();
+    let mut block = vec![0u8; BLOCK_BYTES / size * size];
+    let mut done = 0usize;
+    while done < numel {
+        let want = ((numel - done) * size).min(block.len());
+        let got = fill(&mut payload, &mut block[..want]).map_err(DecodeError::Read)?;
+        if got < want {
+            return Err(DecodeError::Short { got: done * size + got });
+        }
+        for element in block[..want].chunks_exact(size) {
+            let mut value: T = bytemuck::pod_read_unaligned(element);
+            if swap {
+                bytemuck::bytes_of_mut(&mut value).reverse();
+            }
+            out[at] = value;
+            for axis in 0..shape.len() {
+                index[axis] += 1;
+                at += strides[axis];
+                if index[axis] < shape[axis] {
+                    break;
+                }
+                at -= shape[axis] * strides[axis];
+                index[axis] = 0;
+            }
+        }
+        done += want / size;
+    }
+    Ok(out)
+}
+
+/// Reads into `buf` until it is full or the reader ends; returns the bytes read.
+fn fill(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// The index of the first boolean byte that is neither 0 nor 1.

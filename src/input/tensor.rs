@@ -133,7 +133,11 @@ impl Values<'_> {
             Values::U16(s) => s[i].to_string(),
             Values::U32(s) => s[i].to_string(),
             Values::U64(s) => s[i].to_string(),
-            Values::F16(_) | Values::F32(_) | Values::F64(_) => self.get(i).to_string(),
+            Values::F16(_) | Values::F32(_) | Values::F64(_) => {
+                let v = self.get(i);
+                // 1e300 as written, not as its 301 digits.
+                if v != 0.0 && !(1e-6..1e16).contains(&v.abs()) { format!("{v:e}") } else { v.to_string() }
+            }
         }
     }
 
@@ -141,19 +145,60 @@ impl Values<'_> {
     /// only when they hold an integral value.
     #[inline]
     pub fn get_index(&self, i: usize) -> Option<i64> {
+        self.index_at(i).ok()
+    }
+
+    /// Element `i` as an integer, or why it cannot be a class index.
+    #[inline]
+    pub fn index_at(&self, i: usize) -> Result<i64, NotAnIndex> {
         match self {
-            Values::I8(s) => Some(s[i] as i64),
-            Values::I16(s) => Some(s[i] as i64),
-            Values::I32(s) => Some(s[i] as i64),
-            Values::I64(s) => Some(s[i]),
-            Values::U8(s) => Some(s[i] as i64),
-            Values::U16(s) => Some(s[i] as i64),
-            Values::U32(s) => Some(s[i] as i64),
-            Values::U64(s) => i64::try_from(s[i]).ok(),
+            Values::I8(s) => Ok(s[i] as i64),
+            Values::I16(s) => Ok(s[i] as i64),
+            Values::I32(s) => Ok(s[i] as i64),
+            Values::I64(s) => Ok(s[i]),
+            Values::U8(s) => Ok(s[i] as i64),
+            Values::U16(s) => Ok(s[i] as i64),
+            Values::U32(s) => Ok(s[i] as i64),
+            Values::U64(s) => i64::try_from(s[i]).map_err(|_| NotAnIndex::TooLarge),
             Values::F16(_) | Values::F32(_) | Values::F64(_) => {
                 let v = self.get(i);
-                (v.fract() == 0.0 && v.abs() < 9.0e15).then_some(v as i64)
+                if !v.is_finite() {
+                    Err(NotAnIndex::NotFinite)
+                } else if v.fract() != 0.0 {
+                    Err(NotAnIndex::NotInteger)
+                } else if v.abs() >= 9.0e15 {
+                    // Beyond 2^53 a float no longer holds every integer.
+                    Err(NotAnIndex::TooLarge)
+                } else {
+                    Ok(v as i64)
+                }
             }
+        }
+    }
+}
+
+/// Why an element is not a class index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotAnIndex {
+    /// NaN or an infinity.
+    NotFinite,
+    /// A float with a fractional part.
+    NotInteger,
+    /// An integral value too large for an index: uint64 beyond int64, a
+    /// float of magnitude 9e15 or more.
+    TooLarge,
+}
+
+impl NotAnIndex {
+    /// What is wrong, after "label 1e300 at index [0] ".
+    pub fn describe(self, classes: Option<usize>) -> String {
+        match (self, classes) {
+            (NotAnIndex::NotFinite, _) => "is not a class index (not a finite number)".into(),
+            (NotAnIndex::NotInteger, _) => "is not a class index (not an integer)".into(),
+            (NotAnIndex::TooLarge, Some(classes)) => {
+                format!("is too large to be a class index (out of range for {classes} classes)")
+            }
+            (NotAnIndex::TooLarge, None) => "is too large to be a class index".into(),
         }
     }
 }
@@ -198,6 +243,8 @@ pub(crate) enum Storage {
         map: Mmap,
         offset: usize,
         len: usize,
+        /// Names the file should the map fault (a truncated file).
+        _guard: super::guard::Registration,
     },
     Owned(Column),
 }
@@ -230,7 +277,7 @@ impl Tensor {
     pub fn values(&self) -> Values<'_> {
         match &self.storage {
             Storage::Owned(column) => column.values(),
-            Storage::Mapped { map, offset, len } => {
+            Storage::Mapped { map, offset, len, .. } => {
                 let bytes = &map[*offset..*offset + *len];
                 // Alignment was checked when the map was accepted.
                 match self.dtype {

@@ -186,7 +186,7 @@ impl<'a> Bce<'a> {
             (None, 1) => None,
             (axis, _) => {
                 let axis = resolve_axis(axis.unwrap_or(-1), rank, &logits.origin)?;
-                Some(ClassLayout::new(&logits.shape, axis))
+                Some(ClassLayout::new(&logits.shape, axis, &logits.origin)?)
             }
         };
         let weight = params.weight.map(|w| Broadcast::new(w, &logits.shape)).transpose()?;

@@ -16,8 +16,8 @@ use crate::settings::{self, ReportArgs};
 use crate::tally::{Example, Grouping, Operand, Tally};
 
 use super::{
-    ClassLayout, Loss, NotClasses, PerExample, Prepared, Reduction, check_class_weights, check_labels,
-    describe, predicts, read_row, resolve_axis,
+    ClassLayout, Labels, Loss, NotClasses, PerExample, Prepared, Reduction, check_class_weights,
+    class_labels, describe, predicts, read_row, resolve_axis,
 };
 
 /// Cross entropy over class logits, as F.cross_entropy
@@ -133,10 +133,9 @@ pub struct CrossEntropyParams {
     pub class_axis: Option<i64>,
 }
 
-#[derive(Clone, Copy)]
 enum Targets<'a> {
-    /// One class index per example.
-    Indices(Values<'a>),
+    /// One class index per example, checked and copied.
+    Indices(Labels),
     /// A probability per class, shaped like the logits.
     Probabilities(Values<'a>),
 }
@@ -146,7 +145,6 @@ pub struct CrossEntropy<'a> {
     targets: Targets<'a>,
     layout: ClassLayout,
     weight: Option<Vec<f64>>,
-    ignore_index: i64,
     smoothing: f64,
     reduction: Reduction,
     /// Facts about the inputs the user should hear of.
@@ -161,7 +159,7 @@ impl<'a> CrossEntropy<'a> {
         let default_axis = if logits.shape.len() == 1 { 0 } else { 1 };
         let axis =
             resolve_axis(params.class_axis.unwrap_or(default_axis), logits.shape.len(), &logits.origin)?;
-        let layout = ClassLayout::new(&logits.shape, axis);
+        let layout = ClassLayout::new(&logits.shape, axis, &logits.origin)?;
         if layout.classes == 0 {
             return Err(Error::input(&logits.origin, format!("class axis {axis} has length 0")));
         }
@@ -189,14 +187,14 @@ impl<'a> CrossEntropy<'a> {
             Targets::Probabilities(targets.values())
         } else if targets.shape == index_shape {
             let ignored = NotClasses { labels: &[params.ignore_index], name: "the ignore index" };
-            check_labels(targets, layout.classes, &ignored)?;
+            let labels = class_labels(targets, layout.classes, &ignored)?;
             if targets.dtype.is_float() {
                 warnings.push(format!(
                     "targets are {} with integral values: read as class indices",
                     targets.dtype.name()
                 ));
             }
-            Targets::Indices(targets.values())
+            Targets::Indices(labels)
         } else {
             let class_last = targets.shape[..] == logits.shape[..logits.shape.len() - 1];
             let hint = if class_last && axis != logits.shape.len() - 1 {
@@ -223,7 +221,6 @@ impl<'a> CrossEntropy<'a> {
             targets: targets_view,
             layout,
             weight: params.weight.as_ref().map(|(w, _)| w.clone()),
-            ignore_index: params.ignore_index,
             smoothing: params.label_smoothing,
             reduction: params.reduction,
             warnings,
@@ -291,14 +288,12 @@ impl PerExample for CrossEntropy<'_> {
             let (max, start, stride) = read_row(&self.logits, &self.layout, i, &mut row, tally);
             let ln_sum = log_sum_exp(&row, max);
             let log_p = |c: usize| (row[c] - max) - ln_sum;
-            match self.targets {
-                Targets::Indices(targets) => {
-                    let label = targets.get_index(i).expect("targets were checked");
-                    if label == self.ignore_index {
+            match &self.targets {
+                Targets::Indices(labels) => {
+                    let Some(y) = labels.class(i) else {
                         tally.ignored += 1;
                         continue;
-                    }
-                    let y = label as usize;
+                    };
                     let w_y = self.class_weight(y);
                     let log_p_y = log_p(y);
                     let mut loss = -log_p_y * w_y;

@@ -24,7 +24,7 @@ pub use focal::{Alpha, Focal, FocalArgs, FocalKind, FocalParams, FocalPreset, No
 pub use ssd::SsdArgs;
 
 use crate::error::{Error, Origin, Result, index_in};
-use crate::input::{Sources, Tensor, Values};
+use crate::input::{NotAnIndex, Sources, Tensor, Values, size_text};
 use crate::report::{InputInfo, LossSections, Presentation, Totals};
 use crate::settings::ReportArgs;
 use crate::tally::{Grouping, Operand, Tally};
@@ -169,13 +169,23 @@ pub struct ClassLayout {
 }
 
 impl ClassLayout {
-    pub fn new(shape: &[usize], axis: usize) -> Self {
-        ClassLayout {
+    /// The layout of `shape` (an array of `origin`) with its classes on
+    /// `axis`, refused when the class axis is longer than a pass can tally.
+    pub fn new(shape: &[usize], axis: usize, origin: &Origin) -> Result<Self> {
+        crate::tally::check_classes(shape[axis]).map_err(|message| {
+            Error::input(
+                origin,
+                format!(
+                    "class axis {axis}: {message} (if the classes are on another axis, pass --class-axis)"
+                ),
+            )
+        })?;
+        Ok(ClassLayout {
             outer: shape[..axis].iter().product(),
             classes: shape[axis],
             inner: shape[axis + 1..].iter().product(),
             axis,
-        }
+        })
     }
 
     pub fn examples(&self) -> usize {
@@ -243,20 +253,55 @@ pub struct NotClasses<'a> {
     pub name: &'static str,
 }
 
+/// Class-index targets, checked and copied: one `u32` per example, the
+/// class or [`Labels::NOT_A_CLASS`]. The pass reads this copy, never the
+/// file again, so a target file rewritten during the run cannot hand it a
+/// label that was not checked.
+pub struct Labels(Vec<u32>);
+
+impl Labels {
+    /// A label allowed without being a class (the ignore index, background).
+    const NOT_A_CLASS: u32 = u32::MAX;
+
+    /// Example `i`'s class; `None` for the ignore index or background.
+    #[inline(always)]
+    pub fn class(&self, i: usize) -> Option<usize> {
+        let label = self.0[i];
+        (label != Self::NOT_A_CLASS).then_some(label as usize)
+    }
+}
+
 /// Checks that every target is an integer class in [0, classes) or one of
-/// `allowed`; the first that is not is reported with its index.
-pub fn check_labels(targets: &Tensor, classes: usize, allowed: &NotClasses) -> Result<()> {
+/// `allowed` (which take precedence over classes), and copies them; the
+/// first that is not is reported with its index.
+pub fn class_labels(targets: &Tensor, classes: usize, allowed: &NotClasses) -> Result<Labels> {
+    // Classes were checked against MAX_CLASSES, far below NOT_A_CLASS.
+    debug_assert!(classes < Labels::NOT_A_CLASS as usize);
     let values = targets.values();
-    for i in 0..targets.numel() {
-        let at = || index_in(&targets.shape, i);
-        let problem = match values.get_index(i) {
-            None if targets.dtype.is_float() => "is not a class index (not an integer)".to_string(),
-            None => format!("is out of range for {classes} classes"),
-            Some(label) if allowed.labels.contains(&label) || (0..classes as i64).contains(&label) => {
+    let count = targets.numel();
+    let mut labels = Vec::new();
+    labels.try_reserve_exact(count).map_err(|_| {
+        Error::input(
+            &targets.origin,
+            format!("cannot allocate {} for the labels", size_text(4 * count as u64)),
+        )
+    })?;
+    for i in 0..count {
+        let problem = match values.index_at(i) {
+            Ok(label) if allowed.labels.contains(&label) => {
+                labels.push(Labels::NOT_A_CLASS);
                 continue;
             }
-            Some(_) if allowed.labels.is_empty() => format!("is out of range for {classes} classes"),
-            Some(_) => {
+            Ok(label) if (0..classes as i64).contains(&label) => {
+                labels.push(label as u32);
+                continue;
+            }
+            Err(NotAnIndex::TooLarge) if !targets.dtype.is_float() => {
+                format!("is out of range for {classes} classes")
+            }
+            Err(why) => why.describe(Some(classes)),
+            Ok(_) if allowed.labels.is_empty() => format!("is out of range for {classes} classes"),
+            Ok(_) => {
                 let listed: Vec<String> = allowed.labels.iter().map(i64::to_string).collect();
                 format!(
                     "is neither one of the {classes} classes nor {} ({})",
@@ -267,10 +312,10 @@ pub fn check_labels(targets: &Tensor, classes: usize, allowed: &NotClasses) -> R
         };
         return Err(Error::input(
             &targets.origin,
-            format!("label {} at index {} {problem}", values.display(i), at()),
+            format!("label {} at index {} {problem}", values.display(i), index_in(&targets.shape, i)),
         ));
     }
-    Ok(())
+    Ok(Labels(labels))
 }
 
 /// Checks that a per-class vector fits `classes` and holds no negative or

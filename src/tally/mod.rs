@@ -42,6 +42,35 @@ pub enum Grouping {
     PositivesNegatives,
 }
 
+/// The most classes a pass tallies: four times the largest vocabulary
+/// language models use (256,000 tokens). Every class takes a row of each
+/// chunk tally in flight (a few per worker, 80 bytes a row), of the merged
+/// tally and of the report, whose rendering repeats it: at least
+/// [`BYTES_PER_CLASS`] in all (measured: about 0.5 KiB a class as JSON, 4 KiB
+/// as a full table), so at the limit the per-class part of a run stays
+/// within about 0.5 GiB as JSON. A class axis longer than that is a mistake
+/// (the wrong `--class-axis`) far more often than a model.
+pub const MAX_CLASSES: usize = 1 << 20;
+
+/// The least one class costs a run: its rows in the tallies and in the
+/// report, and its JSON text.
+pub const BYTES_PER_CLASS: usize = 512;
+
+/// Checks, before any per-class table is allocated, that `classes` classes
+/// can be tallied; the message says the limit and why.
+pub fn check_classes(classes: usize) -> Result<(), String> {
+    if classes <= MAX_CLASSES {
+        return Ok(());
+    }
+    let needed = (classes as u128 * BYTES_PER_CLASS as u128).min(u64::MAX as u128) as u64;
+    Err(format!(
+        "{classes} classes are more than the {MAX_CLASSES} losscope tallies: each class takes a row of \
+         every tally and of the report, at least {BYTES_PER_CLASS} bytes in all, so {classes} classes \
+         would need {}",
+        crate::input::size_text(needed)
+    ))
+}
+
 /// Fixed settings of a tally.
 #[derive(Debug, Clone)]
 pub struct TallySettings {
@@ -386,7 +415,7 @@ impl Tally {
 
 /// The most chunks one pass is cut into: enough to keep both cores busy, few
 /// enough that per-chunk class tables stay small with 10,000 classes.
-const MAX_CHUNKS: usize = 64;
+pub const MAX_CHUNKS: usize = 64;
 /// The least work, in input elements, worth a chunk of its own.
 const MIN_CHUNK_ELEMENTS: usize = 1 << 16;
 

@@ -3,7 +3,7 @@
 //! (`1 - p_t` for p_t near 1). Targets are floats shaped like the logits, or
 //! one class index per row expanded to one-hot on the fly.
 
-use crate::loss::{NotClasses, check_labels};
+use crate::loss::{Labels, NotClasses, class_labels};
 use std::ops::Range;
 
 use crate::error::{Error, Result};
@@ -102,14 +102,6 @@ enum Background {
 }
 
 impl Background {
-    #[inline(always)]
-    fn holds(self, label: i64) -> bool {
-        match self {
-            Background::MinusOneOrClasses(classes) => label == -1 || label == classes,
-            Background::Label(b) => label == b,
-        }
-    }
-
     fn labels(self) -> Vec<i64> {
         match self {
             Background::MinusOneOrClasses(classes) => vec![-1, classes],
@@ -118,12 +110,12 @@ impl Background {
     }
 }
 
-#[derive(Clone, Copy)]
 enum Targets<'a> {
     /// One target per logit, 0/1 or soft.
     Elements(Values<'a>),
-    /// One class index per row; the row is one-hot, or all zero for background.
-    Labels { labels: Values<'a>, background: Background },
+    /// One class index per row, checked and copied; the row is one-hot, or
+    /// all zero for background.
+    Labels { labels: Labels, background: Background },
 }
 
 pub(super) struct SigmoidFocal<'a> {
@@ -187,7 +179,7 @@ impl<'a> SigmoidFocal<'a> {
             (axis, _) => Some(resolve_axis(axis.unwrap_or(-1), rank, &logits.origin)?),
         };
         let layout = match axis {
-            Some(axis) => ClassLayout::new(&logits.shape, axis),
+            Some(axis) => ClassLayout::new(&logits.shape, axis, &logits.origin)?,
             None => ClassLayout { outer: logits.numel(), classes: 1, inner: 1, axis: 0 },
         };
         let index_shape = axis.map(|axis| {
@@ -208,14 +200,15 @@ impl<'a> SigmoidFocal<'a> {
                 None => Background::MinusOneOrClasses(layout.classes as i64),
             };
             let labels = background.labels();
-            check_labels(targets, layout.classes, &NotClasses { labels: &labels, name: "background" })?;
+            let classes =
+                class_labels(targets, layout.classes, &NotClasses { labels: &labels, name: "background" })?;
             if targets.dtype.is_float() {
                 warnings.push(format!(
                     "targets are {} with integral values: read as class indices",
                     targets.dtype.name()
                 ));
             }
-            Targets::Labels { labels: targets.values(), background }
+            Targets::Labels { labels: classes, background }
         } else {
             let indices = match &index_shape {
                 Some(shape) => format!(" or class indices {}", shape_text(shape)),
@@ -260,7 +253,7 @@ impl<'a> SigmoidFocal<'a> {
 
     /// The labels read as "no class", for class-index targets.
     pub(super) fn background_labels(&self) -> Option<Vec<i64>> {
-        match self.targets {
+        match &self.targets {
             Targets::Elements(_) => None,
             Targets::Labels { background, .. } => Some(background.labels()),
         }
@@ -285,7 +278,7 @@ impl<'a> SigmoidFocal<'a> {
             let len = (units.end - start).min(BLOCK);
             let first_class = at.class;
             self.logits.copy_to_f64(start, 1, &mut x[..len]);
-            match self.targets {
+            match &self.targets {
                 Targets::Elements(values) if class_last => {
                     values.copy_to_f64(start, 1, &mut t[..len]);
                     at = Position::of(start + len, layout);
@@ -297,27 +290,26 @@ impl<'a> SigmoidFocal<'a> {
                         at.advance(layout);
                     }
                 }
-                Targets::Labels { labels, background } if class_last => {
+                Targets::Labels { labels, .. } if class_last => {
                     // One label per row: the row is all zero but for its class.
                     let mut k = 0;
                     while k < len {
-                        let label = labels.get_index(at.outer).expect("labels were checked");
                         let run = (layout.classes - at.class).min(len - k);
                         let row = &mut t[k..k + run];
                         row.fill(0.0);
-                        if !background.holds(label) && (at.class..at.class + run).contains(&(label as usize))
+                        if let Some(label) = labels.class(at.outer)
+                            && (at.class..at.class + run).contains(&label)
                         {
-                            row[label as usize - at.class] = 1.0;
+                            row[label - at.class] = 1.0;
                         }
                         k += run;
                         at = Position::of(start + k, layout);
                     }
                 }
-                Targets::Labels { labels, background } => {
+                Targets::Labels { labels, .. } => {
                     for k in 0..len {
                         class[k] = at.class;
-                        let label = labels.get_index(at.row(layout)).expect("labels were checked");
-                        t[k] = if label == at.class as i64 && !background.holds(label) { 1.0 } else { 0.0 };
+                        t[k] = if labels.class(at.row(layout)) == Some(at.class) { 1.0 } else { 0.0 };
                         at.advance(layout);
                     }
                 }

@@ -3,7 +3,7 @@
 //! for kornia and the snippet, `exp / sum` for mmcv, a renormalised, clipped
 //! softmax for Keras).
 
-use crate::loss::{NotClasses, check_labels, predicts, read_row};
+use crate::loss::{Labels, NotClasses, class_labels, predicts, read_row};
 use std::ops::Range;
 
 use crate::error::{Error, Result};
@@ -40,7 +40,7 @@ impl Formula {
 
 pub(super) struct SoftmaxFocal<'a> {
     logits: Values<'a>,
-    labels: Values<'a>,
+    labels: Labels,
     layout: ClassLayout,
     formula: Formula,
     gamma: f64,
@@ -63,7 +63,7 @@ impl<'a> SoftmaxFocal<'a> {
         let default_axis = if logits.shape.len() == 1 { 0 } else { 1 };
         let axis =
             resolve_axis(params.class_axis.unwrap_or(default_axis), logits.shape.len(), &logits.origin)?;
-        let layout = ClassLayout::new(&logits.shape, axis);
+        let layout = ClassLayout::new(&logits.shape, axis, &logits.origin)?;
         let classes = layout.classes;
         if classes == 0 {
             return Err(Error::input(&logits.origin, format!("class axis {axis} has length 0")));
@@ -81,7 +81,7 @@ impl<'a> SoftmaxFocal<'a> {
                 ),
             ));
         }
-        check_labels(targets, classes, &NotClasses { labels: &[], name: "" })?;
+        let labels = class_labels(targets, classes, &NotClasses { labels: &[], name: "" })?;
         if targets.dtype.is_float() {
             warnings.push(format!(
                 "targets are {} with integral values: read as class indices",
@@ -118,7 +118,7 @@ impl<'a> SoftmaxFocal<'a> {
         };
         Ok(SoftmaxFocal {
             logits: logits.values(),
-            labels: targets.values(),
+            labels,
             layout,
             formula,
             gamma,
@@ -204,7 +204,7 @@ impl<'a> SoftmaxFocal<'a> {
             } else {
                 crate::math::sum_exp(&row, max)
             };
-            let y = self.labels.get_index(i).expect("labels were checked") as usize;
+            let y = self.labels.class(i).expect("softmax focal targets have no labels beside classes");
             // log-softmax in PyTorch's order: (x - max) - ln Σ exp(x - max).
             let log_p_y = (row[y] - max) - sum.ln();
             let p_t = log_p_y.exp();

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
-use crate::error::{Error, Result};
-use crate::input::{Sources, Tensor};
+use crate::error::{Error, Origin, Result};
+use crate::input::{self, Sources, Spec, Tensor};
 use crate::report::{InputInfo, Presentation};
 use crate::settings::ReportArgs;
 
@@ -123,9 +123,26 @@ impl Loss for SsdArgs {
     fn read(&self, sources: &Sources) -> Result<SsdInputs> {
         let loc = sources.required(self.loc.as_deref(), "loc")?;
         let conf = sources.required(self.conf.as_deref(), "conf")?;
-        let priors = match self.priors.as_deref().and_then(PriorSet::from_name) {
-            Some(set) => Priors::builtin(set),
-            None => Priors::from_tensor(&sources.required(self.priors.as_deref(), "priors")?)?,
+        let priors = match self.priors.as_deref() {
+            Some(text) => match PriorSet::from_name(text) {
+                Some(set) => Priors::builtin(set),
+                None => {
+                    let spec = Spec::parse(text);
+                    if !spec.path.exists() {
+                        // Neither a file nor a built-in set: list the sets.
+                        let sets: Vec<&str> = PriorSet::ALL.iter().map(|set| set.name()).collect();
+                        return Err(Error::input(
+                            &Origin::new("priors", text),
+                            format!(
+                                "no such file, and not a built-in prior set (the built-in sets are {})",
+                                sets.join(", ")
+                            ),
+                        ));
+                    }
+                    Priors::from_tensor(&input::load(&spec, "priors")?)?
+                }
+            },
+            None => Priors::from_tensor(&sources.required(None, "priors")?)?,
         };
         let truths_spec = sources.required_spec(self.truths.as_deref(), "truths")?;
         let truths = load_truths(&truths_spec, loc.shape.first().copied())?;

@@ -265,6 +265,7 @@ fn check_inputs(
             format!("has {classes} classes: SSD needs the background and at least one object class"),
         ));
     }
+    crate::tally::check_classes(classes).map_err(|message| Error::input(&conf.origin, message))?;
     if priors.len() != prior_count {
         return Err(Error::input(
             &priors.origin,

@@ -32,6 +32,9 @@ const SSD300_STEPS: [f64; 6] = [8.0, 16.0, 32.0, 64.0, 100.0, 300.0];
 const SSD300_ASPECT_RATIOS: [&[f64]; 6] = [&[2.0], &[2.0, 3.0], &[2.0, 3.0], &[2.0, 3.0], &[2.0], &[2.0]];
 
 impl PriorSet {
+    /// Every built-in set.
+    pub const ALL: [PriorSet; 2] = [PriorSet::Ssd300Voc, PriorSet::Ssd300Coco];
+
     pub fn name(self) -> &'static str {
         match self {
             PriorSet::Ssd300Voc => "ssd300-voc",
@@ -41,7 +44,7 @@ impl PriorSet {
 
     /// The set a name on the command line stands for, if it is one.
     pub fn from_name(name: &str) -> Option<PriorSet> {
-        [PriorSet::Ssd300Voc, PriorSet::Ssd300Coco].into_iter().find(|set| set.name() == name)
+        PriorSet::ALL.into_iter().find(|set| set.name() == name)
     }
 
     fn config(self) -> PriorConfig {

@@ -54,8 +54,7 @@ pub fn load(spec: &Spec, images: Option<usize>) -> Result<Truths> {
     let extension = spec.path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     match extension.as_deref() {
         Some("json") => {
-            let text =
-                std::fs::read(&spec.path).map_err(|e| Error::input(&origin, format!("cannot read: {e}")))?;
+            let text = input::read_text(&spec.path, &origin)?;
             from_json(&text, spec.key.as_deref(), origin)
         }
         Some("npz") if spec.key.is_none() => from_npz_members(&spec.path, origin, images),
@@ -79,6 +78,7 @@ fn from_padded_batch(tensor: &Tensor, images: Option<usize>) -> Result<Truths> {
 /// A list per image of rows, parsed from JSON text.
 pub fn from_json(text: &[u8], key: Option<&str>, origin: Origin) -> Result<Truths> {
     let fail = |message: String| Error::input(&origin, message);
+    let text = input::json_text(text).map_err(&fail)?;
     let document: Value = serde_json::from_slice(text).map_err(|e| fail(format!("not valid JSON: {e}")))?;
     let images = match &document {
         Value::Object(members) => {

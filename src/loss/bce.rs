@@ -1,7 +1,11 @@
 //! Binary cross entropy with logits, as `F.binary_cross_entropy_with_logits`:
-//! `loss = w · ((1 - t)·x - (1 + (pw - 1)·t)·logσ(x))` with the stable
-//! `logσ(x) = min(x, 0) - log1p(exp(-|x|))`, mean over every element.
-//! `weight` broadcasts to the input, `pos_weight` along its last axis.
+//! `loss = w · ((1 - t)·x - (1 + (pw - 1)·t)·logσ(x))`, mean over every
+//! element. `weight` broadcasts to the input, `pos_weight` along its last
+//! axis. It is evaluated as `w · (pw·t·softplus(-x) + (1 - t)·softplus(x))`,
+//! the same function written as a sum of terms that are not negative for
+//! targets in [0, 1], so every loss is exact to a few ulps, tails included
+//! (x = -40, t = 0 gives e^-40, which PyTorch's form rounds to 4.2e-18 with
+//! 2 correct digits).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -18,6 +22,7 @@ use crate::tally::{Elements, Example, Grouping, Operand, Tally};
 use super::{
     ClassLayout, Loss, PerExample, Prepared, Reduction, check_weights, describe, recorded, resolve_axis,
 };
+use crate::math::softplus;
 
 /// Binary cross entropy with logits, as F.binary_cross_entropy_with_logits
 #[derive(Debug, Args)]
@@ -263,8 +268,9 @@ impl Bce<'_> {
         let last = self.shape.len() - 1;
         let mut x = [0.0; BLOCK];
         let mut t = [0.0; BLOCK];
-        let mut log_sigs = [0.0; BLOCK];
+        let mut log1p = [0.0; BLOCK];
         let mut ps = [0.0; BLOCK];
+        let mut qs = [0.0; BLOCK];
         let mut losses = [0.0; BLOCK];
         let mut bces = [0.0; BLOCK];
         // A block crosses the end of a run only when nothing depends on the
@@ -285,7 +291,7 @@ impl Bce<'_> {
             self.targets.copy_to_f64(start, 1, &mut t[..len]);
             tally.record_nonfinite(Operand::Logits, &x[..len], start, 1);
             tally.record_nonfinite(Operand::Targets, &t[..len], start, 1);
-            crate::math::logistic_into(&x[..len], &mut log_sigs[..len], &mut ps[..len]);
+            crate::math::logistic_into(&x[..len], &mut log1p[..len], &mut ps[..len], &mut qs[..len]);
             let weight = self.weight.as_ref().map(|b| self.cursor(b, run, first));
             let pos_weight = self.pos_weight.as_ref().map(|b| self.cursor(b, run, first));
             // The class is the position in the run when the classes sit on
@@ -295,17 +301,20 @@ impl Bce<'_> {
                 Some(layout) => ((start / layout.inner) % layout.classes, layout.axis == last),
             };
             for k in 0..len {
-                let (x, t, log_sig) = (x[k], t[k], log_sigs[k]);
-                let mut weighted_log_sig = log_sig;
-                if let Some((values, base, step)) = pos_weight {
-                    weighted_log_sig *= (values[base + k * step] - 1.0) * t + 1.0;
-                }
-                let mut loss = (1.0 - t) * x - weighted_log_sig;
+                let (x, t) = (x[k], t[k]);
+                // -log σ(x) and -log σ(-x), each exact.
+                let (minus_log_p, minus_log_q) = (softplus(-x, log1p[k]), softplus(x, log1p[k]));
+                let positive = t * minus_log_p;
+                let negative = (1.0 - t) * minus_log_q;
+                let mut loss = match pos_weight {
+                    Some((values, base, step)) => values[base + k * step] * positive + negative,
+                    None => positive + negative,
+                };
                 if let Some((values, base, step)) = weight {
                     loss *= values[base + k * step];
                 }
                 losses[k] = loss;
-                bces[k] = (1.0 - t) * x - log_sig;
+                bces[k] = positive + negative;
             }
             let elements = Elements {
                 first_class: first,

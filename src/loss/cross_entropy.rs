@@ -2,6 +2,11 @@
 //! targets with weight, ignore index and label smoothing, or probability
 //! targets. The mean divides by Σ w[y] over counted targets for index
 //! targets and by the number of examples for probability targets.
+//!
+//! Every log-probability is exact to a few ulps for any finite logits
+//! ([`crate::math::ln_sum_exp_into`]): an example whose target class dominates
+//! keeps its small loss, where `log_softmax` loses digits from a gap of
+//! about 15 and returns 0 past about 37.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -244,14 +249,6 @@ impl<'a> CrossEntropy<'a> {
     }
 }
 
-/// The shifted log-sum-exp of a row: its maximum `m` and `ln Σ exp(x - m)`,
-/// so that `log p_c = (x_c - m) - ln_sum`, the order PyTorch's log_softmax
-/// uses.
-#[inline(always)]
-fn log_sum_exp(row: &[f64], max: f64) -> f64 {
-    crate::math::sum_exp(row, max).ln()
-}
-
 fn first_max(row: &[f64]) -> usize {
     let mut best = 0;
     for (c, &v) in row.iter().enumerate().skip(1) {
@@ -283,10 +280,13 @@ impl PerExample for CrossEntropy<'_> {
         let classes = self.layout.classes;
         let eps = self.smoothing;
         let mut row = vec![0.0; classes];
+        let mut exps = vec![0.0; classes];
         let mut target_row = vec![0.0; classes];
         for i in units {
             let (max, start, stride) = read_row(&self.logits, &self.layout, i, &mut row, tally);
-            let ln_sum = log_sum_exp(&row, max);
+            // ln Σ exp(x - max), so that log p_c = (x_c - max) - ln_sum in
+            // PyTorch's order, exact also when one class dominates.
+            let ln_sum = crate::math::ln_sum_exp_into(&row, max, &mut exps);
             let log_p = |c: usize| (row[c] - max) - ln_sum;
             match &self.targets {
                 Targets::Indices(labels) => {

@@ -1,7 +1,10 @@
-//! Sigmoid focal losses: one binary task per element, each in the operation
-//! order of its reference so that the last bits agree where they cancel
-//! (`1 - p_t` for p_t near 1). Targets are floats shaped like the logits, or
-//! one class index per row expanded to one-hot on the fly.
+//! Sigmoid focal losses: one binary task per element. Each is written from
+//! the exact parts of the logistic function (`σ(x)`, `σ(-x) = 1 - σ(x)`
+//! and the two softplus functions, see [`crate::math::logistic_into`]), so
+//! `1 - p_t` and the BCE keep every digit where a reference's own arithmetic
+//! cancels (`1 - p_t` for p_t near 1, `x - log σ(x)` for x ≪ 0). Targets are
+//! floats shaped like the logits, or one class index per row expanded to
+//! one-hot on the fly.
 
 use crate::loss::{Labels, NotClasses, class_labels};
 use std::ops::Range;
@@ -9,6 +12,7 @@ use std::ops::Range;
 use crate::error::{Error, Result};
 use crate::input::{Tensor, Values, shape_text};
 use crate::loss::{ClassLayout, resolve_axis};
+use crate::math::softplus;
 use crate::tally::{Elements, Example, Operand, Tally};
 
 use super::{FocalParams, FocalPreset, KERAS_EPSILON, power};
@@ -28,6 +32,30 @@ pub(super) enum Formula {
     Seed { alpha: Option<f64> },
 }
 
+/// What an element's loss is computed from.
+#[derive(Debug, Clone, Copy)]
+struct Element {
+    t: f64,
+    /// σ(x) and σ(-x).
+    p: f64,
+    q: f64,
+    /// -log σ(x) and -log σ(-x).
+    minus_log_p: f64,
+    minus_log_q: f64,
+    /// The plain BCE with logits.
+    bce: f64,
+}
+
+/// A block of elements, one slice per part, all of one length.
+struct Block<'b> {
+    t: &'b [f64],
+    p: &'b [f64],
+    q: &'b [f64],
+    minus_log_p: &'b [f64],
+    minus_log_q: &'b [f64],
+    bce: &'b [f64],
+}
+
 impl Formula {
     pub(super) fn new(preset: FocalPreset, alpha: Option<f64>, smoothing: f64) -> Formula {
         match preset {
@@ -38,59 +66,92 @@ impl Formula {
         }
     }
 
-    /// The losses of a block, from the targets, `σ(x)` and the plain BCE.
-    /// The formula and γ's common values are settled once per block, so
-    /// the loop the compiler sees is straight arithmetic.
-    fn losses(self, gamma: f64, t: &[f64], p: &[f64], bce: &[f64], out: &mut [f64]) {
-        #[inline(always)]
-        fn each(out: &mut [f64], t: &[f64], p: &[f64], bce: &[f64], loss: impl Fn(f64, f64, f64) -> f64) {
-            for (((out, &t), &p), &bce) in out.iter_mut().zip(t).zip(p).zip(bce) {
-                *out = loss(t, p, bce);
-            }
-        }
+    /// The losses of a block. The formula, whether α is on and γ's common
+    /// value are settled once per block, so each loop the compiler sees is
+    /// straight arithmetic.
+    fn losses(self, gamma: f64, block: &Block, out: &mut [f64]) {
         match gamma {
-            2.0 => each(out, t, p, bce, |t, p, bce| self.loss(t, |b| b * b, p, bce)),
-            _ => each(out, t, p, bce, |t, p, bce| self.loss(t, |b| power(b, gamma), p, bce)),
+            2.0 => self.losses_with(block, out, |b| b * b),
+            _ => self.losses_with(block, out, move |b| power(b, gamma)),
         }
     }
 
-    /// The loss for target `t`, given the logit's `σ(x)` and its plain BCE;
-    /// `power` raises to γ.
     #[inline(always)]
-    fn loss(self, t: f64, power: impl Fn(f64) -> f64, p: f64, bce: f64) -> f64 {
+    fn losses_with(self, block: &Block, out: &mut [f64], power: impl Fn(f64) -> f64 + Copy) {
+        #[inline(always)]
+        fn each(out: &mut [f64], block: &Block, loss: impl Fn(Element) -> f64) {
+            let Block { t, p, q, minus_log_p, minus_log_q, bce } = *block;
+            let parts = t.iter().zip(p).zip(q).zip(minus_log_p).zip(minus_log_q).zip(bce);
+            for (out, (((((&t, &p), &q), &minus_log_p), &minus_log_q), &bce)) in out.iter_mut().zip(parts) {
+                *out = loss(Element { t, p, q, minus_log_p, minus_log_q, bce });
+            }
+        }
+        // Each arm names its formula as a constant, so `loss` folds to one
+        // variant's arithmetic.
+        macro_rules! run {
+            ($formula:expr) => {
+                each(out, block, |e| $formula.loss(e, power))
+            };
+        }
+        use Formula::*;
+        match self {
+            Torchvision { alpha: Some(a) } => run!(Torchvision { alpha: Some(a) }),
+            Torchvision { alpha: None } => run!(Torchvision { alpha: None }),
+            Mmdet { alpha: Some(a) } => run!(Mmdet { alpha: Some(a) }),
+            Mmdet { alpha: None } => run!(Mmdet { alpha: None }),
+            Keras { alpha, smoothing } => run!(Keras { alpha, smoothing }),
+            Seed { alpha } => run!(Seed { alpha }),
+        }
+    }
+
+    /// The loss of one element; `power` raises to γ.
+    #[inline(always)]
+    fn loss(self, e: Element, power: impl Fn(f64) -> f64) -> f64 {
+        let Element { t, p, q, minus_log_p, minus_log_q, bce } = e;
         let alpha_t = |a: f64, t: f64| a * t + (1.0 - a) * (1.0 - t);
+        // 1 - p_t = 1 - (p·t + (1 - p)·(1 - t)), without the cancellation.
+        let one_minus_p_t = t * q + (1.0 - t) * p;
         match self {
             Formula::Torchvision { alpha } => {
-                let p_t = p * t + (1.0 - p) * (1.0 - t);
-                let loss = bce * power(1.0 - p_t);
+                let loss = bce * power(one_minus_p_t);
                 alpha.map_or(loss, |a| alpha_t(a, t) * loss)
             }
             Formula::Mmdet { alpha } => {
-                let one_minus_p_t = (1.0 - p) * t + p * (1.0 - t);
                 let modulating = power(one_minus_p_t);
                 bce * alpha.map_or(modulating, |a| alpha_t(a, t) * modulating)
             }
             Formula::Keras { alpha, smoothing } => {
                 let t = if smoothing > 0.0 { t * (1.0 - smoothing) + 0.5 * smoothing } else { t };
-                let bce = binary_cross_entropy(p.clamp(KERAS_EPSILON, 1.0 - KERAS_EPSILON), t);
-                let p_t = t * p + (1.0 - t) * (1.0 - p);
-                let loss = power(1.0 - p_t) * bce;
-                alpha.map_or(loss, |a| (t * a + (1.0 - t) * (1.0 - a)) * loss)
+                let bce = keras_binary_cross_entropy(p, minus_log_p, minus_log_q, t);
+                let loss = power(t * q + (1.0 - t) * p) * bce;
+                alpha.map_or(loss, |a| (t * a + (1.0 - a) * (1.0 - t)) * loss)
             }
             Formula::Seed { alpha } => {
-                let modulating = power(1.0 - (-bce).exp());
+                // 1 - exp(-bce) without the cancellation of a small bce.
+                let modulating = power(-(-bce).exp_m1());
                 alpha.map_or(modulating * bce, |a| a * modulating * bce)
             }
         }
     }
 }
 
-/// `F.binary_cross_entropy` on a probability: each log floored at -100.
+/// Keras's `binary_crossentropy` of the probability clipped to
+/// [1e-7, 1 - 1e-7] (each log floored at -100, as torch's BCE floors it),
+/// with the logs of an unclipped probability taken exactly from the
+/// softplus functions.
 #[inline(always)]
-fn binary_cross_entropy(p: f64, t: f64) -> f64 {
+fn keras_binary_cross_entropy(p: f64, minus_log_p: f64, minus_log_q: f64, t: f64) -> f64 {
+    let (log_p, log_q) = if p < KERAS_EPSILON {
+        (KERAS_EPSILON.ln(), (-KERAS_EPSILON).ln_1p())
+    } else if p > 1.0 - KERAS_EPSILON {
+        let clipped = 1.0 - KERAS_EPSILON;
+        (clipped.ln(), (-clipped).ln_1p())
+    } else {
+        (-minus_log_p, -minus_log_q)
+    };
     // Not f64::max, which would hide a NaN.
     let floored = |log: f64| if log < -100.0 { -100.0 } else { log };
-    (t - 1.0) * floored((-p).ln_1p()) - t * floored(p.ln())
+    (t - 1.0) * floored(log_q) - t * floored(log_p)
 }
 
 /// The labels that mean "no class" in class-index targets.
@@ -264,8 +325,11 @@ impl<'a> SigmoidFocal<'a> {
         let mut x = [0.0; BLOCK];
         let mut t = [0.0; BLOCK];
         let mut class = [0usize; BLOCK];
-        let mut log_sigs = [0.0; BLOCK];
+        let mut log1p = [0.0; BLOCK];
         let mut ps = [0.0; BLOCK];
+        let mut qs = [0.0; BLOCK];
+        let mut mlps = [0.0; BLOCK];
+        let mut mlqs = [0.0; BLOCK];
         let mut losses = [0.0; BLOCK];
         let mut bces = [0.0; BLOCK];
         let layout = &self.layout;
@@ -316,11 +380,25 @@ impl<'a> SigmoidFocal<'a> {
             }
             tally.record_nonfinite(Operand::Logits, &x[..len], start, 1);
             tally.record_nonfinite(Operand::Targets, &t[..len], start, 1);
-            crate::math::logistic_into(&x[..len], &mut log_sigs[..len], &mut ps[..len]);
-            for k in 0..len {
-                bces[k] = (1.0 - t[k]) * x[k] - log_sigs[k];
+            crate::math::logistic_into(&x[..len], &mut log1p[..len], &mut ps[..len], &mut qs[..len]);
+            // -log σ(x), -log σ(-x) and the plain BCE, each exact.
+            let parts = mlps[..len].iter_mut().zip(&mut mlqs[..len]).zip(&mut bces[..len]);
+            for (((mlp, mlq), bce), (&x, (&l, &t))) in
+                parts.zip(x[..len].iter().zip(log1p[..len].iter().zip(&t[..len])))
+            {
+                *mlp = softplus(-x, l);
+                *mlq = softplus(x, l);
+                *bce = t * *mlp + (1.0 - t) * *mlq;
             }
-            self.formula.losses(self.gamma, &t[..len], &ps[..len], &bces[..len], &mut losses[..len]);
+            let block = Block {
+                t: &t[..len],
+                p: &ps[..len],
+                q: &qs[..len],
+                minus_log_p: &mlps[..len],
+                minus_log_q: &mlqs[..len],
+                bce: &bces[..len],
+            };
+            self.formula.losses(self.gamma, &block, &mut losses[..len]);
             let elements = Elements {
                 first_class,
                 x: &x[..len],

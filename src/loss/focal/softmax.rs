@@ -1,7 +1,10 @@
 //! Softmax focal losses: one distribution per row and one class index per
-//! row, each reference's probabilities formed as it forms them (log-softmax
-//! for kornia and the snippet, `exp / sum` for mmcv, a renormalised, clipped
-//! softmax for Keras).
+//! row. Every preset takes its log-probabilities from the exact log-softmax
+//! ([`crate::math::ln_sum_exp_into`]) and `1 - p` as `-expm1(log p)`, so the
+//! modulating factor `(1 - p_y)^γ` keeps every digit when the target class
+//! dominates (where `1 - exp(log p)` cancels); each reference's clamps are
+//! then applied to those exact values (mmcv's floor at log(FLT_MIN), Keras's
+//! clip to [1e-7, 1 - 1e-7]).
 
 use crate::loss::{Labels, NotClasses, class_labels, predicts, read_row};
 use std::ops::Range;
@@ -21,21 +24,13 @@ pub(super) const FLT_MIN: f64 = f32::MIN_POSITIVE as f64;
 enum Formula {
     /// `α_y·(-(1 - p_y)^γ·log p_y)` with `p_y = exp(log_softmax)`.
     Kornia,
-    /// `-α_y·(1 - p_y)^γ·log(max(p_y, FLT_MIN))` with `p_y = exp / sum`.
+    /// `-α_y·(1 - p_y)^γ·log(max(p_y, FLT_MIN))`.
     Mmcv,
-    /// `Σ_c (1 - p_c)^γ·α_c·(-ỹ_c·log p_c)` over the renormalised softmax
-    /// clipped to [1e-7, 1 - 1e-7], ỹ smoothed toward 1/C.
+    /// `Σ_c (1 - p_c)^γ·α_c·(-ỹ_c·log p_c)` over the softmax clipped to
+    /// [1e-7, 1 - 1e-7], ỹ smoothed toward 1/C.
     Keras { smoothing: f64 },
     /// `-α_y·(1 - p_y)^γ·log p_y` with `p_y = exp(log_softmax)`.
     Uniform,
-}
-
-impl Formula {
-    /// Whether the row's loss reads every class's probability, not just the
-    /// target's log-probability.
-    fn needs_probabilities(self) -> bool {
-        matches!(self, Formula::Mmcv | Formula::Keras { .. })
-    }
 }
 
 pub(super) struct SoftmaxFocal<'a> {
@@ -145,38 +140,49 @@ impl<'a> SoftmaxFocal<'a> {
         self.alpha.as_ref().map(|a| a[class])
     }
 
-    /// The row's loss. `exps` holds `exp(x_c - max)`, summing to `sum`;
-    /// Keras's pass overwrites it with its probabilities.
-    fn row_loss(&self, y: usize, log_p_y: f64, exps: &mut [f64], sum: f64) -> f64 {
+    /// The row's loss, from its exact log-softmax: `(x_c - max) - ln_sum`.
+    fn row_loss(&self, y: usize, row: &[f64], max: f64, ln_sum: f64) -> f64 {
         let gamma = self.gamma;
+        let log_p = |c: usize| (row[c] - max) - ln_sum;
+        let log_p_y = log_p(y);
+        // 1 - p without the cancellation of p near 1.
+        let one_minus = |log_p: f64| -log_p.exp_m1();
         let loss = match self.formula {
             Formula::Kornia => {
-                let loss = -power(1.0 - log_p_y.exp(), gamma) * log_p_y;
+                let loss = -power(one_minus(log_p_y), gamma) * log_p_y;
                 self.alpha_of(y).map_or(loss, |a| a * loss)
             }
             Formula::Uniform => {
                 let a = self.alpha_of(y).unwrap_or(1.0);
-                -a * power(1.0 - log_p_y.exp(), gamma) * log_p_y
+                -a * power(one_minus(log_p_y), gamma) * log_p_y
             }
             Formula::Mmcv => {
-                let p = exps[y] / sum;
+                // log(max(p, FLT_MIN)) = max(log p, log FLT_MIN).
+                let floor = FLT_MIN.ln();
+                let log_floored = if log_p_y > floor { log_p_y } else { floor };
                 let a = self.alpha_of(y).unwrap_or(1.0);
-                -a * power(1.0 - p, gamma) * p.max(FLT_MIN).ln()
+                -a * power(one_minus(log_p_y), gamma) * log_floored
             }
             Formula::Keras { smoothing } => {
-                // torch's softmax multiplies by the reciprocal of the sum;
-                // Keras then renormalises and clips.
-                let reciprocal = 1.0 / sum;
-                exps.iter_mut().for_each(|e| *e *= reciprocal);
-                let total: f64 = exps.iter().sum();
+                // Keras clips p to [ε, 1 - ε]; its renormalisation by the
+                // sum of the softmax is 1 up to rounding.
                 let term = |c: usize, target: f64| {
-                    let p = (exps[c] / total).clamp(KERAS_EPSILON, 1.0 - KERAS_EPSILON);
-                    let modulating = power(1.0 - p, gamma);
+                    let log_p = log_p(c);
+                    let p = log_p.exp();
+                    let (log_clipped, one_minus_clipped) = if p < KERAS_EPSILON {
+                        (KERAS_EPSILON.ln(), 1.0 - KERAS_EPSILON)
+                    } else if p > 1.0 - KERAS_EPSILON {
+                        let clipped = 1.0 - KERAS_EPSILON;
+                        (clipped.ln(), 1.0 - clipped)
+                    } else {
+                        (log_p, one_minus(log_p))
+                    };
+                    let modulating = power(one_minus_clipped, gamma);
                     let weighting = self.alpha_of(c).map_or(modulating, |a| modulating * a);
-                    weighting * (-target * p.ln())
+                    weighting * (-target * log_clipped)
                 };
                 if smoothing > 0.0 {
-                    let classes = exps.len();
+                    let classes = row.len();
                     let off = smoothing / classes as f64;
                     (0..classes)
                         .map(|c| {
@@ -198,24 +204,20 @@ impl<'a> SoftmaxFocal<'a> {
         let mut exps = vec![0.0; classes];
         for i in units {
             let (max, ..) = read_row(&self.logits, &self.layout, i, &mut row, tally);
-            // The same sum CE takes, so γ = 0 gives CE's very digits.
-            let sum = if self.formula.needs_probabilities() {
-                crate::math::exp_into(&row, max, &mut exps)
-            } else {
-                crate::math::sum_exp(&row, max)
-            };
             let y = self.labels.class(i).expect("softmax focal targets have no labels beside classes");
+            // The same sum CE takes, so γ = 0 gives CE's very digits.
+            let ln_sum = crate::math::ln_sum_exp_into(&row, max, &mut exps);
             // log-softmax in PyTorch's order: (x - max) - ln Σ exp(x - max).
-            let log_p_y = (row[y] - max) - sum.ln();
+            let log_p_y = (row[y] - max) - ln_sum;
             let p_t = log_p_y.exp();
             tally.add(Example {
                 class: y,
-                loss: self.row_loss(y, log_p_y, &mut exps, sum),
+                loss: self.row_loss(y, &row, max, ln_sum),
                 p_t,
                 correct: predicts(&row, max, y),
                 positive: self.background_class.is_some_and(|b| b != y),
                 baseline: -log_p_y,
-                grad_norm: 1.0 - p_t,
+                grad_norm: -log_p_y.exp_m1(),
             });
         }
     }

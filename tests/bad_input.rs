@@ -632,13 +632,16 @@ fn weight_length_differing_from_classes_is_rejected() {
 }
 
 #[test]
-fn negative_weight_is_rejected() {
-    rejects(&["ce", "golden/ce.npz", "--weight", "1,-2,3"], &["--weight (weight)", "[1]", "negative"]);
+fn non_finite_weight_is_rejected() {
+    rejects(
+        &["ce", "golden/ce.npz", "--weight", "1,nan,3"],
+        &["--weight (weight)", "[1]", "not a finite number"],
+    );
     let dir = Scratch::new();
-    let weight = dir.file("weight.npy", &f64_npy(&[3], &[1.0, 2.0, -0.5]));
+    let weight = dir.file("weight.npy", &f64_npy(&[3], &[1.0, 2.0, f64::INFINITY]));
     rejects(
         &["ce", "golden/ce.npz", "--weight", &weight],
-        &[&format!("{weight} (weight)"), "[2]", "negative"],
+        &[&format!("{weight} (weight)"), "[2]", "not a finite number"],
     );
 }
 

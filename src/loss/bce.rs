@@ -101,7 +101,7 @@ impl Loss for BceArgs {
             parameters,
             inputs: describe([logits, targets].into_iter().chain(weight).chain(pos_weight)),
             operands: [logits, targets],
-            warnings: Vec::new(),
+            warnings: loss.warnings.clone(),
             positives_per_class: true,
             sections: None,
             pass: Box::new(loss),
@@ -126,7 +126,9 @@ struct Broadcast {
 }
 
 impl Broadcast {
-    fn new(tensor: &Tensor, target: &[usize]) -> Result<Broadcast> {
+    /// The array read along `target`, and a warning when it holds negative
+    /// entries.
+    fn new(tensor: &Tensor, target: &[usize]) -> Result<(Broadcast, Option<String>)> {
         let fail = || {
             Error::input(
                 &tensor.origin,
@@ -153,8 +155,8 @@ impl Broadcast {
             stride *= len;
         }
         let values = tensor.to_f64_vec();
-        check_weights(&values, &tensor.shape, &tensor.origin)?;
-        Ok(Broadcast { values, strides })
+        let warning = check_weights(&values, &tensor.shape, &tensor.origin)?;
+        Ok((Broadcast { values, strides }, warning))
     }
 }
 
@@ -169,6 +171,8 @@ pub struct Bce<'a> {
     weight: Option<Broadcast>,
     pos_weight: Option<Broadcast>,
     reduction: Reduction,
+    /// Facts about the inputs the user should hear of.
+    pub warnings: Vec<String>,
 }
 
 impl<'a> Bce<'a> {
@@ -194,8 +198,15 @@ impl<'a> Bce<'a> {
                 Some(ClassLayout::new(&logits.shape, axis, &logits.origin)?)
             }
         };
-        let weight = params.weight.map(|w| Broadcast::new(w, &logits.shape)).transpose()?;
-        let pos_weight = params.pos_weight.map(|w| Broadcast::new(w, &logits.shape)).transpose()?;
+        let mut warnings = Vec::new();
+        let mut broadcast = |weight: Option<&Tensor>| -> Result<Option<Broadcast>> {
+            let Some(weight) = weight else { return Ok(None) };
+            let (broadcast, warning) = Broadcast::new(weight, &logits.shape)?;
+            warnings.extend(warning);
+            Ok(Some(broadcast))
+        };
+        let weight = broadcast(params.weight)?;
+        let pos_weight = broadcast(params.pos_weight)?;
         Ok(Bce {
             logits: logits.values(),
             targets: targets.values(),
@@ -205,6 +216,7 @@ impl<'a> Bce<'a> {
             weight,
             pos_weight,
             reduction: params.reduction,
+            warnings,
         })
     }
 

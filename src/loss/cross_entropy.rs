@@ -219,7 +219,7 @@ impl<'a> CrossEntropy<'a> {
             ));
         };
         if let Some((weight, origin)) = &params.weight {
-            check_class_weights(weight, layout.classes, origin)?;
+            warnings.extend(check_class_weights(weight, layout.classes, origin)?);
         }
         Ok(CrossEntropy {
             logits: logits.values(),

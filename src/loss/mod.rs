@@ -318,9 +318,9 @@ pub fn class_labels(targets: &Tensor, classes: usize, allowed: &NotClasses) -> R
     Ok(Labels(labels))
 }
 
-/// Checks that a per-class vector fits `classes` and holds no negative or
-/// non-finite entry.
-pub fn check_class_weights(weight: &[f64], classes: usize, origin: &Origin) -> Result<()> {
+/// Checks that a per-class vector fits `classes` and holds no non-finite
+/// entry; a negative entry is computed with, and the returned warning says so.
+pub fn check_class_weights(weight: &[f64], classes: usize, origin: &Origin) -> Result<Option<String>> {
     if weight.len() != classes {
         return Err(Error::input(
             origin,
@@ -330,14 +330,21 @@ pub fn check_class_weights(weight: &[f64], classes: usize, origin: &Origin) -> R
     check_weights(weight, &[classes], origin)
 }
 
-/// Checks that weights of `shape` are finite and not negative.
-pub fn check_weights(weight: &[f64], shape: &[usize], origin: &Origin) -> Result<()> {
+/// Checks that weights of `shape` are finite. PyTorch (and kornia, mmcv,
+/// mmdet) multiply by a negative weight without complaint, and so does
+/// losscope; the warning returned names the first negative entry.
+pub fn check_weights(weight: &[f64], shape: &[usize], origin: &Origin) -> Result<Option<String>> {
     let at = |i: usize| index_in(shape, i);
     if let Some(i) = weight.iter().position(|w| !w.is_finite()) {
         return Err(Error::input(origin, format!("entry {} is {}, not a finite number", at(i), weight[i])));
     }
-    if let Some(i) = weight.iter().position(|&w| w < 0.0) {
-        return Err(Error::input(origin, format!("entry {} is negative ({})", at(i), weight[i])));
-    }
-    Ok(())
+    let negatives = weight.iter().filter(|&&w| w < 0.0).count();
+    Ok(weight.iter().position(|&w| w < 0.0).map(|i| {
+        format!(
+            "{origin} has {negatives} negative {}, the first {} at {}: used as PyTorch uses it, so losses (and a divisor that sums weights) can be negative",
+            if negatives == 1 { "entry" } else { "entries" },
+            weight[i],
+            at(i)
+        )
+    }))
 }

@@ -286,7 +286,7 @@ impl<'a> Focal<'a> {
             FocalKind::Softmax => {
                 let pass = SoftmaxFocal::new(logits, targets, params, preset, &alpha, gamma, &mut warnings)?;
                 if let Some((weight, origin)) = &params.weight {
-                    check_class_weights(weight, pass.classes(), origin)?;
+                    warnings.extend(check_class_weights(weight, pass.classes(), origin)?);
                 }
                 if let Some(class) = params.background_class
                     && class >= pass.classes()

@@ -431,8 +431,10 @@ fn scalar_logits_are_rejected() {
         &["ce", "--logits", "bad/scalar.npy", "--targets", TARGETS],
         &["bad/scalar.npy (logits)", "scalar"],
     );
+    // A 0-d BCE input is one example (tests/conventions.rs); a focal loss
+    // still needs an axis.
     rejects(
-        &["bce", "--logits", "bad/scalar.npy", "--targets", "bad/scalar.npy"],
+        &["focal", "--logits", "bad/scalar.npy", "--targets", "bad/scalar.npy"],
         &["bad/scalar.npy (logits)", "scalar"],
     );
 }

@@ -177,9 +177,6 @@ pub struct Bce<'a> {
 
 impl<'a> Bce<'a> {
     pub fn new(logits: &'a Tensor, targets: &'a Tensor, params: &BceParams) -> Result<Self> {
-        if logits.shape.is_empty() {
-            return Err(Error::input(&logits.origin, "is a scalar: BCE needs at least one axis"));
-        }
         if targets.shape != logits.shape {
             return Err(Error::input(
                 &targets.origin,
@@ -190,18 +187,22 @@ impl<'a> Bce<'a> {
                 ),
             ));
         }
-        let rank = logits.shape.len();
-        let classes = match (params.class_axis, rank) {
-            (None, 1) => None,
+        // A 0-d logit and target are one example, as in PyTorch; they are
+        // walked as the one element of a [1] array, so an inline scalar
+        // weight (a one-entry list) fits them.
+        let shape = if logits.shape.is_empty() { vec![1] } else { logits.shape.clone() };
+        let rank = shape.len();
+        let classes = match (params.class_axis, logits.shape.len()) {
+            (None, 0 | 1) => None,
             (axis, _) => {
-                let axis = resolve_axis(axis.unwrap_or(-1), rank, &logits.origin)?;
-                Some(ClassLayout::new(&logits.shape, axis, &logits.origin)?)
+                let axis = resolve_axis(axis.unwrap_or(-1), logits.shape.len(), &logits.origin)?;
+                Some(ClassLayout::new(&shape, axis, &logits.origin)?)
             }
         };
         let mut warnings = Vec::new();
         let mut broadcast = |weight: Option<&Tensor>| -> Result<Option<Broadcast>> {
             let Some(weight) = weight else { return Ok(None) };
-            let (broadcast, warning) = Broadcast::new(weight, &logits.shape)?;
+            let (broadcast, warning) = Broadcast::new(weight, &shape)?;
             warnings.extend(warning);
             Ok(Some(broadcast))
         };
@@ -210,9 +211,9 @@ impl<'a> Bce<'a> {
         Ok(Bce {
             logits: logits.values(),
             targets: targets.values(),
-            run: logits.shape[rank - 1],
+            run: shape[rank - 1],
             classes,
-            shape: logits.shape.clone(),
+            shape,
             weight,
             pos_weight,
             reduction: params.reduction,

@@ -191,8 +191,7 @@ impl<'a> CrossEntropy<'a> {
             }
             Targets::Probabilities(targets.values())
         } else if targets.shape == index_shape {
-            let ignored = NotClasses { labels: &[params.ignore_index], name: "the ignore index" };
-            let labels = class_labels(targets, layout.classes, &ignored)?;
+            let labels = class_labels(targets, layout.classes, &NotClasses::ignoring(params.ignore_index))?;
             if targets.dtype.is_float() {
                 warnings.push(format!(
                     "targets are {} with integral values: read as class indices",

@@ -6,7 +6,7 @@
 //! then applied to those exact values (mmcv's floor at log(FLT_MIN), Keras's
 //! clip to [1e-7, 1 - 1e-7]).
 
-use crate::loss::{Labels, NotClasses, class_labels, predicts, read_row};
+use crate::loss::{Labels, NotClasses, check_class_weights, class_labels, predicts, read_row};
 use std::ops::Range;
 
 use crate::error::{Error, Result};
@@ -14,7 +14,7 @@ use crate::input::{Tensor, Values, shape_text};
 use crate::loss::{ClassLayout, resolve_axis};
 use crate::tally::{Example, Tally};
 
-use super::{Alpha, FocalParams, FocalPreset, KERAS_EPSILON, power};
+use super::{Alpha, FocalParams, FocalPreset, Ignore, KERAS_EPSILON, power};
 
 /// C's FLT_MIN: mmcv's kernel takes `log(max(p, FLT_MIN))`.
 pub(super) const FLT_MIN: f64 = f32::MIN_POSITIVE as f64;
@@ -43,9 +43,12 @@ pub(super) struct SoftmaxFocal<'a> {
     alpha: Option<Vec<f64>>,
     weight: Option<Vec<f64>>,
     background_class: Option<usize>,
+    /// Whether ignored examples leave the divisor.
+    dropped: bool,
 }
 
 impl<'a> SoftmaxFocal<'a> {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         logits: &'a Tensor,
         targets: &'a Tensor,
@@ -53,6 +56,7 @@ impl<'a> SoftmaxFocal<'a> {
         preset: FocalPreset,
         alpha: &Alpha,
         gamma: f64,
+        ignore: Ignore,
         warnings: &mut Vec<String>,
     ) -> Result<Self> {
         let default_axis = if logits.shape.len() == 1 { 0 } else { 1 };
@@ -76,7 +80,9 @@ impl<'a> SoftmaxFocal<'a> {
                 ),
             ));
         }
-        let labels = class_labels(targets, classes, &NotClasses { labels: &[], name: "" })?;
+        let allowed =
+            NotClasses { ignore: ignore.label, ignore_negative: ignore.negative, ..NotClasses::default() };
+        let labels = class_labels(targets, classes, &allowed)?;
         if targets.dtype.is_float() {
             warnings.push(format!(
                 "targets are {} with integral values: read as class indices",
@@ -111,6 +117,9 @@ impl<'a> SoftmaxFocal<'a> {
             FocalPreset::Uniform => Formula::Uniform,
             _ => Formula::Kornia,
         };
+        if let Some((weight, origin)) = &params.weight {
+            warnings.extend(check_class_weights(weight, classes, origin)?);
+        }
         Ok(SoftmaxFocal {
             logits: logits.values(),
             labels,
@@ -120,7 +129,13 @@ impl<'a> SoftmaxFocal<'a> {
             alpha,
             weight: params.weight.as_ref().map(|(w, _)| w.clone()),
             background_class: params.background_class,
+            dropped: ignore.dropped,
         })
+    }
+
+    /// Whether ignored examples leave the divisor.
+    pub(super) fn drops_ignored(&self) -> bool {
+        self.dropped
     }
 
     pub(super) fn units(&self) -> usize {
@@ -204,7 +219,10 @@ impl<'a> SoftmaxFocal<'a> {
         let mut exps = vec![0.0; classes];
         for i in units {
             let (max, ..) = read_row(&self.logits, &self.layout, i, &mut row, tally);
-            let y = self.labels.class(i).expect("softmax focal targets have no labels beside classes");
+            let Some(y) = self.labels.class(i) else {
+                tally.ignored += 1;
+                continue;
+            };
             // The same sum CE takes, so γ = 0 gives CE's very digits.
             let ln_sum = crate::math::ln_sum_exp_into(&row, max, &mut exps);
             // log-softmax in PyTorch's order: (x - max) - ln Σ exp(x - max).

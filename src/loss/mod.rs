@@ -19,7 +19,7 @@ use std::ops::Range;
 use serde_json::Value;
 
 pub use bce::{Bce, BceArgs, BceParams};
-pub use cross_entropy::{CeArgs, CrossEntropy, CrossEntropyParams};
+pub use cross_entropy::{CeArgs, CeDivisor, CePreset, CrossEntropy, CrossEntropyParams};
 pub use focal::{Alpha, Focal, FocalArgs, FocalKind, FocalParams, FocalPreset, Normalize};
 pub use ssd::SsdArgs;
 

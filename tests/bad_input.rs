@@ -69,7 +69,7 @@ fn violations(output: &Output, expected: &[&str]) -> Vec<String> {
 /// the arguments choose an output file themselves, the run is repeated with
 /// `-o` into an empty temporary folder, which must stay empty (no report, no
 /// leftover temporary file) and give the same message.
-fn rejects(args: &[&str], expected: &[&str]) -> String {
+pub(crate) fn rejects(args: &[&str], expected: &[&str]) -> String {
     let output = run(args);
     let mut problems = violations(&output, expected);
     let mut report = describe(args, &output);

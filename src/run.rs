@@ -169,16 +169,30 @@ pub fn analyse(
         }
         header.warnings.push(format!("{} hold {what}", tensor.origin.role));
     }
+    if let (Some(first), targets) = (tally.outside_unit.first, operands[1]) {
+        header.warnings.push(format!(
+            "{} hold {} values outside [0, 1], the first {} at index {}: they are read as soft targets (if they mark elements to leave out, pass --ignore-index)",
+            targets.origin.role,
+            tally.outside_unit.count,
+            targets.values().display(first),
+            index_in(&targets.shape, first)
+        ));
+    }
     if let Some(names) = &settings.class_names {
         if names.len() != pass.classes() {
             header.warnings.push(format!("{} class names given for {} classes", names.len(), pass.classes()));
         }
         header.class_names = Some(names.clone());
     }
+    let totals = pass.totals(&tally);
     if pass.units() == 0 {
         header.warnings.push("the input holds no examples (a mean of nothing is NaN, as in PyTorch)".into());
     } else if tally.ignored > 0 && tally.classes.iter().all(|c| c.all.count == 0) {
-        header.warnings.push("every target is ignored (a mean of nothing is NaN, as in PyTorch)".into());
+        header.warnings.push(if totals.value.is_nan() {
+            "every target is ignored (a mean of nothing is NaN, as in PyTorch)".into()
+        } else {
+            "every target is ignored: the sum and the value are 0".into()
+        });
     }
     header.example_kind = pass.example_kind();
     header.example_shape = pass.example_shape();

@@ -381,8 +381,10 @@ fn scalar_logits_are_rejected() {
         &["ce", "--logits", "bad/scalar.npy", "--targets", TARGETS],
         &["bad/scalar.npy (logits)", "scalar"],
     );
+    // A 0-d BCE input is one example (tests/conventions.rs); a focal loss
+    // still needs an axis.
     rejects(
-        &["bce", "--logits", "bad/scalar.npy", "--targets", "bad/scalar.npy"],
+        &["focal", "--logits", "bad/scalar.npy", "--targets", "bad/scalar.npy"],
         &["bad/scalar.npy (logits)", "scalar"],
     );
 }
@@ -582,13 +584,16 @@ fn weight_length_differing_from_classes_is_rejected() {
 }
 
 #[test]
-fn negative_weight_is_rejected() {
-    rejects(&["ce", "golden/ce.npz", "--weight", "1,-2,3"], &["--weight (weight)", "[1]", "negative"]);
+fn non_finite_weight_is_rejected() {
+    rejects(
+        &["ce", "golden/ce.npz", "--weight", "1,nan,3"],
+        &["--weight (weight)", "[1]", "not a finite number"],
+    );
     let dir = Scratch::new();
-    let weight = dir.file("weight.npy", &f64_npy(&[3], &[1.0, 2.0, -0.5]));
+    let weight = dir.file("weight.npy", &f64_npy(&[3], &[1.0, 2.0, f64::INFINITY]));
     rejects(
         &["ce", "golden/ce.npz", "--weight", &weight],
-        &[&format!("{weight} (weight)"), "[2]", "negative"],
+        &[&format!("{weight} (weight)"), "[2]", "not a finite number"],
     );
 }
 

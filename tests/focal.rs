@@ -122,7 +122,7 @@ fn focal_rejects_invalid_parameters() {
     for (extra, message) in [
         (&["--alpha", "1.5"][..], "alpha"),
         (&["--gamma", "-1"][..], "gamma"),
-        (&["--preset", "kornia"][..], "kornia"),
+        (&["--preset", "uniform"][..], "uniform"),
     ] {
         let output = losscope().args(["focal", "golden/bce_focal.npz"]).args(extra).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{extra:?}");

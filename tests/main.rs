@@ -4,6 +4,7 @@ mod util;
 
 mod bad_input;
 mod charts;
+mod conventions;
 mod diff;
 mod docs;
 mod examples;

@@ -1,7 +1,11 @@
 //! Binary cross entropy with logits, as `F.binary_cross_entropy_with_logits`:
-//! `loss = w · ((1 - t)·x - (1 + (pw - 1)·t)·logσ(x))` with the stable
-//! `logσ(x) = min(x, 0) - log1p(exp(-|x|))`, mean over every element.
-//! `weight` broadcasts to the input, `pos_weight` along its last axis.
+//! `loss = w · ((1 - t)·x - (1 + (pw - 1)·t)·logσ(x))`, mean over every
+//! element. `weight` broadcasts to the input, `pos_weight` along its last
+//! axis. It is evaluated as `w · (pw·t·softplus(-x) + (1 - t)·softplus(x))`,
+//! the same function written as a sum of terms that are not negative for
+//! targets in [0, 1], so every loss is exact to a few ulps, tails included
+//! (x = -40, t = 0 gives e^-40, which PyTorch's form rounds to 4.2e-18 with
+//! 2 correct digits).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -19,6 +23,7 @@ use crate::tally::{Elements, Example, Grouping, Operand, Tally};
 use super::{
     ClassLayout, Loss, PerExample, Prepared, Reduction, check_weights, describe, recorded, resolve_axis,
 };
+use crate::math::softplus;
 
 /// Binary cross entropy with logits, as F.binary_cross_entropy_with_logits
 #[derive(Debug, Args)]
@@ -97,7 +102,7 @@ impl Loss for BceArgs {
             parameters,
             inputs: describe([logits, targets].into_iter().chain(weight).chain(pos_weight)),
             operands: [logits, targets],
-            warnings: Vec::new(),
+            warnings: loss.warnings.clone(),
             positives_per_class: true,
             sections: None,
             pass: Box::new(loss),
@@ -122,7 +127,9 @@ struct Broadcast {
 }
 
 impl Broadcast {
-    fn new(tensor: &Tensor, target: &[usize]) -> Result<Broadcast> {
+    /// The array read along `target`, and a warning when it holds negative
+    /// entries.
+    fn new(tensor: &Tensor, target: &[usize]) -> Result<(Broadcast, Option<String>)> {
         let fail = || {
             Error::input(
                 &tensor.origin,
@@ -149,8 +156,8 @@ impl Broadcast {
             stride *= len;
         }
         let values = tensor.to_f64_vec();
-        check_weights(&values, &tensor.shape, &tensor.origin)?;
-        Ok(Broadcast { values, strides })
+        let warning = check_weights(&values, &tensor.shape, &tensor.origin)?;
+        Ok((Broadcast { values, strides }, warning))
     }
 }
 
@@ -165,13 +172,12 @@ pub struct Bce<'a> {
     weight: Option<Broadcast>,
     pos_weight: Option<Broadcast>,
     reduction: Reduction,
+    /// Facts about the inputs the user should hear of.
+    pub warnings: Vec<String>,
 }
 
 impl<'a> Bce<'a> {
     pub fn new(logits: &'a Tensor, targets: &'a Tensor, params: &BceParams) -> Result<Self> {
-        if logits.shape.is_empty() {
-            return Err(Error::input(&logits.origin, "is a scalar: BCE needs at least one axis"));
-        }
         if targets.shape != logits.shape {
             return Err(Error::input(
                 &targets.origin,
@@ -182,25 +188,37 @@ impl<'a> Bce<'a> {
                 ),
             ));
         }
-        let rank = logits.shape.len();
-        let classes = match (params.class_axis, rank) {
-            (None, 1) => None,
+        // A 0-d logit and target are one example, as in PyTorch; they are
+        // walked as the one element of a [1] array, so an inline scalar
+        // weight (a one-entry list) fits them.
+        let shape = if logits.shape.is_empty() { vec![1] } else { logits.shape.clone() };
+        let rank = shape.len();
+        let classes = match (params.class_axis, logits.shape.len()) {
+            (None, 0 | 1) => None,
             (axis, _) => {
-                let axis = resolve_axis(axis.unwrap_or(-1), rank, &logits.origin)?;
-                Some(ClassLayout::new(&logits.shape, axis, &logits.origin)?)
+                let axis = resolve_axis(axis.unwrap_or(-1), logits.shape.len(), &logits.origin)?;
+                Some(ClassLayout::new(&shape, axis, &logits.origin)?)
             }
         };
-        let weight = params.weight.map(|w| Broadcast::new(w, &logits.shape)).transpose()?;
-        let pos_weight = params.pos_weight.map(|w| Broadcast::new(w, &logits.shape)).transpose()?;
+        let mut warnings = Vec::new();
+        let mut broadcast = |weight: Option<&Tensor>| -> Result<Option<Broadcast>> {
+            let Some(weight) = weight else { return Ok(None) };
+            let (broadcast, warning) = Broadcast::new(weight, &shape)?;
+            warnings.extend(warning);
+            Ok(Some(broadcast))
+        };
+        let weight = broadcast(params.weight)?;
+        let pos_weight = broadcast(params.pos_weight)?;
         Ok(Bce {
             logits: logits.values(),
             targets: targets.values(),
-            run: logits.shape[rank - 1],
+            run: shape[rank - 1],
             classes,
-            shape: logits.shape.clone(),
+            shape,
             weight,
             pos_weight,
             reduction: params.reduction,
+            warnings,
         })
     }
 
@@ -272,8 +290,9 @@ impl Bce<'_> {
         let last = self.shape.len() - 1;
         let mut x = [0.0; BLOCK];
         let mut t = [0.0; BLOCK];
-        let mut log_sigs = [0.0; BLOCK];
+        let mut log1p = [0.0; BLOCK];
         let mut ps = [0.0; BLOCK];
+        let mut qs = [0.0; BLOCK];
         let mut losses = [0.0; BLOCK];
         let mut bces = [0.0; BLOCK];
         // A block crosses the end of a run only when nothing depends on the
@@ -294,7 +313,7 @@ impl Bce<'_> {
             self.targets.copy_to_f64(start, 1, &mut t[..len]);
             tally.record_nonfinite(Operand::Logits, &x[..len], start, 1);
             tally.record_nonfinite(Operand::Targets, &t[..len], start, 1);
-            crate::math::logistic_into(&x[..len], &mut log_sigs[..len], &mut ps[..len]);
+            crate::math::logistic_into(&x[..len], &mut log1p[..len], &mut ps[..len], &mut qs[..len]);
             let weight = self.weight.as_ref().map(|b| self.cursor(b, run, first));
             let pos_weight = self.pos_weight.as_ref().map(|b| self.cursor(b, run, first));
             // The class is the position in the run when the classes sit on
@@ -304,17 +323,20 @@ impl Bce<'_> {
                 Some(layout) => ((start / layout.inner) % layout.classes, layout.axis == last),
             };
             for k in 0..len {
-                let (x, t, log_sig) = (x[k], t[k], log_sigs[k]);
-                let mut weighted_log_sig = log_sig;
-                if let Some((values, base, step)) = pos_weight {
-                    weighted_log_sig *= (values[base + k * step] - 1.0) * t + 1.0;
-                }
-                let mut loss = (1.0 - t) * x - weighted_log_sig;
+                let (x, t) = (x[k], t[k]);
+                // -log σ(x) and -log σ(-x), each exact.
+                let (minus_log_p, minus_log_q) = (softplus(-x, log1p[k]), softplus(x, log1p[k]));
+                let positive = t * minus_log_p;
+                let negative = (1.0 - t) * minus_log_q;
+                let mut loss = match pos_weight {
+                    Some((values, base, step)) => values[base + k * step] * positive + negative,
+                    None => positive + negative,
+                };
                 if let Some((values, base, step)) = weight {
                     loss *= values[base + k * step];
                 }
                 losses[k] = loss;
-                bces[k] = (1.0 - t) * x - log_sig;
+                bces[k] = positive + negative;
             }
             let elements = Elements {
                 first_class: first,

@@ -2,6 +2,17 @@
 //! targets with weight, ignore index and label smoothing, or probability
 //! targets. The mean divides by Σ w[y] over counted targets for index
 //! targets and by the number of examples for probability targets.
+//!
+//! `--preset mmdet` is mmdet's `CrossEntropyLoss`: the same per-example
+//! losses (class weights multiply rows), reduced by mmdet's
+//! `weight_reduce_loss`: the mean divides by every target, ignored ones
+//! included, or by the non-ignored count (`avg_non_ignore`) or a given
+//! `avg_factor`, each plus float32's epsilon.
+//!
+//! Every log-probability is exact to a few ulps for any finite logits
+//! ([`crate::math::ln_sum_exp_into`]): an example whose target class dominates
+//! keeps its small loss, where `log_softmax` loses digits from a gap of
+//! about 15 and returns 0 past about 37.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -49,9 +60,56 @@ pub struct CeArgs {
     /// The axis of the classes [default: 1, as PyTorch; 0 for a single example]
     #[arg(long, allow_negative_numbers = true)]
     pub class_axis: Option<i64>,
+    /// Whose reduction to reproduce: F.cross_entropy, or mmdet's CrossEntropyLoss
+    #[arg(long, value_enum, default_value_t = CePreset::Pytorch)]
+    pub preset: CePreset,
+    /// mmdet: the mean divides by the non-ignored targets (+ 1.1920929e-07), not by all of them
+    #[arg(long)]
+    pub avg_non_ignore: bool,
+    /// mmdet's avg_factor: the mean is sum / (F + 1.1920929e-07)
+    #[arg(long, value_name = "F", allow_negative_numbers = true)]
+    pub avg_factor: Option<f64>,
     #[command(flatten)]
     pub report: ReportArgs,
 }
+
+/// Whose cross entropy is reproduced.
+// The variants' text is `--help`'s, where `w[y]` reads as it is written.
+#[allow(rustdoc::broken_intra_doc_links)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CePreset {
+    /// torch.nn.functional.cross_entropy: the mean divides by Σ w[y] over the counted targets
+    Pytorch,
+    /// mmdet.models.losses.CrossEntropyLoss: w[y] scales rows; the mean divides by every target (ignored included), or see --avg-non-ignore and --avg-factor
+    Mmdet,
+}
+
+impl CePreset {
+    pub fn name(self) -> &'static str {
+        match self {
+            CePreset::Pytorch => "pytorch",
+            CePreset::Mmdet => "mmdet",
+        }
+    }
+}
+
+/// What the mean divides by.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CeDivisor {
+    /// PyTorch: `Σ w[y]` over counted targets (index targets), or the number
+    /// of examples (probability targets).
+    Pytorch,
+    /// mmdet's `loss.mean()`: every target, ignored ones included.
+    AllTargets,
+    /// mmdet's `avg_non_ignore`: the counted targets + float32 eps.
+    NonIgnored,
+    /// mmdet's `avg_factor`: F + float32 eps.
+    AvgFactor(f64),
+}
+
+/// `torch.finfo(torch.float32).eps`, which mmdet's `weight_reduce_loss`
+/// adds to its divisor.
+pub const FLOAT32_EPS: f64 = f32::EPSILON as f64;
 
 /// The arrays of a cross entropy.
 pub struct CeInputs {
@@ -71,7 +129,8 @@ impl Loss for CeArgs {
     }
 
     fn check(&self) -> Result<()> {
-        settings::label_smoothing(self.label_smoothing).map(drop)
+        settings::label_smoothing(self.label_smoothing)?;
+        self.divisor().map(drop)
     }
 
     fn read(&self, sources: &Sources) -> Result<CeInputs> {
@@ -101,8 +160,13 @@ impl Loss for CeArgs {
             reduction: self.reduction,
             class_axis: self.class_axis,
         };
-        let loss = CrossEntropy::new(logits, targets, &params)?;
+        let loss = CrossEntropy::with_divisor(logits, targets, &params, self.divisor()?)?;
         let mut parameters = BTreeMap::new();
+        parameters.insert("preset".into(), json!(self.preset.name()));
+        if self.preset == CePreset::Mmdet {
+            parameters.insert("avg_non_ignore".into(), json!(self.avg_non_ignore));
+            parameters.insert("avg_factor".into(), json!(self.avg_factor));
+        }
         parameters.insert("reduction".into(), json!(self.reduction.name()));
         parameters.insert("ignore_index".into(), json!(self.ignore_index));
         parameters.insert("label_smoothing".into(), json!(self.label_smoothing));
@@ -118,6 +182,38 @@ impl Loss for CeArgs {
             sections: None,
             pass: Box::new(loss),
         })
+    }
+}
+
+impl CeArgs {
+    /// The mean's divisor the preset and flags ask for, checked.
+    fn divisor(&self) -> Result<CeDivisor> {
+        if self.preset == CePreset::Pytorch {
+            if self.avg_non_ignore || self.avg_factor.is_some() {
+                let flag = if self.avg_non_ignore { "--avg-non-ignore" } else { "--avg-factor" };
+                return Err(Error::usage(format!(
+                    "{flag} is mmdet's CrossEntropyLoss: add --preset mmdet (F.cross_entropy has no such argument)"
+                )));
+            }
+            return Ok(CeDivisor::Pytorch);
+        }
+        if self.label_smoothing > 0.0 {
+            return Err(Error::usage("mmdet's CrossEntropyLoss has no label smoothing (--preset mmdet)"));
+        }
+        match self.avg_factor {
+            Some(_) if self.reduction == Reduction::Sum => Err(Error::usage(
+                "--avg-factor sets the mean's divisor: it does not apply with --reduction sum (mmdet raises a ValueError)",
+            )),
+            Some(_) if self.avg_non_ignore => Err(Error::usage(
+                "give either --avg-factor or --avg-non-ignore: both set the mean's divisor (with both, mmdet uses the avg factor)",
+            )),
+            Some(factor) if !(factor.is_finite() && factor >= 0.0) => {
+                Err(Error::usage(format!("--avg-factor {factor} is not a finite number ≥ 0")))
+            }
+            Some(factor) => Ok(CeDivisor::AvgFactor(factor)),
+            None if self.avg_non_ignore => Ok(CeDivisor::NonIgnored),
+            None => Ok(CeDivisor::AllTargets),
+        }
     }
 }
 
@@ -150,12 +246,24 @@ pub struct CrossEntropy<'a> {
     weight: Option<Vec<f64>>,
     smoothing: f64,
     reduction: Reduction,
+    divisor: CeDivisor,
     /// Facts about the inputs the user should hear of.
     pub warnings: Vec<String>,
 }
 
 impl<'a> CrossEntropy<'a> {
+    /// `F.cross_entropy`.
     pub fn new(logits: &'a Tensor, targets: &'a Tensor, params: &CrossEntropyParams) -> Result<Self> {
+        CrossEntropy::with_divisor(logits, targets, params, CeDivisor::Pytorch)
+    }
+
+    /// The same losses, reduced by `divisor` (mmdet's, or PyTorch's).
+    pub fn with_divisor(
+        logits: &'a Tensor,
+        targets: &'a Tensor,
+        params: &CrossEntropyParams,
+        divisor: CeDivisor,
+    ) -> Result<Self> {
         if logits.shape.is_empty() {
             return Err(Error::input(&logits.origin, "is a scalar: logits need a class axis"));
         }
@@ -187,10 +295,19 @@ impl<'a> CrossEntropy<'a> {
                     params.ignore_index
                 )));
             }
+            if divisor != CeDivisor::Pytorch {
+                return Err(Error::input(
+                    &targets.origin,
+                    format!(
+                        "probability targets shaped like the logits {}: the mmdet preset takes class indices {}",
+                        logits.shape_text(),
+                        shape_text(&index_shape)
+                    ),
+                ));
+            }
             Targets::Probabilities(targets.values())
         } else if targets.shape == index_shape {
-            let ignored = NotClasses { labels: &[params.ignore_index], name: "the ignore index" };
-            let labels = class_labels(targets, layout.classes, &ignored)?;
+            let labels = class_labels(targets, layout.classes, &NotClasses::ignoring(params.ignore_index))?;
             if targets.dtype.is_float() {
                 warnings.push(format!(
                     "targets are {} with integral values: read as class indices",
@@ -217,7 +334,7 @@ impl<'a> CrossEntropy<'a> {
             ));
         };
         if let Some((weight, origin)) = &params.weight {
-            check_class_weights(weight, layout.classes, origin)?;
+            warnings.extend(check_class_weights(weight, layout.classes, origin)?);
         }
         Ok(CrossEntropy {
             example_shape: index_shape,
@@ -227,6 +344,7 @@ impl<'a> CrossEntropy<'a> {
             weight: params.weight.as_ref().map(|(w, _)| w.clone()),
             smoothing: params.label_smoothing,
             reduction: params.reduction,
+            divisor,
             warnings,
         })
     }
@@ -279,17 +397,17 @@ impl PerExample for CrossEntropy<'_> {
         let classes = self.layout.classes;
         let eps = self.smoothing;
         let mut row = vec![0.0; classes];
+        let mut exps = vec![0.0; classes];
         let mut target_row = vec![0.0; classes];
         for i in units {
             let (max, start, stride) = read_row(&self.logits, &self.layout, i, &mut row, tally);
-            // The shifted log-sum-exp: `log p_c = (x_c - m) - ln Σ exp(x - m)`,
-            // in the order PyTorch's log_softmax uses.
-            let sum = crate::math::sum_exp(&row, max);
-            let ln_sum = sum.ln();
+            // ln Σ exp(x - max), so that log p_c = (x_c - max) - ln_sum in
+            // PyTorch's order, exact also when one class dominates.
+            let ln_sum = crate::math::ln_sum_exp_into(&row, max, &mut exps);
             let log_p = |c: usize| (row[c] - max) - ln_sum;
             let predicted = argmax(&row, max);
-            // The largest probability: exp(max - max) / Σ.
-            let confidence = sum.recip();
+            // The largest probability: exp((max - max) - ln Σ).
+            let confidence = (-ln_sum).exp();
             match &self.targets {
                 Targets::Indices(labels) => {
                     let Some(y) = labels.class(i) else {
@@ -364,11 +482,16 @@ impl PerExample for CrossEntropy<'_> {
 
     fn totals(&self, tally: &Tally) -> Totals {
         let sum = tally.total();
-        let normalizer = tally.normalizer.value();
+        let counted: u64 = tally.classes.iter().map(|c| c.all.count).sum();
+        let normalizer = match self.divisor {
+            CeDivisor::Pytorch => tally.normalizer.value(),
+            CeDivisor::AllTargets => (counted + tally.ignored) as f64,
+            CeDivisor::NonIgnored => counted as f64 + FLOAT32_EPS,
+            CeDivisor::AvgFactor(factor) => factor + FLOAT32_EPS,
+        };
         // Weights and smoothing change the loss; the plain CE of the same
         // examples divides by their count.
         let baseline = (self.weight.is_some() || self.smoothing > 0.0).then(|| {
-            let counted: u64 = tally.classes.iter().map(|c| c.all.count).sum();
             let sum = tally.baseline_total();
             BaselineTotals { loss: "ce", value: self.reduction.apply(sum, counted as f64), sum }
         });

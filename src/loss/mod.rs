@@ -19,7 +19,7 @@ use std::ops::Range;
 use serde_json::Value;
 
 pub use bce::{Bce, BceArgs, BceParams};
-pub use cross_entropy::{CeArgs, CrossEntropy, CrossEntropyParams};
+pub use cross_entropy::{CeArgs, CeDivisor, CePreset, CrossEntropy, CrossEntropyParams};
 pub use focal::{Alpha, Focal, FocalArgs, FocalKind, FocalParams, FocalPreset, Normalize};
 pub use ssd::SsdArgs;
 
@@ -298,38 +298,94 @@ pub fn argmax(row: &[f64], max: f64) -> usize {
     blocks.remainder().iter().position(|&v| v == max).map_or(0, |k| start + k)
 }
 
-/// Labels that are allowed in class-index targets without being classes:
-/// the ignore index, or background labels.
+/// Labels that are allowed in class-index targets without being classes,
+/// and what each means: ignored (left out, or counted with loss 0, as the
+/// loss decides) or background (a row of negatives, for sigmoid losses).
+/// The ignore rule is checked first, then background, then the classes, so
+/// an ignore index may be a valid class (as in PyTorch).
+#[derive(Debug, Clone, Copy, Default)]
 pub struct NotClasses<'a> {
-    pub labels: &'a [i64],
-    /// What they are called in messages ("the ignore index", "background").
-    pub name: &'static str,
+    /// The ignore index, or nothing.
+    pub ignore: Option<i64>,
+    /// Every negative label is ignored (mmcv's softmax focal kernel).
+    pub ignore_negative: bool,
+    /// The labels that mean background.
+    pub background: &'a [i64],
+    /// Every label outside [0, C) that is not ignored is background (mmcv's
+    /// sigmoid focal kernel).
+    pub background_outside: bool,
 }
 
-/// Class-index targets, checked and copied: one `u32` per example, the
-/// class or `Labels::NOT_A_CLASS`. The pass reads this copy, never the
-/// file again, so a target file rewritten during the run cannot hand it a
-/// label that was not checked.
-pub struct Labels(Vec<u32>);
+impl NotClasses<'_> {
+    /// Ignored labels: the ignore index alone.
+    pub fn ignoring(ignore: i64) -> NotClasses<'static> {
+        NotClasses { ignore: Some(ignore), ..NotClasses::default() }
+    }
 
-impl Labels {
-    /// A label allowed without being a class (the ignore index, background).
-    const NOT_A_CLASS: u32 = u32::MAX;
+    fn meaning(&self, label: i64, classes: usize) -> Option<u32> {
+        if self.ignore == Some(label) || (self.ignore_negative && label < 0) {
+            Some(Labels::IGNORED)
+        } else if self.background.contains(&label)
+            || (self.background_outside && !(0..classes as i64).contains(&label))
+        {
+            Some(Labels::BACKGROUND)
+        } else {
+            None
+        }
+    }
 
-    /// Example `i`'s class; `None` for the ignore index or background.
-    #[inline(always)]
-    pub fn class(&self, i: usize) -> Option<usize> {
-        let label = self.0[i];
-        (label != Self::NOT_A_CLASS).then_some(label as usize)
+    /// What a label that is none of these is told, after "is neither one of
+    /// the C classes nor".
+    fn listed(&self) -> Vec<String> {
+        let mut listed = Vec::new();
+        if let Some(ignore) = self.ignore {
+            listed.push(format!("the ignore index ({ignore})"));
+        }
+        if !self.background.is_empty() {
+            let labels: Vec<String> = self.background.iter().map(i64::to_string).collect();
+            listed.push(format!("background ({})", labels.join(" or ")));
+        }
+        listed
     }
 }
 
-/// Checks that every target is an integer class in [0, classes) or one of
-/// `allowed` (which take precedence over classes), and copies them; the
-/// first that is not is reported with its index.
+/// Class-index targets, checked and copied: one `u32` per example, the
+/// class, `Labels::IGNORED` or `Labels::BACKGROUND`. The pass reads this
+/// copy, never the file again, so a target file rewritten during the run
+/// cannot hand it a label that was not checked.
+pub struct Labels(Vec<u32>);
+
+impl Labels {
+    /// A label the loss leaves out (the ignore index).
+    const IGNORED: u32 = u32::MAX - 1;
+    /// A label that means no class (a sigmoid row of negatives).
+    const BACKGROUND: u32 = u32::MAX;
+
+    /// Example `i`'s class; `None` for an ignored or background label.
+    #[inline(always)]
+    pub fn class(&self, i: usize) -> Option<usize> {
+        let label = self.0[i];
+        (label < Self::IGNORED).then_some(label as usize)
+    }
+
+    /// Whether example `i`'s label is ignored.
+    #[inline(always)]
+    pub fn ignored(&self, i: usize) -> bool {
+        self.0[i] == Self::IGNORED
+    }
+
+    /// The first example whose label is background, if any.
+    pub fn first_background(&self) -> Option<usize> {
+        self.0.iter().position(|&label| label == Self::BACKGROUND)
+    }
+}
+
+/// Checks that every target is an integer class in [0, classes) or a label
+/// `allowed` names, and copies them; the first that is neither is reported
+/// with its index.
 pub fn class_labels(targets: &Tensor, classes: usize, allowed: &NotClasses) -> Result<Labels> {
-    // Classes were checked against MAX_CLASSES, far below NOT_A_CLASS.
-    debug_assert!(classes < Labels::NOT_A_CLASS as usize);
+    // Classes were checked against MAX_CLASSES, far below the sentinels.
+    debug_assert!(classes < Labels::IGNORED as usize);
     let values = targets.values();
     let count = targets.numel();
     let mut labels = Vec::new();
@@ -339,12 +395,14 @@ pub fn class_labels(targets: &Tensor, classes: usize, allowed: &NotClasses) -> R
             format!("cannot allocate {} for the labels", size_text(4 * count as u64)),
         )
     })?;
+    let listed = allowed.listed();
     for i in 0..count {
-        let problem = match values.index_at(i) {
-            Ok(label) if allowed.labels.contains(&label) => {
-                labels.push(Labels::NOT_A_CLASS);
-                continue;
-            }
+        let index = values.index_at(i);
+        if let Some(meaning) = index.as_ref().ok().and_then(|&label| allowed.meaning(label, classes)) {
+            labels.push(meaning);
+            continue;
+        }
+        let problem = match index {
             Ok(label) if (0..classes as i64).contains(&label) => {
                 labels.push(label as u32);
                 continue;
@@ -353,15 +411,8 @@ pub fn class_labels(targets: &Tensor, classes: usize, allowed: &NotClasses) -> R
                 format!("is out of range for {classes} classes")
             }
             Err(why) => why.describe(Some(classes)),
-            Ok(_) if allowed.labels.is_empty() => format!("is out of range for {classes} classes"),
-            Ok(_) => {
-                let listed: Vec<String> = allowed.labels.iter().map(i64::to_string).collect();
-                format!(
-                    "is neither one of the {classes} classes nor {} ({})",
-                    allowed.name,
-                    listed.join(" or ")
-                )
-            }
+            Ok(_) if listed.is_empty() => format!("is out of range for {classes} classes"),
+            Ok(_) => format!("is neither one of the {classes} classes nor {}", listed.join(" nor ")),
         };
         return Err(Error::input(
             &targets.origin,
@@ -371,9 +422,9 @@ pub fn class_labels(targets: &Tensor, classes: usize, allowed: &NotClasses) -> R
     Ok(Labels(labels))
 }
 
-/// Checks that a per-class vector fits `classes` and holds no negative or
-/// non-finite entry.
-pub fn check_class_weights(weight: &[f64], classes: usize, origin: &Origin) -> Result<()> {
+/// Checks that a per-class vector fits `classes` and holds no non-finite
+/// entry; a negative entry is computed with, and the returned warning says so.
+pub fn check_class_weights(weight: &[f64], classes: usize, origin: &Origin) -> Result<Option<String>> {
     if weight.len() != classes {
         return Err(Error::input(
             origin,
@@ -383,14 +434,21 @@ pub fn check_class_weights(weight: &[f64], classes: usize, origin: &Origin) -> R
     check_weights(weight, &[classes], origin)
 }
 
-/// Checks that weights of `shape` are finite and not negative.
-pub fn check_weights(weight: &[f64], shape: &[usize], origin: &Origin) -> Result<()> {
+/// Checks that weights of `shape` are finite. PyTorch (and kornia, mmcv,
+/// mmdet) multiply by a negative weight without complaint, and so does
+/// losscope; the warning returned names the first negative entry.
+pub fn check_weights(weight: &[f64], shape: &[usize], origin: &Origin) -> Result<Option<String>> {
     let at = |i: usize| index_in(shape, i);
     if let Some(i) = weight.iter().position(|w| !w.is_finite()) {
         return Err(Error::input(origin, format!("entry {} is {}, not a finite number", at(i), weight[i])));
     }
-    if let Some(i) = weight.iter().position(|&w| w < 0.0) {
-        return Err(Error::input(origin, format!("entry {} is negative ({})", at(i), weight[i])));
-    }
-    Ok(())
+    let negatives = weight.iter().filter(|&&w| w < 0.0).count();
+    Ok(weight.iter().position(|&w| w < 0.0).map(|i| {
+        format!(
+            "{origin} has {negatives} negative {}, the first {} at {}: used as PyTorch uses it, so losses (and a divisor that sums weights) can be negative",
+            if negatives == 1 { "entry" } else { "entries" },
+            weight[i],
+            at(i)
+        )
+    }))
 }

@@ -106,17 +106,25 @@ unsafe fn ln_1p_unit<V: Real>(e: V) -> V {
     }
 }
 
-/// `log σ(x)` and `σ(x)` from one exponential `e = exp(-|x|) ≤ 1`: stable
-/// for every x, as `log σ(x) = min(x, 0) - ln(1 + e)`.
+/// The parts of the logistic function of x from one exponential
+/// `e = exp(-|x|) ≤ 1`: `ln(1 + e)`, `σ(x)` and `σ(-x) = 1 - σ(x)`, each
+/// within a few ulps for every x. The softplus functions follow without
+/// cancellation: `-log σ(x) = ln(1 + e) + max(-x, 0)` and
+/// `-log σ(-x) = ln(1 + e) + max(x, 0)`, sums of two terms that are never
+/// negative; so does `1 - σ(x)`, which is `σ(-x)` itself.
 #[inline(always)]
-unsafe fn logistic<V: Real>(x: V) -> (V, V) {
+unsafe fn logistic<V: Real>(x: V) -> (V, V, V) {
     // SAFETY: the caller runs where V's instructions exist.
     unsafe {
         let zero = V::splat(0.0);
+        let one = V::splat(1.0);
         let e = exp(zero.sub(x.abs()));
-        let log_sig = x.min(zero).sub(ln_1p_unit(e));
-        let p = V::select(x.ge(zero), V::splat(1.0), e).div(V::splat(1.0).add(e));
-        (log_sig, p)
+        let log1p = ln_1p_unit(e);
+        let positive = x.ge(zero);
+        let denominator = one.add(e);
+        let p = V::select(positive, one, e).div(denominator);
+        let q = V::select(positive, e, one).div(denominator);
+        (log1p, p, q)
     }
 }
 
@@ -282,8 +290,9 @@ pub fn exp_into(row: &[f64], shift: f64, out: &mut [f64]) -> f64 {
 
 struct Logistic<'a> {
     x: &'a [f64],
-    log_sig: &'a mut [f64],
+    log1p: &'a mut [f64],
     p: &'a mut [f64],
+    q: &'a mut [f64],
 }
 
 impl Kernel for Logistic<'_> {
@@ -291,31 +300,119 @@ impl Kernel for Logistic<'_> {
 
     #[inline(always)]
     unsafe fn run<V: Lanes>(self) {
-        let Logistic { x, log_sig, p } = self;
+        let Logistic { x, log1p, p, q } = self;
         let full = x.len() - x.len() % LANES;
         // SAFETY: the caller runs where V's instructions exist.
         unsafe {
             for at in (0..full).step_by(LANES) {
-                let (l, q) = logistic(V::load(&x[at..]));
-                l.store(&mut log_sig[at..]);
-                q.store(&mut p[at..]);
+                let (l, a, b) = logistic(V::load(&x[at..]));
+                l.store(&mut log1p[at..]);
+                a.store(&mut p[at..]);
+                b.store(&mut q[at..]);
             }
             if let Some(tail) = padded_tail(x, 0.0) {
-                let (l, q) = logistic(V::load(&tail));
-                let (l, q) = (l.to_array(), q.to_array());
+                let (l, a, b) = logistic(V::load(&tail));
                 let rest = x.len() - full;
-                log_sig[full..].copy_from_slice(&l[..rest]);
-                p[full..].copy_from_slice(&q[..rest]);
+                log1p[full..].copy_from_slice(&l.to_array()[..rest]);
+                p[full..].copy_from_slice(&a.to_array()[..rest]);
+                q[full..].copy_from_slice(&b.to_array()[..rest]);
             }
         }
     }
 }
 
-/// `log σ(x)` and `σ(x)` of every value of `x`, into the slices of the same
-/// length.
-pub fn logistic_into(x: &[f64], log_sig: &mut [f64], p: &mut [f64]) {
-    assert!(log_sig.len() == x.len() && p.len() == x.len());
-    dispatch(Level::detect(), Logistic { x, log_sig, p })
+/// The logistic function of every value of `x`, into slices of the same
+/// length: `ln(1 + exp(-|x|))`, `σ(x)` and `σ(-x)`. [`softplus`] turns them
+/// into the log-sigmoids, exactly.
+pub fn logistic_into(x: &[f64], log1p: &mut [f64], p: &mut [f64], q: &mut [f64]) {
+    assert!(log1p.len() == x.len() && p.len() == x.len() && q.len() == x.len());
+    dispatch(Level::detect(), Logistic { x, log1p, p, q })
+}
+
+/// `softplus(x) = ln(1 + e^x) = -log σ(-x)` from `x` and its
+/// `ln(1 + exp(-|x|))`: two terms that are never negative, so the result is
+/// exact to a few ulps for every finite x (`softplus(-x) = -log σ(x)` is
+/// `softplus(-x, log1p)`). At x = -700 it is e^-700, where `x - log σ(x)`
+/// would give 0.
+#[inline(always)]
+pub fn softplus(x: f64, log1p: f64) -> f64 {
+    // Not f64::max, which would hide a NaN.
+    log1p + if x > 0.0 { x } else { 0.0 }
+}
+
+struct SumBelow<'a> {
+    values: &'a [f64],
+    bound: f64,
+}
+
+impl Kernel for SumBelow<'_> {
+    type Output = f64;
+
+    #[inline(always)]
+    unsafe fn run<V: Lanes>(self) -> f64 {
+        // SAFETY: the caller runs where V's instructions exist.
+        unsafe {
+            let (bound, zero) = (V::splat(self.bound), V::splat(0.0));
+            let mut acc = zero;
+            for chunk in self.values.chunks_exact(LANES) {
+                let v = V::load(chunk);
+                acc = acc.add(V::select(v.lt(bound), v, zero));
+            }
+            if let Some(tail) = padded_tail(self.values, 0.0) {
+                let v = V::load(&tail);
+                acc = acc.add(V::select(v.lt(bound), v, zero));
+            }
+            combine(acc.to_array())
+        }
+    }
+}
+
+/// The sum of the `values` below `bound`, in eight lanes, the same bits in
+/// every build.
+#[inline]
+pub fn sum_below(values: &[f64], bound: f64) -> f64 {
+    dispatch(Level::detect(), SumBelow { values, bound })
+}
+
+/// Below this, `Σ exp(x_c - m)` is one term 1 (the maximum) plus a rest
+/// under 1/8, and `ln Σ` is taken as `ln_1p(rest)` from the rest summed on
+/// its own. Above it, `ln Σ ≥ 0.117`, so the sum's few ulps of rounding stay
+/// below 1e-14 of `ln Σ` relative (about C/8 ulps at worst for C classes).
+pub const LN_SUM_DIRECT_BELOW: f64 = 1.125;
+
+/// `ln Σ_c exp(x_c - max)` of a row whose `exp_sum` ([`sum_exp`]) is given,
+/// within a few ulps relative also when the maximum dominates: then
+/// `ln(exp_sum)` would lose every digit of the small rest (a row whose top
+/// logit stands 20 above the others has a rest of 2e-9, of which `ln` of the
+/// rounded sum keeps 7 digits), so the rest is summed again without the
+/// maximum and its `ln_1p` taken. Log-probabilities `(x_c - max) - ln Σ` are
+/// then exact for every class, and `1 - p_c = -expm1(log p_c)` too.
+#[inline]
+pub fn ln_sum_exp(row: &[f64], max: f64, exp_sum: f64) -> f64 {
+    // Every term is at most 1 and the maximum's is exactly 1: with the sum
+    // below 2 the maximum is the row's only one. A NaN sum stays NaN.
+    if exp_sum < LN_SUM_DIRECT_BELOW
+        && let Some(top) = row.iter().position(|&x| x == max)
+    {
+        return (sum_exp(&row[..top], max) + sum_exp(&row[top + 1..], max)).ln_1p();
+    }
+    exp_sum.ln()
+}
+
+/// [`ln_sum_exp`] of a row, keeping its terms `exp(x_c - max)` in `exps`
+/// (of the row's length) so that a dominant maximum costs one more sum, not
+/// one more exponential per class. The sum of the terms is [`sum_exp`]'s, to
+/// the bit.
+#[inline]
+pub fn ln_sum_exp_into(row: &[f64], max: f64, exps: &mut [f64]) -> f64 {
+    let exp_sum = exp_into(row, max, exps);
+    if exp_sum < LN_SUM_DIRECT_BELOW {
+        // The maximum's term is exactly 1 and, with the sum below 2, the
+        // only term that is not below 1: the rest is the sum of the others.
+        return sum_below(exps, 1.0).ln_1p();
+    }
+    // Also a NaN sum, which stays NaN.
+    exp_sum.ln()
 }
 
 /// The running maximum of a row, and the probe that tells whether every
@@ -453,7 +550,7 @@ mod tests {
     }
 
     /// Every level (`dispatch` runs one this CPU lacks at the best it has).
-    fn levels() -> [Level; 3] {
+    pub(super) fn levels() -> [Level; 3] {
         [Level::Avx512, Level::Avx2, Level::Portable]
     }
 
@@ -481,7 +578,8 @@ mod tests {
 
 #[cfg(test)]
 mod logistic_tests {
-    use super::tests::ulps;
+    use super::exp_nonpositive;
+    use super::tests::{levels, ulps};
     use super::*;
 
     #[test]
@@ -505,33 +603,88 @@ mod logistic_tests {
     fn logistic_of_every_build_is_the_same_and_close_to_libm() {
         let x: Vec<f64> = (0..1003)
             .map(|i| ((i * 7919) % 2001) as f64 / 20.0 - 50.0)
-            .chain([0.0, -0.0, 1e-300, -800.0, 800.0, f64::INFINITY, f64::NEG_INFINITY, f64::NAN])
+            .chain([
+                0.0,
+                -0.0,
+                1e-300,
+                -800.0,
+                800.0,
+                -700.0,
+                700.0,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                f64::NAN,
+            ])
             .collect();
         let run = |level| {
-            let (mut l, mut p) = (vec![0.0; x.len()], vec![0.0; x.len()]);
-            dispatch(level, Logistic { x: &x, log_sig: &mut l, p: &mut p });
-            (l, p)
+            let (mut l, mut p, mut q) = (vec![0.0; x.len()], vec![0.0; x.len()], vec![0.0; x.len()]);
+            dispatch(level, Logistic { x: &x, log1p: &mut l, p: &mut p, q: &mut q });
+            (l, p, q)
         };
-        let (l, p) = run(Level::Portable);
+        let (l, p, q) = run(Level::Portable);
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         for level in [Level::detect(), Level::Avx2] {
-            let (l2, p2) = run(level);
-            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!((bits(&l), bits(&p)), (bits(&l2), bits(&p2)), "{level:?}");
+            let (l2, p2, q2) = run(level);
+            assert_eq!((bits(&l), bits(&p), bits(&q)), (bits(&l2), bits(&p2), bits(&q2)), "{level:?}");
         }
+        let near = |got: f64, want: f64| got == want || (got - want).abs() <= 4.0 * f64::EPSILON * want.abs();
         for (k, &v) in x.iter().enumerate() {
             if v.is_nan() {
-                assert!(l[k].is_nan() && p[k].is_nan());
+                assert!(l[k].is_nan() && p[k].is_nan() && q[k].is_nan());
                 continue;
             }
-            let want_p = 1.0 / (1.0 + (-v).exp());
-            let want_l = if v >= 0.0 { -(-v).exp().ln_1p() } else { v - v.exp().ln_1p() };
-            assert!((p[k] - want_p).abs() <= 4.0 * f64::EPSILON * want_p, "p({v}) = {}", p[k]);
-            assert!(
-                l[k] == want_l || (l[k] - want_l).abs() <= 4.0 * f64::EPSILON * want_l.abs(),
-                "log σ({v}) = {}",
-                l[k]
-            );
+            let e = (-v.abs()).exp();
+            assert!(near(l[k], e.ln_1p()), "ln(1 + e) at {v}: {}", l[k]);
+            let (want_p, want_q) =
+                if v >= 0.0 { (1.0 / (1.0 + e), e / (1.0 + e)) } else { (e / (1.0 + e), 1.0 / (1.0 + e)) };
+            assert!(near(p[k], want_p), "σ({v}) = {}", p[k]);
+            assert!(near(q[k], want_q), "σ(-{v}) = {}", q[k]);
+            if v.is_finite() {
+                // -log σ(x) and -log σ(-x), each a sum of non-negative terms.
+                assert!(near(softplus(-v, l[k]), if v >= 0.0 { e.ln_1p() } else { -v + e.ln_1p() }));
+                assert!(near(softplus(v, l[k]), if v >= 0.0 { v + e.ln_1p() } else { e.ln_1p() }));
+            }
         }
+        // The tails keep every digit: softplus(-700) = e^-700.
+        let at = x.iter().position(|&v| v == -700.0).unwrap();
+        assert!(near(softplus(-700.0, l[at]), (-700f64).exp()));
+    }
+
+    #[test]
+    fn log_sum_exp_keeps_the_rest_of_a_dominant_maximum() {
+        for gap in [0.5, 2.0, 20.0, 38.0, 100.0, 700.0] {
+            for classes in [2, 5, 9, 1000] {
+                let row: Vec<f64> = (0..classes)
+                    .map(|c| if c == classes / 2 { gap } else { -((c % 7) as f64) / 8.0 })
+                    .collect();
+                let max = gap;
+                let rest: f64 = row.iter().filter(|&&x| x != max).map(|&x| (x - max).exp()).sum();
+                let got = ln_sum_exp(&row, max, sum_exp(&row, max));
+                let want = rest.ln_1p();
+                assert!(
+                    (got - want).abs() <= 1e-14 * want.abs(),
+                    "gap {gap}, {classes} classes: {got:e} vs {want:e}"
+                );
+                let mut exps = vec![0.0; classes];
+                let kept = ln_sum_exp_into(&row, max, &mut exps);
+                assert!(
+                    (kept - want).abs() <= 1e-14 * want.abs(),
+                    "gap {gap}, {classes} classes: {kept:e} vs {want:e}"
+                );
+                assert_eq!(
+                    exps.iter().map(|e| e.to_bits()).collect::<Vec<_>>(),
+                    row.iter().map(|&x| exp_nonpositive(x - max).to_bits()).collect::<Vec<_>>()
+                );
+                for level in levels() {
+                    let built = dispatch(level, SumBelow { values: &row, bound: 0.5 });
+                    assert_eq!(built.to_bits(), sum_below(&row, 0.5).to_bits());
+                }
+            }
+        }
+        // Two maxima: the sum is at least 2 and its log is taken as it is.
+        let row = [3.0, 3.0, -1.0];
+        assert_eq!(ln_sum_exp(&row, 3.0, sum_exp(&row, 3.0)), sum_exp(&row, 3.0).ln());
+        assert!(ln_sum_exp(&[f64::NAN, 1.0], f64::NAN, f64::NAN).is_nan());
     }
 }
 

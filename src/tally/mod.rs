@@ -275,6 +275,9 @@ pub struct Tally {
     pub ignored: u64,
     /// Non-finite inputs, per operand: `[logits, targets]`.
     pub nonfinite: [NonFinite; 2],
+    /// Float targets outside [0, 1], where a pass checks for them (sigmoid
+    /// focal losses: an ignore label such as 255 read as a soft target).
+    pub outside_unit: NonFinite,
     /// The concentration histograms, one per group (`[all]`, or
     /// `[negatives, positives]`). [`run`] lends each worker's histograms to
     /// its chunks in turn.
@@ -298,6 +301,7 @@ impl Tally {
             cells: vec![Bucket::default(); settings.bins * GRADIENT_BINS * 2 * WAYS],
             ignored: 0,
             nonfinite: [NonFinite::default(); 2],
+            outside_unit: NonFinite::default(),
             concentration,
             class_sums: elements::ClassSums::default(),
             cell_scratch: Vec::new(),
@@ -431,6 +435,22 @@ impl Tally {
         }
     }
 
+    /// Records the targets outside [0, 1] among `values`, read from flat
+    /// index `start` on, one apart; `skip` marks the ones not to check.
+    #[inline]
+    pub fn record_outside_unit(&mut self, values: &[f64], start: usize, skip: impl Fn(usize) -> bool) {
+        // A branch-free scan first: nearly every block has none.
+        let suspects = values.iter().fold(0u32, |n, v| n + !(0.0..=1.0).contains(v) as u32);
+        if suspects == 0 {
+            return;
+        }
+        let outside = |k: usize| !(0.0..=1.0).contains(&values[k]) && values[k].is_finite() && !skip(k);
+        if let Some(first) = (0..values.len()).find(|&k| outside(k)) {
+            let count = (first..values.len()).filter(|&k| outside(k)).count();
+            self.outside_unit.record(count as u64, start + first);
+        }
+    }
+
     /// Records `count` non-finite values of `operand`, the first of them at
     /// flat index `at`.
     #[inline]
@@ -456,6 +476,9 @@ impl Tally {
             if let Some(at) = theirs.first {
                 mine.record(theirs.count, at);
             }
+        }
+        if let Some(at) = other.outside_unit.first {
+            self.outside_unit.record(other.outside_unit.count, at);
         }
     }
 }

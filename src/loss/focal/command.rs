@@ -5,7 +5,7 @@ use std::path::Path;
 
 use clap::Args;
 
-use crate::error::Result;
+use crate::error::{Origin, Result};
 use crate::input::{self, Sources, Spec, Tensor};
 use crate::report::Presentation;
 use crate::settings::{self, ReportArgs};
@@ -64,9 +64,20 @@ pub struct FocalArgs {
     /// The axis of the classes [default: the last for sigmoid, 1 for softmax]
     #[arg(long, allow_negative_numbers = true)]
     pub class_axis: Option<i64>,
-    /// Per-class weights on the target class (kornia, mmcv, uniform): a list or an array file
+    /// Per-class weights, a list or an array file: on the target class (softmax: kornia, mmcv, uniform), along the class axis (sigmoid kornia), on a row by its label (sigmoid mmcv)
     #[arg(long, value_name = "LIST|SPEC", allow_hyphen_values = true)]
     pub weight: Option<String>,
+    /// kornia sigmoid: per-class weights of the positive term, a list or an array file
+    #[arg(long, value_name = "LIST|SPEC", allow_hyphen_values = true)]
+    pub pos_weight: Option<String>,
+    // The text is `--help`'s, where shapes read as they are written.
+    #[allow(rustdoc::broken_intra_doc_links)]
+    /// mmdet sigmoid: weights multiplied in before the reduction, [N] or [N, 1] (per sample) or shaped like the logits
+    #[arg(long, value_name = "SPEC")]
+    pub sample_weight: Option<String>,
+    /// Targets equal to this are ignored, as the preset does it [default: -100 for kornia; mmcv softmax ignores every negative label]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub ignore_index: Option<i64>,
     #[command(flatten)]
     pub report: ReportArgs,
 }
@@ -76,6 +87,8 @@ pub struct FocalInputs {
     logits: Tensor,
     targets: Tensor,
     weight: Option<Tensor>,
+    pos_weight: Option<Tensor>,
+    sample_weight: Option<Tensor>,
     alpha: Option<Alpha>,
 }
 
@@ -97,6 +110,11 @@ impl Loss for FocalArgs {
         let logits = sources.required(self.logits.as_deref(), "logits")?;
         let targets = sources.required(self.targets.as_deref(), "targets")?;
         let weight = sources.optional(self.weight.as_deref(), "weight")?;
+        let pos_weight = sources.optional(self.pos_weight.as_deref(), "pos_weight")?;
+        let sample_weight = match &self.sample_weight {
+            Some(text) => Some(input::load(&Spec::parse(text), "sample_weight")?),
+            None => None,
+        };
         let alpha = match self.alpha.as_deref() {
             // A per-class α may sit in an array file.
             Some(text) if Path::new(&Spec::parse(text).path).is_file() => {
@@ -106,11 +124,14 @@ impl Loss for FocalArgs {
             Some(text) => Some(text.parse::<Alpha>()?),
             None => None,
         };
-        Ok(FocalInputs { logits, targets, weight, alpha })
+        Ok(FocalInputs { logits, targets, weight, pos_weight, sample_weight, alpha })
     }
 
     fn prepare<'a>(&'a self, inputs: &'a FocalInputs) -> Result<Prepared<'a>> {
-        let FocalInputs { logits, targets, weight, alpha } = inputs;
+        let FocalInputs { logits, targets, weight, pos_weight, sample_weight, alpha } = inputs;
+        let vector = |tensor: &Option<Tensor>| -> Option<(Vec<f64>, Origin)> {
+            tensor.as_ref().map(|w| (w.to_f64_vec(), w.origin.clone()))
+        };
         let params = FocalParams {
             preset: self.preset,
             gamma: self.gamma,
@@ -123,13 +144,21 @@ impl Loss for FocalArgs {
             background: self.background,
             background_class: self.background_class,
             class_axis: self.class_axis,
-            weight: weight.as_ref().map(|w| (w.to_f64_vec(), w.origin.clone())),
+            weight: vector(weight),
+            pos_weight: vector(pos_weight),
+            ignore_index: self.ignore_index,
             ..FocalParams::new(self.kind)
         };
-        let loss = Focal::new(logits, targets, &params)?;
+        let loss = Focal::with_sample_weight(logits, targets, sample_weight.as_ref(), &params)?;
+        let mut parameters = loss.parameters();
+        if let Some(sample_weight) = sample_weight {
+            parameters.insert("sample_weight".into(), crate::loss::recorded(Some(sample_weight)));
+        }
         Ok(Prepared {
-            parameters: loss.parameters(),
-            inputs: describe([logits, targets].into_iter().chain(weight)),
+            parameters,
+            inputs: describe(
+                [logits, targets].into_iter().chain(weight).chain(pos_weight).chain(sample_weight),
+            ),
             operands: [logits, targets],
             warnings: loss.warnings.clone(),
             positives_per_class: loss.grouping() == Grouping::PositivesNegatives

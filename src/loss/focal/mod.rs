@@ -1,13 +1,15 @@
 //! Focal losses (Lin et al. 2017, `FL = -α_t (1 - p_t)^γ log p_t`) with the
 //! exact semantics of each reference implementation, chosen by a preset.
 //!
-//! Sigmoid (one binary task per element): torchvision, fvcore, mmdet, Keras's
+//! Sigmoid (one binary task per element): torchvision, fvcore, mmdet,
+//! kornia's binary_focal_loss_with_logits, mmcv's sigmoid_focal_loss, Keras's
 //! BinaryFocalCrossentropy and the common BCE snippet (`seed`). Softmax (one
 //! distribution per row): kornia ≥ 0.7, mmcv, Keras's
 //! CategoricalFocalCrossentropy and the common log-softmax snippet
 //! (`uniform`). The presets differ in α's default and meaning, in the mean's
-//! divisor and in their clamps; parameters given explicitly override the
-//! preset's.
+//! divisor, in what an ignored example does, in their weights and in their
+//! clamps; parameters given explicitly override the preset's. What differs
+//! is data, one row per preset in `presets.rs`.
 
 mod command;
 mod presets;
@@ -27,11 +29,11 @@ use crate::input::Tensor;
 use crate::report::{BaselineTotals, Totals};
 use crate::tally::{Grouping, Tally};
 
-use super::{PerExample, Reduction, SoftmaxRows, check_class_weights};
+use super::{PerExample, Reduction, SoftmaxRows};
 use crate::tally::findings::ExampleKind;
 pub use command::FocalArgs;
-use presets::{MeanOver, Precision, PresetInfo};
-use sigmoid::SigmoidFocal;
+use presets::{ClassWeight, IgnoreRule, MeanOver, Precision, PresetInfo};
+use sigmoid::{SigmoidFocal, SigmoidInputs};
 use softmax::SoftmaxFocal;
 
 /// Whether classes are independent binary tasks or one distribution per row.
@@ -52,23 +54,23 @@ impl FocalKind {
     }
 }
 
-/// Whose focal loss is reproduced. `Keras` fits both kinds; every other
-/// preset fits one.
+/// Whose focal loss is reproduced. `Kornia`, `Mmcv` and `Keras` fit both
+/// kinds; every other preset fits one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum FocalPreset {
     /// torchvision.ops.sigmoid_focal_loss: α 0.25 as α·t + (1-α)(1-t), mean over elements [sigmoid default]
     Torchvision,
     /// fvcore.nn.sigmoid_focal_loss: torchvision's formula with α off
     Fvcore,
-    /// mmdet FocalLoss (CPU path): α 0.25 always on; an avg factor F divides the sum by F + 1.1920929e-7
+    /// mmdet FocalLoss (CPU path): α 0.25 always on; sample weights; an avg factor F divides the sum by F + 1.1920929e-7
     Mmdet,
     /// Keras 3 Binary/CategoricalFocalCrossentropy: probabilities clipped to [1e-7, 1-1e-7]
     Keras,
     /// The common BCE snippet: α·(1-p_t)^γ·BCE with p_t = exp(-BCE), α 0.25 on every element
     Seed,
-    /// kornia.losses.focal_loss (≥ 0.7): α 0.25 as 1-α for class 0 and α for the others, mean over N·C [softmax default]
+    /// kornia: softmax focal_loss (≥ 0.7), α 0.25 as 1-α for class 0 and α for the others, mean over N·C [softmax default]; sigmoid binary_focal_loss_with_logits, pos_weight and weight along dim 1; ignore index -100
     Kornia,
-    /// mmcv softmax_focal_loss: α 0.25 on every class, log clamped at log(FLT_MIN), mean over N
+    /// mmcv: softmax_focal_loss (α 0.25 on every class, log clamped at log(FLT_MIN), negative labels 0) or sigmoid_focal_loss (class indices, any other label background); mean over N
     Mmcv,
     /// The common log-softmax snippet: -α(1-p_y)^γ log p_y, α off unless given, mean over N
     Uniform,
@@ -172,8 +174,13 @@ pub struct FocalParams {
     pub background_class: Option<usize>,
     /// The class axis; `None` takes the last (sigmoid) or 1 (softmax, as CE).
     pub class_axis: Option<i64>,
-    /// Per-class weights on the target class's loss (kornia, mmcv, uniform).
+    /// Per-class weights: on the target class's loss (softmax), along the
+    /// class axis (kornia sigmoid), or on a row by its label (mmcv sigmoid).
     pub weight: Option<(Vec<f64>, Origin)>,
+    /// kornia's binary pos_weight: one per class, on the positive term.
+    pub pos_weight: Option<(Vec<f64>, Origin)>,
+    /// The ignore index; `None` takes the preset's (kornia: -100).
+    pub ignore_index: Option<i64>,
 }
 
 impl FocalParams {
@@ -193,8 +200,23 @@ impl FocalParams {
             background_class: None,
             class_axis: None,
             weight: None,
+            pos_weight: None,
+            ignore_index: None,
         }
     }
+}
+
+/// Which labels (or targets) are ignored, and whether they leave the
+/// divisor, as the preset's [`IgnoreRule`] says.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Ignore {
+    /// The ignore index.
+    label: Option<i64>,
+    /// Every negative label (mmcv softmax).
+    negative: bool,
+    /// Ignored examples leave the sum and the divisor; otherwise they are
+    /// counted in the divisor with loss 0.
+    dropped: bool,
 }
 
 /// The mean's divisor, resolved.
@@ -224,6 +246,7 @@ pub struct Focal<'a> {
     reduction: Reduction,
     divisor: Divisor,
     params: FocalParams,
+    ignore: Ignore,
     pass: Pass<'a>,
     elements: usize,
     /// The logits' shape.
@@ -255,6 +278,17 @@ fn power(base: f64, gamma: f64) -> f64 {
 
 impl<'a> Focal<'a> {
     pub fn new(logits: &'a Tensor, targets: &'a Tensor, params: &FocalParams) -> Result<Self> {
+        Focal::with_sample_weight(logits, targets, None, params)
+    }
+
+    /// The loss with mmdet's sample weight: `[N]` or `[N, 1]` (per row of
+    /// axis 0) or one per element.
+    pub fn with_sample_weight(
+        logits: &'a Tensor,
+        targets: &'a Tensor,
+        sample_weight: Option<&'a Tensor>,
+        params: &FocalParams,
+    ) -> Result<Self> {
         let kind = params.kind;
         let preset = params.preset.unwrap_or(FocalPreset::default_for(kind));
         let Some(info) = preset.info(kind) else {
@@ -265,14 +299,22 @@ impl<'a> Focal<'a> {
                 kind.name()
             )));
         };
-        let gamma = params.gamma.unwrap_or(2.0);
+        let mut gamma = params.gamma.unwrap_or(2.0);
         if !(gamma.is_finite() && gamma >= 0.0) {
             return Err(Error::usage(format!("gamma {gamma} is not a finite number ≥ 0")));
         }
         let mut warnings = Vec::new();
-        let alpha = resolve_alpha(params, info, &mut warnings)?;
-        let reduction = resolve_reduction(params, preset)?;
-        check_options(params, preset)?;
+        let mut alpha = resolve_alpha(params, info, &mut warnings)?;
+        if info.float32_parameters {
+            // The kernel's `float gamma, float alpha`.
+            gamma = gamma as f32 as f64;
+            if let Alpha::Scalar(a) = alpha {
+                alpha = Alpha::Scalar(a as f32 as f64);
+            }
+        }
+        let reduction = resolve_reduction(params, info)?;
+        check_options(params, info, sample_weight.is_some())?;
+        let ignore = resolve_ignore(params, info)?;
         if logits.shape.is_empty() {
             return Err(Error::input(&logits.origin, "is a scalar: a focal loss needs at least one axis"));
         }
@@ -284,13 +326,12 @@ impl<'a> Focal<'a> {
                     Alpha::None | Alpha::PerClass(_) => None,
                 };
                 let formula = sigmoid::Formula::new(preset, alpha, params.label_smoothing);
-                Pass::Sigmoid(SigmoidFocal::new(logits, targets, params, formula, gamma, &mut warnings)?)
+                let inputs = SigmoidInputs { logits, targets, sample_weight, info, ignore };
+                Pass::Sigmoid(SigmoidFocal::new(inputs, params, formula, gamma, &mut warnings)?)
             }
             FocalKind::Softmax => {
-                let pass = SoftmaxFocal::new(logits, targets, params, preset, &alpha, gamma, &mut warnings)?;
-                if let Some((weight, origin)) = &params.weight {
-                    check_class_weights(weight, pass.classes(), origin)?;
-                }
+                let pass =
+                    SoftmaxFocal::new(logits, targets, params, preset, &alpha, gamma, ignore, &mut warnings)?;
                 if let Some(class) = params.background_class
                     && class >= pass.classes()
                 {
@@ -317,6 +358,7 @@ impl<'a> Focal<'a> {
             reduction,
             divisor: resolve_divisor(params, info),
             params: params.clone(),
+            ignore,
             pass,
             elements: logits.numel(),
             shape: logits.shape.clone(),
@@ -368,6 +410,17 @@ impl<'a> Focal<'a> {
         if let Some(factor) = self.params.avg_factor {
             put("avg_factor", json!(factor));
         }
+        put("ignore_index", json!(self.ignore.label));
+        if self.ignore.label.is_some() || self.ignore.negative {
+            // What an ignored example does: left out of the sum and the
+            // divisor, or loss 0 and kept in the divisor.
+            let rule = match self.info.ignore {
+                IgnoreRule::Dropped => "dropped",
+                IgnoreRule::ZeroCounted => "zero",
+                IgnoreRule::NegativeZeroCounted => "negative",
+            };
+            put("ignore_rule", json!(rule));
+        }
         if self.preset == FocalPreset::Keras {
             put("label_smoothing", json!(self.params.label_smoothing));
             put("probability_clip", json!([KERAS_EPSILON, 1.0 - KERAS_EPSILON]));
@@ -378,15 +431,22 @@ impl<'a> Focal<'a> {
         if self.preset == FocalPreset::Mmcv {
             put("log_floor", json!(softmax::FLT_MIN));
         }
+        let vector = |v: &Option<(Vec<f64>, Origin)>| v.as_ref().map_or(Value::Null, |(w, _)| json!(w));
         match &self.pass {
             Pass::Sigmoid(pass) => {
                 if let Some(background) = pass.background_labels() {
-                    put("background", json!(background));
+                    put("background", background);
+                }
+                if self.info.class_weight != ClassWeight::Refused {
+                    put("weight", vector(&self.params.weight));
+                }
+                if self.info.pos_weight {
+                    put("pos_weight", vector(&self.params.pos_weight));
                 }
             }
             Pass::Softmax(_) => {
                 put("background_class", json!(self.params.background_class));
-                put("weight", self.params.weight.as_ref().map_or(Value::Null, |(w, _)| json!(w)));
+                put("weight", vector(&self.params.weight));
             }
         }
         map
@@ -456,7 +516,7 @@ fn resolve_alpha(params: &FocalParams, info: &PresetInfo, warnings: &mut Vec<Str
 }
 
 /// The reduction, checked against the options that set the mean's divisor.
-fn resolve_reduction(params: &FocalParams, preset: FocalPreset) -> Result<Reduction> {
+fn resolve_reduction(params: &FocalParams, info: &PresetInfo) -> Result<Reduction> {
     let reduction = params.reduction.unwrap_or(Reduction::Mean);
     if reduction == Reduction::Sum && (params.normalize.is_some() || params.avg_factor.is_some()) {
         return Err(Error::usage(
@@ -464,10 +524,10 @@ fn resolve_reduction(params: &FocalParams, preset: FocalPreset) -> Result<Reduct
         ));
     }
     if let Some(factor) = params.avg_factor {
-        if preset != FocalPreset::Mmdet {
+        if !info.mmdet_reduction {
             return Err(Error::usage(format!(
                 "avg_factor is mmdet's (sum / (F + float32 eps)); with preset {} use normalize with a number",
-                preset.name()
+                info.name
             )));
         }
         if params.normalize.is_some() {
@@ -490,8 +550,27 @@ fn resolve_reduction(params: &FocalParams, preset: FocalPreset) -> Result<Reduct
     }
 }
 
+/// The ignore index the preset reads, and what it does.
+fn resolve_ignore(params: &FocalParams, info: &PresetInfo) -> Result<Ignore> {
+    match (info.ignore, params.ignore_index) {
+        (IgnoreRule::NegativeZeroCounted, Some(label)) if label >= 0 => Err(Error::usage(format!(
+            "{} gives every negative label loss 0 and has no ignore index: ignore-index {label} is not negative",
+            info.reference
+        ))),
+        (IgnoreRule::NegativeZeroCounted, given) => {
+            Ok(Ignore { label: given, negative: true, dropped: false })
+        }
+        (rule, given) => Ok(Ignore {
+            label: given.or(info.default_ignore_index),
+            negative: false,
+            dropped: rule == IgnoreRule::Dropped,
+        }),
+    }
+}
+
 /// The options that only some presets or kinds have.
-fn check_options(params: &FocalParams, preset: FocalPreset) -> Result<()> {
+fn check_options(params: &FocalParams, info: &PresetInfo, sample_weight: bool) -> Result<()> {
+    let preset = info.preset;
     // ε's range is a rule of the flag (settings::label_smoothing).
     if params.label_smoothing > 0.0 && preset != FocalPreset::Keras {
         return Err(Error::usage(format!("label smoothing is Keras's; preset {} has none", preset.name())));
@@ -512,10 +591,27 @@ fn check_options(params: &FocalParams, preset: FocalPreset) -> Result<()> {
             "a background label is for sigmoid class-index targets; softmax losses take a background class",
         ));
     }
-    if params.weight.is_some() && (sigmoid || preset == FocalPreset::Keras) {
-        return Err(Error::usage(
-            "class weights are for the kornia, mmcv and uniform softmax presets (Keras: give a per-class alpha)",
-        ));
+    if params.weight.is_some() && info.class_weight == ClassWeight::Refused {
+        return Err(Error::usage(format!(
+            "preset {} ({}) has no class weights: weight is for kornia and mmcv (both kinds) and uniform{}",
+            info.name,
+            info.kind.name(),
+            if preset == FocalPreset::Keras { "; Keras: give a per-class alpha" } else { "" }
+        )));
+    }
+    if params.pos_weight.is_some() && !info.pos_weight {
+        return Err(Error::usage(format!(
+            "pos_weight is kornia's binary focal loss (--kind sigmoid --preset kornia); preset {} ({}) has none",
+            info.name,
+            info.kind.name()
+        )));
+    }
+    if sample_weight && !info.mmdet_reduction {
+        return Err(Error::usage(format!(
+            "sample weights are mmdet's FocalLoss weight (--kind sigmoid --preset mmdet); preset {} ({}) has none",
+            info.name,
+            info.kind.name()
+        )));
     }
     Ok(())
 }
@@ -609,9 +705,21 @@ impl PerExample for Focal<'_> {
 
     fn totals(&self, tally: &Tally) -> Totals {
         let sum = tally.total();
+        // Examples (softmax) or elements (sigmoid) counted, and whether
+        // ignored ones leave the divisor.
+        let counted: u64 = tally.classes.iter().map(|c| c.all.count).sum();
+        let (elements, rows) = match &self.pass {
+            Pass::Sigmoid(pass) if pass.drops_ignored() => {
+                (counted as f64, (self.rows() as u64 - tally.ignored / pass.classes() as u64) as f64)
+            }
+            Pass::Softmax(pass) if pass.drops_ignored() => {
+                ((counted * pass.classes() as u64) as f64, counted as f64)
+            }
+            _ => (self.elements as f64, self.rows() as f64),
+        };
         let normalizer = match self.divisor {
-            Divisor::Elements => self.elements as f64,
-            Divisor::Rows => self.rows() as f64,
+            Divisor::Elements => elements,
+            Divisor::Rows => rows,
             Divisor::Positives => {
                 let positives: u64 = tally.classes.iter().map(|c| c.positives.count).sum();
                 positives.max(1) as f64
@@ -627,11 +735,11 @@ impl PerExample for Focal<'_> {
             }
             (reduction, _) => reduction.apply(sum, normalizer),
         };
-        // The plain loss of the same examples, reduced as PyTorch reduces
-        // it: BCE over elements, CE over rows.
+        // The plain loss of the same (counted) examples, reduced as PyTorch
+        // reduces it: BCE over elements, CE over rows, ignored ones left out.
         let (loss, baseline_divisor) = match self.kind {
-            FocalKind::Sigmoid => ("bce", self.elements),
-            FocalKind::Softmax => ("ce", self.rows()),
+            FocalKind::Sigmoid => ("bce", counted),
+            FocalKind::Softmax => ("ce", counted),
         };
         let baseline_sum = tally.baseline_total();
         let baseline = BaselineTotals {

@@ -24,6 +24,47 @@ pub enum Precision {
     Float32Mean(&'static str),
 }
 
+/// What the ignore index does, as the reference (or the code around it)
+/// treats an ignored example.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IgnoreRule {
+    /// Ignored examples leave the sum and every count of the divisor, as if
+    /// dropped before the call: torchvision's RetinaNet head drops the
+    /// anchors between thresholds (-2) and divides by the foreground count.
+    Dropped,
+    /// Ignored examples add 0 but stay in the divisor: kornia zeroes them in
+    /// its output and its mean runs over the whole output.
+    ZeroCounted,
+    /// Every negative label adds 0 and stays in the divisor (mmcv's softmax
+    /// kernel writes 0 for a label below 0, and the mean divides by N).
+    NegativeZeroCounted,
+}
+
+/// What `--weight` (one value per class) multiplies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClassWeight {
+    /// The preset has no class weights.
+    Refused,
+    /// Softmax: the example's loss by `w[y]`, its target class's weight.
+    TargetClass,
+    /// Sigmoid: every element by its class's weight, along the class axis
+    /// (kornia's `weight`, broadcast along dim 1).
+    ClassAxis,
+    /// Sigmoid class indices: every element of a row by `w[label]` (mmcv's
+    /// kernel, `output *= weight[t]`).
+    RowLabel,
+}
+
+/// Which labels of sigmoid class-index targets are background by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackgroundLabels {
+    /// -1 and C (detection code and mmdet); `--background L` replaces them.
+    MinusOneAndClasses,
+    /// Every label outside [0, C) (mmcv's kernel compares the label with
+    /// each class and finds none).
+    OutsideClasses,
+}
+
 /// One preset for one kind of focal loss.
 #[derive(Debug, Clone, Copy)]
 pub struct PresetInfo {
@@ -41,102 +82,157 @@ pub struct PresetInfo {
     pub precision: Precision,
     /// The preset the kind takes when none is named.
     pub default_for_kind: bool,
+    /// The class axis when none is given (negative: from the end); 1-D
+    /// logits are one class (sigmoid) or one example (softmax) whatever it is.
+    pub class_axis: i64,
+    /// How ignored examples enter the loss.
+    pub ignore: IgnoreRule,
+    /// The ignore index when none is given.
+    pub default_ignore_index: Option<i64>,
+    /// What `--weight` multiplies.
+    pub class_weight: ClassWeight,
+    /// Whether `--pos-weight` (a weight per class on the positive term) applies.
+    pub pos_weight: bool,
+    /// Whether `--sample-weight` and `--avg-factor` (mmdet's `weight` and
+    /// `avg_factor` of `weight_reduce_loss`) apply.
+    pub mmdet_reduction: bool,
+    /// Sigmoid: targets must be class indices (the reference takes no other).
+    pub index_targets_only: bool,
+    /// Sigmoid class indices: the background labels.
+    pub background: BackgroundLabels,
+    /// γ and α reach the reference as C++ `float` parameters: they are
+    /// rounded to float32 first (α = 0.4 is used as 0.4000000059604645).
+    pub float32_parameters: bool,
 }
+
+/// The fields most presets share; each row names what differs.
+const COMMON: PresetInfo = PresetInfo {
+    preset: FocalPreset::Torchvision,
+    kind: FocalKind::Sigmoid,
+    name: "",
+    reference: "",
+    default_alpha: Some(0.25),
+    alpha_rule: ALPHA_T,
+    mean_over: MeanOver::Elements,
+    precision: Precision::Float64,
+    default_for_kind: false,
+    class_axis: -1,
+    ignore: IgnoreRule::Dropped,
+    default_ignore_index: None,
+    class_weight: ClassWeight::Refused,
+    pos_weight: false,
+    mmdet_reduction: false,
+    index_targets_only: false,
+    background: BackgroundLabels::MinusOneAndClasses,
+    float32_parameters: false,
+};
 
 const FVCORE_NOTE: &str = "fvcore casts its inputs to float32; this is its formula in float64, so fvcore's own value differs by about 1e-7";
 const KERAS_NOTE: &str = "Keras 3 promotes float64 with float32 to float32, so its own float64 result is rounded to float32 (its mean); this is its formula in float64";
+const MMCV_SIGMOID_NOTE: &str = "mmcv's sigmoid kernel takes the exponential in float32 (expf) even for float64 input; this is its formula with the exponential in float64, which moves the value by about 1e-9 (relative)";
 const ALPHA_T: &str = "alpha_t = alpha·t + (1 - alpha)·(1 - t)";
 
 /// Every preset, sigmoid first.
-pub const PRESETS: [PresetInfo; 9] = [
+pub const PRESETS: [PresetInfo; 11] = [
     PresetInfo {
         preset: FocalPreset::Torchvision,
-        kind: FocalKind::Sigmoid,
         name: "torchvision",
         reference: "torchvision.ops.sigmoid_focal_loss",
-        default_alpha: Some(0.25),
-        alpha_rule: ALPHA_T,
-        mean_over: MeanOver::Elements,
-        precision: Precision::Float64,
         default_for_kind: true,
+        ..COMMON
     },
     PresetInfo {
         preset: FocalPreset::Fvcore,
-        kind: FocalKind::Sigmoid,
         name: "fvcore",
         reference: "fvcore.nn.sigmoid_focal_loss",
         default_alpha: None,
-        alpha_rule: ALPHA_T,
-        mean_over: MeanOver::Elements,
         precision: Precision::Float32(FVCORE_NOTE),
-        default_for_kind: false,
+        ..COMMON
     },
     PresetInfo {
         preset: FocalPreset::Mmdet,
-        kind: FocalKind::Sigmoid,
         name: "mmdet",
         reference: "mmdet.models.losses.FocalLoss (py_sigmoid_focal_loss)",
-        default_alpha: Some(0.25),
-        alpha_rule: ALPHA_T,
-        mean_over: MeanOver::Elements,
-        precision: Precision::Float64,
-        default_for_kind: false,
+        mmdet_reduction: true,
+        ..COMMON
     },
     PresetInfo {
         preset: FocalPreset::Keras,
-        kind: FocalKind::Sigmoid,
         name: "keras",
         reference: "keras.losses.BinaryFocalCrossentropy(from_logits=True)",
-        default_alpha: Some(0.25),
-        alpha_rule: ALPHA_T,
-        mean_over: MeanOver::Elements,
         precision: Precision::Float32(KERAS_NOTE),
-        default_for_kind: false,
+        ..COMMON
     },
     PresetInfo {
         preset: FocalPreset::Seed,
-        kind: FocalKind::Sigmoid,
         name: "seed",
         reference: "alpha * (1 - exp(-bce)) ** gamma * bce (common snippet)",
-        default_alpha: Some(0.25),
         alpha_rule: "alpha on every element",
-        mean_over: MeanOver::Elements,
-        precision: Precision::Float64,
-        default_for_kind: false,
+        ..COMMON
+    },
+    PresetInfo {
+        preset: FocalPreset::Kornia,
+        name: "kornia",
+        reference: "kornia.losses.binary_focal_loss_with_logits",
+        alpha_rule: "alpha·pos_weight on the positive term t·σ(-x)^γ·(-log σ(x)), 1 - alpha on the negative term (1 - t)·σ(x)^γ·(-log σ(-x))",
+        // pred and target are [N, C, *]: pos_weight and weight run along dim 1.
+        class_axis: 1,
+        ignore: IgnoreRule::ZeroCounted,
+        default_ignore_index: Some(-100),
+        class_weight: ClassWeight::ClassAxis,
+        pos_weight: true,
+        ..COMMON
+    },
+    PresetInfo {
+        preset: FocalPreset::Mmcv,
+        name: "mmcv",
+        reference: "mmcv.ops.sigmoid_focal_loss",
+        alpha_rule: "alpha on the target class's element, 1 - alpha on the others",
+        mean_over: MeanOver::Rows,
+        precision: Precision::Float32(MMCV_SIGMOID_NOTE),
+        class_weight: ClassWeight::RowLabel,
+        index_targets_only: true,
+        background: BackgroundLabels::OutsideClasses,
+        float32_parameters: true,
+        ..COMMON
     },
     PresetInfo {
         preset: FocalPreset::Kornia,
         kind: FocalKind::Softmax,
         name: "kornia",
         reference: "kornia.losses.focal_loss (kornia >= 0.7)",
-        default_alpha: Some(0.25),
         alpha_rule: "1 - alpha for class 0, alpha for the others",
         // kornia's mean is over its [N, C, *] output.
-        mean_over: MeanOver::Elements,
-        precision: Precision::Float64,
         default_for_kind: true,
+        class_axis: 1,
+        ignore: IgnoreRule::ZeroCounted,
+        default_ignore_index: Some(-100),
+        class_weight: ClassWeight::TargetClass,
+        ..COMMON
     },
     PresetInfo {
         preset: FocalPreset::Mmcv,
         kind: FocalKind::Softmax,
         name: "mmcv",
         reference: "mmcv.ops.softmax_focal_loss",
-        default_alpha: Some(0.25),
         alpha_rule: "alpha on every class",
         mean_over: MeanOver::Rows,
-        precision: Precision::Float64,
-        default_for_kind: false,
+        class_axis: 1,
+        ignore: IgnoreRule::NegativeZeroCounted,
+        class_weight: ClassWeight::TargetClass,
+        float32_parameters: true,
+        ..COMMON
     },
     PresetInfo {
         preset: FocalPreset::Keras,
         kind: FocalKind::Softmax,
         name: "keras",
         reference: "keras.losses.CategoricalFocalCrossentropy(from_logits=True)",
-        default_alpha: Some(0.25),
         alpha_rule: "alpha on every class",
         mean_over: MeanOver::Rows,
         precision: Precision::Float32Mean(KERAS_NOTE),
-        default_for_kind: false,
+        class_axis: 1,
+        ..COMMON
     },
     PresetInfo {
         preset: FocalPreset::Uniform,
@@ -146,8 +242,9 @@ pub const PRESETS: [PresetInfo; 9] = [
         default_alpha: None,
         alpha_rule: "alpha on every class",
         mean_over: MeanOver::Rows,
-        precision: Precision::Float64,
-        default_for_kind: false,
+        class_axis: 1,
+        class_weight: ClassWeight::TargetClass,
+        ..COMMON
     },
 ];
 

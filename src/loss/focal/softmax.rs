@@ -1,9 +1,14 @@
 //! Softmax focal losses: one distribution per row and one class index per
-//! row, each reference's probabilities formed as it forms them (log-softmax
-//! for kornia and the snippet, `exp / sum` for mmcv, a renormalised, clipped
-//! softmax for Keras).
+//! row. Every preset takes its log-probabilities from the exact log-softmax
+//! ([`crate::math::ln_sum_exp_into`]) and `1 - p` as `-expm1(log p)`, so the
+//! modulating factor `(1 - p_y)^γ` keeps every digit when the target class
+//! dominates (where `1 - exp(log p)` cancels); each reference's clamps are
+//! then applied to those exact values (mmcv's floor at log(FLT_MIN), Keras's
+//! clip to [1e-7, 1 - 1e-7]).
 
-use crate::loss::{Labels, NotClasses, SoftmaxRows, argmax, class_labels, read_row, softmax_row};
+use crate::loss::{
+    Labels, NotClasses, SoftmaxRows, argmax, check_class_weights, class_labels, read_row, softmax_row,
+};
 use std::ops::Range;
 
 use crate::error::{Error, Result};
@@ -11,7 +16,7 @@ use crate::input::{Tensor, Values, shape_text};
 use crate::loss::{ClassLayout, resolve_axis};
 use crate::tally::{Example, Tally};
 
-use super::{Alpha, FocalParams, FocalPreset, KERAS_EPSILON, power};
+use super::{Alpha, FocalParams, FocalPreset, Ignore, KERAS_EPSILON, power};
 
 /// C's FLT_MIN: mmcv's kernel takes `log(max(p, FLT_MIN))`.
 pub(super) const FLT_MIN: f64 = f32::MIN_POSITIVE as f64;
@@ -21,21 +26,13 @@ pub(super) const FLT_MIN: f64 = f32::MIN_POSITIVE as f64;
 enum Formula {
     /// `α_y·(-(1 - p_y)^γ·log p_y)` with `p_y = exp(log_softmax)`.
     Kornia,
-    /// `-α_y·(1 - p_y)^γ·log(max(p_y, FLT_MIN))` with `p_y = exp / sum`.
+    /// `-α_y·(1 - p_y)^γ·log(max(p_y, FLT_MIN))`.
     Mmcv,
-    /// `Σ_c (1 - p_c)^γ·α_c·(-ỹ_c·log p_c)` over the renormalised softmax
-    /// clipped to [1e-7, 1 - 1e-7], ỹ smoothed toward 1/C.
+    /// `Σ_c (1 - p_c)^γ·α_c·(-ỹ_c·log p_c)` over the softmax clipped to
+    /// [1e-7, 1 - 1e-7], ỹ smoothed toward 1/C.
     Keras { smoothing: f64 },
     /// `-α_y·(1 - p_y)^γ·log p_y` with `p_y = exp(log_softmax)`.
     Uniform,
-}
-
-impl Formula {
-    /// Whether the row's loss reads every class's probability, not just the
-    /// target's log-probability.
-    fn needs_probabilities(self) -> bool {
-        matches!(self, Formula::Mmcv | Formula::Keras { .. })
-    }
 }
 
 pub(super) struct SoftmaxFocal<'a> {
@@ -48,9 +45,12 @@ pub(super) struct SoftmaxFocal<'a> {
     alpha: Option<Vec<f64>>,
     weight: Option<Vec<f64>>,
     background_class: Option<usize>,
+    /// Whether ignored examples leave the divisor.
+    dropped: bool,
 }
 
 impl<'a> SoftmaxFocal<'a> {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         logits: &'a Tensor,
         targets: &'a Tensor,
@@ -58,6 +58,7 @@ impl<'a> SoftmaxFocal<'a> {
         preset: FocalPreset,
         alpha: &Alpha,
         gamma: f64,
+        ignore: Ignore,
         warnings: &mut Vec<String>,
     ) -> Result<Self> {
         let default_axis = if logits.shape.len() == 1 { 0 } else { 1 };
@@ -81,7 +82,9 @@ impl<'a> SoftmaxFocal<'a> {
                 ),
             ));
         }
-        let labels = class_labels(targets, classes, &NotClasses { labels: &[], name: "" })?;
+        let allowed =
+            NotClasses { ignore: ignore.label, ignore_negative: ignore.negative, ..NotClasses::default() };
+        let labels = class_labels(targets, classes, &allowed)?;
         if targets.dtype.is_float() {
             warnings.push(format!(
                 "targets are {} with integral values: read as class indices",
@@ -116,6 +119,9 @@ impl<'a> SoftmaxFocal<'a> {
             FocalPreset::Uniform => Formula::Uniform,
             _ => Formula::Kornia,
         };
+        if let Some((weight, origin)) = &params.weight {
+            warnings.extend(check_class_weights(weight, classes, origin)?);
+        }
         Ok(SoftmaxFocal {
             logits: logits.values(),
             labels,
@@ -125,7 +131,13 @@ impl<'a> SoftmaxFocal<'a> {
             alpha,
             weight: params.weight.as_ref().map(|(w, _)| w.clone()),
             background_class: params.background_class,
+            dropped: ignore.dropped,
         })
+    }
+
+    /// Whether ignored examples leave the divisor.
+    pub(super) fn drops_ignored(&self) -> bool {
+        self.dropped
     }
 
     pub(super) fn units(&self) -> usize {
@@ -145,38 +157,49 @@ impl<'a> SoftmaxFocal<'a> {
         self.alpha.as_ref().map(|a| a[class])
     }
 
-    /// The row's loss. `exps` holds `exp(x_c - max)`, summing to `sum`;
-    /// Keras's pass overwrites it with its probabilities.
-    fn row_loss(&self, y: usize, log_p_y: f64, exps: &mut [f64], sum: f64) -> f64 {
+    /// The row's loss, from its exact log-softmax: `(x_c - max) - ln_sum`.
+    fn row_loss(&self, y: usize, row: &[f64], max: f64, ln_sum: f64) -> f64 {
         let gamma = self.gamma;
+        let log_p = |c: usize| (row[c] - max) - ln_sum;
+        let log_p_y = log_p(y);
+        // 1 - p without the cancellation of p near 1.
+        let one_minus = |log_p: f64| -log_p.exp_m1();
         let loss = match self.formula {
             Formula::Kornia => {
-                let loss = -power(1.0 - log_p_y.exp(), gamma) * log_p_y;
+                let loss = -power(one_minus(log_p_y), gamma) * log_p_y;
                 self.alpha_of(y).map_or(loss, |a| a * loss)
             }
             Formula::Uniform => {
                 let a = self.alpha_of(y).unwrap_or(1.0);
-                -a * power(1.0 - log_p_y.exp(), gamma) * log_p_y
+                -a * power(one_minus(log_p_y), gamma) * log_p_y
             }
             Formula::Mmcv => {
-                let p = exps[y] / sum;
+                // log(max(p, FLT_MIN)) = max(log p, log FLT_MIN).
+                let floor = FLT_MIN.ln();
+                let log_floored = if log_p_y > floor { log_p_y } else { floor };
                 let a = self.alpha_of(y).unwrap_or(1.0);
-                -a * power(1.0 - p, gamma) * p.max(FLT_MIN).ln()
+                -a * power(one_minus(log_p_y), gamma) * log_floored
             }
             Formula::Keras { smoothing } => {
-                // torch's softmax multiplies by the reciprocal of the sum;
-                // Keras then renormalises and clips.
-                let reciprocal = 1.0 / sum;
-                exps.iter_mut().for_each(|e| *e *= reciprocal);
-                let total: f64 = exps.iter().sum();
+                // Keras clips p to [ε, 1 - ε]; its renormalisation by the
+                // sum of the softmax is 1 up to rounding.
                 let term = |c: usize, target: f64| {
-                    let p = (exps[c] / total).clamp(KERAS_EPSILON, 1.0 - KERAS_EPSILON);
-                    let modulating = power(1.0 - p, gamma);
+                    let log_p = log_p(c);
+                    let p = log_p.exp();
+                    let (log_clipped, one_minus_clipped) = if p < KERAS_EPSILON {
+                        (KERAS_EPSILON.ln(), 1.0 - KERAS_EPSILON)
+                    } else if p > 1.0 - KERAS_EPSILON {
+                        let clipped = 1.0 - KERAS_EPSILON;
+                        (clipped.ln(), 1.0 - clipped)
+                    } else {
+                        (log_p, one_minus(log_p))
+                    };
+                    let modulating = power(one_minus_clipped, gamma);
                     let weighting = self.alpha_of(c).map_or(modulating, |a| modulating * a);
-                    weighting * (-target * p.ln())
+                    weighting * (-target * log_clipped)
                 };
                 if smoothing > 0.0 {
-                    let classes = exps.len();
+                    let classes = row.len();
                     let off = smoothing / classes as f64;
                     (0..classes)
                         .map(|c| {
@@ -198,29 +221,28 @@ impl<'a> SoftmaxFocal<'a> {
         let mut exps = vec![0.0; classes];
         for i in units {
             let (max, ..) = read_row(&self.logits, &self.layout, i, &mut row, tally);
-            // The same sum CE takes, so γ = 0 gives CE's very digits.
-            let sum = if self.formula.needs_probabilities() {
-                crate::math::exp_into(&row, max, &mut exps)
-            } else {
-                crate::math::sum_exp(&row, max)
+            let Some(y) = self.labels.class(i) else {
+                tally.ignored += 1;
+                continue;
             };
-            let y = self.labels.class(i).expect("softmax focal targets have no labels beside classes");
+            // The same sum CE takes, so γ = 0 gives CE's very digits.
+            let ln_sum = crate::math::ln_sum_exp_into(&row, max, &mut exps);
             // log-softmax in PyTorch's order: (x - max) - ln Σ exp(x - max).
-            let log_p_y = (row[y] - max) - sum.ln();
+            let log_p_y = (row[y] - max) - ln_sum;
             let p_t = log_p_y.exp();
             let predicted = argmax(&row, max);
             tally.add(Example {
                 class: y,
-                loss: self.row_loss(y, log_p_y, &mut exps, sum),
+                loss: self.row_loss(y, &row, max, ln_sum),
                 p_t,
                 correct: predicted == y,
                 positive: self.background_class.is_some_and(|b| b != y),
                 baseline: -log_p_y,
-                grad_norm: 1.0 - p_t,
+                grad_norm: -log_p_y.exp_m1(),
                 index: i as u64,
                 target: y as f64,
                 predicted: predicted as u32,
-                confidence: sum.recip(),
+                confidence: (-ln_sum).exp(),
             });
         }
     }

@@ -186,7 +186,7 @@ fn bad_parameters_are_usage_errors() {
         (with(&sigmoid, &|p| p.alpha = Some(Alpha::Scalar(-1.0))), &t, "outside [0, 1]"),
         (with(&sigmoid, &|p| p.gamma = Some(-0.5)), &t, "gamma"),
         (with(&sigmoid, &|p| p.gamma = Some(f64::NAN)), &t, "gamma"),
-        (with(&sigmoid, &|p| p.preset = Some(FocalPreset::Kornia)), &t, "softmax focal loss"),
+        (with(&sigmoid, &|p| p.preset = Some(FocalPreset::Uniform)), &t, "softmax focal loss"),
         (with(&softmax, &|p| p.preset = Some(FocalPreset::Mmdet)), &y, "sigmoid focal loss"),
         (with(&softmax, &|p| p.alpha = Some(Alpha::PerClass(vec![0.1, 0.2]))), &y, "2 entries"),
         (with(&softmax, &|p| p.alpha = Some(Alpha::PerClass(vec![0.1, 0.2, 1.2]))), &y, "outside [0, 1]"),
@@ -207,7 +207,24 @@ fn bad_parameters_are_usage_errors() {
         (with(&softmax, &|p| p.normalize = Some(Normalize::Positives)), &y, "background class"),
         (with(&softmax, &|p| p.background_class = Some(3)), &y, "out of range"),
         (with(&sigmoid, &|p| p.background = Some(-1)), &t, "class-index targets"),
-        (with(&sigmoid, &|p| p.weight = Some((vec![1.0; 3], Origin::new("weight", "w")))), &t, "softmax"),
+        (
+            with(&sigmoid, &|p| p.weight = Some((vec![1.0; 3], Origin::new("weight", "w")))),
+            &t,
+            "no class weights",
+        ),
+        (
+            with(&sigmoid, &|p| p.pos_weight = Some((vec![1.0; 3], Origin::new("pos_weight", "w")))),
+            &t,
+            "kornia",
+        ),
+        (
+            with(&softmax, &|p| {
+                p.preset = Some(FocalPreset::Mmcv);
+                p.ignore_index = Some(255);
+            }),
+            &y,
+            "not negative",
+        ),
         (
             with(&softmax, &|p| {
                 p.preset = Some(FocalPreset::Keras);
@@ -227,7 +244,11 @@ fn bad_parameters_are_usage_errors() {
 fn bad_targets_are_input_errors() {
     let x = logits(&[2, 3], &[2.0, -1.0, 0.25, -3.0, 4.0, 0.0]);
     let cases = [
-        (FocalKind::Softmax, labels(&[0, 3]), "label 3 at index [1] is out of range for 3 classes"),
+        (
+            FocalKind::Softmax,
+            labels(&[0, 3]),
+            "label 3 at index [1] is neither one of the 3 classes nor the ignore index (-100)",
+        ),
         (FocalKind::Softmax, labels(&[-1, 0]), "label -1 at index [0]"),
         (FocalKind::Sigmoid, labels(&[4, 0]), "label 4 at index [0] is neither"),
         (FocalKind::Softmax, labels(&[0, 1, 2]), "is not one class index per row [2]"),
@@ -274,4 +295,84 @@ fn the_baseline_is_the_plain_loss_of_the_same_examples() {
     let ce = (0.43285546687876886 / 1.0 + 0.30635641424457655 / 2.0) / 2.0;
     assert_eq!(baseline.loss, "ce");
     assert!(relative_error(baseline.value, ce) < 1e-15, "{} vs {ce}", baseline.value);
+}
+
+#[test]
+fn ignored_examples_leave_or_stay_in_the_divisor_as_the_preset_says() {
+    let x = logits(&[4, 3], &[2.0, 1.0, 0.25, 0.5, 2.5, -1.0, 0.0, 0.0, 0.0, 1.0, -2.0, 3.0]);
+    let y = labels(&[0, 255, 2, 1]);
+    let mut params = FocalParams::new(FocalKind::Softmax);
+    params.ignore_index = Some(255);
+    // kornia: the ignored row adds 0 and stays in N·C.
+    let kornia = Focal::new(&x, &y, &params).unwrap();
+    let tally = run(&kornia);
+    assert_eq!((tally.ignored, kornia.totals(&tally).normalizer), (1, 12.0));
+    // The snippet: the ignored row is dropped, from the sum and from N.
+    params.preset = Some(FocalPreset::Uniform);
+    let uniform = Focal::new(&x, &y, &params).unwrap();
+    let tally = run(&uniform);
+    assert_eq!((tally.ignored, uniform.totals(&tally).normalizer), (1, 3.0));
+    assert_eq!(uniform.parameters()["ignore_rule"], "dropped");
+    // mmcv: every negative label is ignored, and N stays 4.
+    let mut params = FocalParams::new(FocalKind::Softmax);
+    params.preset = Some(FocalPreset::Mmcv);
+    let negative = labels(&[0, -1, -7, 1]);
+    let mmcv = Focal::new(&x, &negative, &params).unwrap();
+    let tally = run(&mmcv);
+    assert_eq!((tally.ignored, mmcv.totals(&tally).normalizer), (2, 4.0));
+}
+
+#[test]
+fn kornia_binary_weights_run_along_dim_1() {
+    // [N, C, L] = [1, 2, 3]: pos_weight and weight are one per class of dim 1.
+    let x = logits(&[1, 2, 3], &[1.0, -1.0, 2.0, 0.5, -0.5, 3.0]);
+    let t = tensor("targets", &[1, 2, 3], Column::F64(vec![1.0, 0.0, 1.0, 1.0, 1.0, 0.0]));
+    let mut params = FocalParams::new(FocalKind::Sigmoid);
+    params.preset = Some(FocalPreset::Kornia);
+    let plain = run(&Focal::new(&x, &t, &params).unwrap());
+    assert_eq!(Focal::new(&x, &t, &params).unwrap().class_axis(), Some(1));
+    params.weight = Some((vec![2.0, 0.5], Origin::new("weight", "w")));
+    let weighted = run(&Focal::new(&x, &t, &params).unwrap());
+    for class in 0..2 {
+        let (w, p) = (weighted.classes[class].all.loss.value(), plain.classes[class].all.loss.value());
+        assert!(relative_error(w, p * [2.0, 0.5][class]) < 1e-15, "class {class}");
+    }
+    // A pos_weight of 1 changes nothing; 3 triples the positive terms only.
+    params.weight = None;
+    params.pos_weight = Some((vec![1.0, 1.0], Origin::new("pos_weight", "pw")));
+    assert_eq!(run(&Focal::new(&x, &t, &params).unwrap()).total(), plain.total());
+}
+
+#[test]
+fn sigmoid_tails_keep_their_digits() {
+    // x = -700 with t = 0: bce = log1p(e^-700), 1 - p_t = σ(-700)... both e^-700.
+    let x = logits(&[1, 2], &[-700.0, 40.0]);
+    let t = tensor("targets", &[1, 2], Column::F64(vec![0.0, 1.0]));
+    let mut params = FocalParams::new(FocalKind::Sigmoid);
+    params.gamma = Some(0.5);
+    let loss = Focal::new(&x, &t, &params).unwrap();
+    let tally = run(&loss);
+    let tiny = (-700f64).exp();
+    assert!(relative_error(tally.classes[0].all.loss.value(), 0.75 * tiny.sqrt() * tiny) < 1e-13);
+    let e = (-40f64).exp();
+    assert!(relative_error(tally.classes[1].all.loss.value(), 0.25 * e.sqrt() * e) < 1e-13);
+    assert!(relative_error(tally.baseline_total(), tiny + e) < 1e-13);
+}
+
+#[test]
+fn mmcv_sigmoid_rounds_one_minus_p_as_its_kernel_does() {
+    // From x ≈ 37, 1 - p is 0 in float64 and the log stops at log(FLT_MIN).
+    let x = logits(&[1, 3], &[40.0, 20.0, -40.0]);
+    let mut params = FocalParams::new(FocalKind::Sigmoid);
+    params.preset = Some(FocalPreset::Mmcv);
+    params.gamma = Some(0.0);
+    let y = labels(&[2]);
+    let loss = Focal::new(&x, &y, &params).unwrap();
+    let tally = run(&loss);
+    assert_eq!(tally.classes[0].all.loss.value(), 0.75 * -softmax::FLT_MIN.ln());
+    let p20 = 1.0 / (1.0 + (-20f64).exp());
+    assert_eq!(tally.classes[1].all.loss.value(), -(0.75 * (1.0 - p20).ln()));
+    // α reaches the kernel as a C++ float.
+    params.alpha = Some(Alpha::Scalar(0.4));
+    assert_eq!(Focal::new(&x, &y, &params).unwrap().parameters()["alpha"], 0.4000000059604645);
 }

@@ -1,7 +1,7 @@
 //! The confidence loss of one prior: softmax CE or softmax focal against the
 //! prior's matched class, and ssd.pytorch's global-max mining score.
 
-use crate::math::{max_and_finite, sum_exp};
+use crate::math::{ln_sum_exp, max_and_finite, sum_exp};
 
 use super::ConfLoss;
 
@@ -23,7 +23,9 @@ impl Row {
     pub fn new(logits: &[f64]) -> Row {
         let (max, finite) = max_and_finite(logits);
         let exp_sum = sum_exp(logits, max);
-        Row { max, exp_sum, ln_sum: exp_sum.ln(), finite }
+        // Exact also for a prior whose class dominates (its loss is then
+        // tiny, and ln of the rounded sum would keep few of its digits).
+        Row { max, exp_sum, ln_sum: ln_sum_exp(logits, max, exp_sum), finite }
     }
 
     /// `log p_c`, in log_softmax's order: `(x_c - max) - ln Σ`.

@@ -397,7 +397,7 @@ impl PerExample for CrossEntropy<'_> {
         let classes = self.layout.classes;
         let eps = self.smoothing;
         let mut row = vec![0.0; classes];
-        let mut exps = vec![0.0; classes];
+        let mut exps = vec![0.0; crate::math::padded_len(classes)];
         let mut target_row = vec![0.0; classes];
         for i in units {
             let (max, start, stride) = read_row(&self.logits, &self.layout, i, &mut row, tally);

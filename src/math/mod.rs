@@ -265,14 +265,20 @@ impl Kernel for ExpInto<'_> {
         unsafe {
             let shift = V::splat(shift);
             let mut acc = V::splat(0.0);
-            for at in (0..full).step_by(LANES) {
-                let e = exp(V::load(&row[at..]).sub(shift));
-                e.store(&mut out[at..]);
+            for (chunk, to) in row.chunks_exact(LANES).zip(out.chunks_exact_mut(LANES)) {
+                let e = exp(V::load(chunk).sub(shift));
+                e.store(to);
                 acc = acc.add(e);
             }
             if let Some(tail) = padded_tail(row, f64::NEG_INFINITY) {
                 let e = exp(V::load(&tail).sub(shift));
-                out[full..].copy_from_slice(&e.to_array()[..row.len() - full]);
+                if out.len() >= full + LANES {
+                    // A padded buffer takes the whole vector: the padding's
+                    // terms are exp(-inf) = 0.
+                    e.store(&mut out[full..]);
+                } else {
+                    out[full..row.len()].copy_from_slice(&e.to_array()[..row.len() - full]);
+                }
                 acc = acc.add(e);
             }
             combine(acc.to_array())
@@ -280,12 +286,20 @@ impl Kernel for ExpInto<'_> {
     }
 }
 
-/// Writes exp(x - shift) of every value of `row` into `out` (of the same
-/// length) and returns their sum, the same bits as [`sum_exp`].
+/// Writes exp(x - shift) of every value of `row` into `out` and returns
+/// their sum, the same bits as [`sum_exp`]. `out` is at least as long as
+/// the row; one padded to a multiple of [`LANES`] ([`padded_len`]) takes
+/// the last vector whole, its padding set to 0.
 #[inline]
 pub fn exp_into(row: &[f64], shift: f64, out: &mut [f64]) -> f64 {
-    assert_eq!(row.len(), out.len());
+    assert!(out.len() >= row.len());
     dispatch(Level::detect(), ExpInto { row, shift, out })
+}
+
+/// The length of a buffer for [`exp_into`] and [`ln_sum_exp_into`] that
+/// takes a row of `len` values in whole vectors.
+pub fn padded_len(len: usize) -> usize {
+    len.next_multiple_of(LANES)
 }
 
 struct Logistic<'a> {
@@ -400,16 +414,16 @@ pub fn ln_sum_exp(row: &[f64], max: f64, exp_sum: f64) -> f64 {
 }
 
 /// [`ln_sum_exp`] of a row, keeping its terms `exp(x_c - max)` in `exps`
-/// (of the row's length) so that a dominant maximum costs one more sum, not
-/// one more exponential per class. The sum of the terms is [`sum_exp`]'s, to
-/// the bit.
+/// (at least the row's length; [`padded_len`] is fastest) so that a
+/// dominant maximum costs one more sum, not one more exponential per class.
+/// The sum of the terms is [`sum_exp`]'s, to the bit.
 #[inline]
 pub fn ln_sum_exp_into(row: &[f64], max: f64, exps: &mut [f64]) -> f64 {
     let exp_sum = exp_into(row, max, exps);
     if exp_sum < LN_SUM_DIRECT_BELOW {
         // The maximum's term is exactly 1 and, with the sum below 2, the
         // only term that is not below 1: the rest is the sum of the others.
-        return sum_below(exps, 1.0).ln_1p();
+        return sum_below(&exps[..row.len()], 1.0).ln_1p();
     }
     // Also a NaN sum, which stays NaN.
     exp_sum.ln()
@@ -571,6 +585,12 @@ mod tests {
                 assert_eq!(sum.to_bits(), portable.to_bits());
                 let each: Vec<u64> = row.iter().map(|&x| exp_nonpositive(x - 0.5).to_bits()).collect();
                 assert_eq!(out.iter().map(|e| e.to_bits()).collect::<Vec<_>>(), each, "{level:?}");
+                // A padded buffer: the same terms, then zeros.
+                let mut padded = vec![f64::NAN; padded_len(len)];
+                let sum = dispatch(level, ExpInto { row: &row, shift: 0.5, out: &mut padded });
+                assert_eq!(sum.to_bits(), portable.to_bits());
+                assert_eq!(padded[..len].iter().map(|e| e.to_bits()).collect::<Vec<_>>(), each);
+                assert!(padded[len..].iter().all(|&e| e == 0.0), "{level:?}, {len} values");
             }
         }
     }

@@ -218,7 +218,7 @@ impl<'a> SoftmaxFocal<'a> {
     pub(super) fn eval(&self, units: Range<usize>, tally: &mut Tally) {
         let classes = self.layout.classes;
         let mut row = vec![0.0; classes];
-        let mut exps = vec![0.0; classes];
+        let mut exps = vec![0.0; crate::math::padded_len(classes)];
         for i in units {
             let (max, ..) = read_row(&self.logits, &self.layout, i, &mut row, tally);
             let Some(y) = self.labels.class(i) else {

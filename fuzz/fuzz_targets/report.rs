@@ -15,7 +15,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use losscope::error::Origin;
-use losscope::format::{Format, Layout, exporter};
+use losscope::format::{Document, Format, Layout, exporter};
 use losscope::input::{Column, Tensor};
 use losscope::loss::{Bce, BceParams, CrossEntropy, CrossEntropyParams, PerExample, Reduction};
 use losscope::report::{Header, Presentation, Report};
@@ -103,16 +103,7 @@ fn tensor(role: &str, shape: Vec<usize>, column: Column) -> Tensor {
 /// A report header; `positives_per_class` as the loss sets it (BCE's rows
 /// carry positives, CE's do not).
 fn header(positives_per_class: bool) -> Header {
-    Header {
-        loss: "fuzz",
-        presentation: Presentation::default(),
-        parameters: Default::default(),
-        inputs: vec![],
-        class_names: None,
-        warnings: vec![],
-        positives_per_class,
-        sections: None,
-    }
+    Header { positives_per_class, ..Header::new("fuzz", Presentation::default()) }
 }
 
 fn within(x: f64, lo: f64, hi: f64) -> bool {
@@ -171,14 +162,17 @@ fn check_finite_report(report: &Report) {
 }
 
 fn render(report: &Report, input: &mut Input) {
-    // One format per input keeps the target fast; the fuzzer reaches all three.
+    // One format per input keeps the target fast; the fuzzer reaches them all
+    // (svg with each of the report's charts in turn).
     let choice = input.byte();
     let top = match choice % 4 {
         0 => None,
         t => Some(t as usize),
     };
-    let format = [Format::Table, Format::Json, Format::Markdown][(choice / 4 % 3) as usize];
-    std::hint::black_box(exporter(format, Layout { top }).render(report));
+    let format = [Format::Table, Format::Json, Format::Markdown, Format::Html, Format::Svg][(choice / 4 % 5) as usize];
+    let charts = report.charts();
+    let chart = charts.get(choice as usize % charts.len().max(1)).map(|c| c.name);
+    std::hint::black_box(exporter(format, Layout { top }, chart).render(report));
 }
 
 fn column_values(column: &Column) -> Vec<f64> {

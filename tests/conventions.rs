@@ -10,7 +10,7 @@
 use serde::Deserialize;
 
 use crate::bad_input::rejects;
-use crate::util::{PARITY_RTOL, assert_close, json_report, losscope, reference_cases};
+use crate::util::{PARITY_RTOL, assert_close, check_every, json_report, losscope, reference_cases};
 
 /// How close the exactness cases must come to the exact value.
 const EXACT_RTOL: f64 = 1e-12;
@@ -71,24 +71,7 @@ fn check(case: &Case) {
 fn every_convention_case_matches_its_reference() {
     let cases = cases();
     assert_eq!(cases.len(), 80, "conventions/expected.json holds {} cases", cases.len());
-    let mut failures = Vec::new();
-    for case in &cases {
-        if let Err(panic) = std::panic::catch_unwind(|| check(case)) {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            failures.push(message);
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases differ:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    check_every(&cases, check);
 }
 
 /// The exactness cases are worth their tolerance: on most of them torch's

@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-use crate::util::{PARITY_RTOL, assert_close, json_report, reference_cases};
+use crate::util::{PARITY_RTOL, assert_close, check_every, json_report, reference_cases};
 
 #[derive(Deserialize)]
 struct Case {
@@ -77,24 +77,7 @@ fn check(case: &Case) {
 fn every_fixture_case_matches_pytorch_float64() {
     let cases = cases();
     assert!(cases.len() >= 50, "expected.json holds {} cases", cases.len());
-    let mut failures = Vec::new();
-    for case in &cases {
-        if let Err(panic) = std::panic::catch_unwind(|| check(case)) {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            failures.push(message);
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases differ:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    check_every(&cases, check);
 }
 
 /// The golden values of the reference notes, typed in from PyTorch's output

@@ -112,3 +112,29 @@ pub fn f64_npy(shape: &[usize], values: &[f64]) -> Vec<u8> {
 pub fn i64_npy(shape: &[usize], values: &[i64]) -> Vec<u8> {
     npy("<i8", shape, &values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())
 }
+
+/// Runs `check` on every case, and fails once with every case that failed,
+/// so one run shows all the differences rather than the first.
+pub fn check_every<Case: std::panic::RefUnwindSafe>(
+    cases: &[Case],
+    check: impl Fn(&Case) + std::panic::RefUnwindSafe,
+) {
+    let mut failures = Vec::new();
+    for case in cases {
+        if let Err(panic) = std::panic::catch_unwind(|| check(case)) {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            failures.push(message);
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}

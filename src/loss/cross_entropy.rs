@@ -403,11 +403,11 @@ impl PerExample for CrossEntropy<'_> {
             let (max, start, stride) = read_row(&self.logits, &self.layout, i, &mut row, tally);
             // ln Σ exp(x - max), so that log p_c = (x_c - max) - ln_sum in
             // PyTorch's order, exact also when one class dominates.
-            let ln_sum = crate::math::ln_sum_exp_into(&row, max, &mut exps);
+            let (ln_sum, exp_sum) = crate::math::ln_sum_exp_into(&row, max, &mut exps);
             let log_p = |c: usize| (row[c] - max) - ln_sum;
             let predicted = argmax(&row, max);
-            // The largest probability: exp((max - max) - ln Σ).
-            let confidence = (-ln_sum).exp();
+            // The largest probability: exp(max - max) / Σ.
+            let confidence = exp_sum.recip();
             match &self.targets {
                 Targets::Indices(labels) => {
                     let Some(y) = labels.class(i) else {

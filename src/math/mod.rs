@@ -416,17 +416,18 @@ pub fn ln_sum_exp(row: &[f64], max: f64, exp_sum: f64) -> f64 {
 /// [`ln_sum_exp`] of a row, keeping its terms `exp(x_c - max)` in `exps`
 /// (at least the row's length; [`padded_len`] is fastest) so that a
 /// dominant maximum costs one more sum, not one more exponential per class.
-/// The sum of the terms is [`sum_exp`]'s, to the bit.
+/// The sum of the terms is [`sum_exp`]'s, to the bit, and is returned
+/// beside the logarithm: `1 / sum` is the largest probability.
 #[inline]
-pub fn ln_sum_exp_into(row: &[f64], max: f64, exps: &mut [f64]) -> f64 {
+pub fn ln_sum_exp_into(row: &[f64], max: f64, exps: &mut [f64]) -> (f64, f64) {
     let exp_sum = exp_into(row, max, exps);
     if exp_sum < LN_SUM_DIRECT_BELOW {
         // The maximum's term is exactly 1 and, with the sum below 2, the
         // only term that is not below 1: the rest is the sum of the others.
-        return sum_below(&exps[..row.len()], 1.0).ln_1p();
+        return (sum_below(&exps[..row.len()], 1.0).ln_1p(), exp_sum);
     }
     // Also a NaN sum, which stays NaN.
-    exp_sum.ln()
+    (exp_sum.ln(), exp_sum)
 }
 
 /// The running maximum of a row, and the probe that tells whether every
@@ -686,7 +687,7 @@ mod logistic_tests {
                     "gap {gap}, {classes} classes: {got:e} vs {want:e}"
                 );
                 let mut exps = vec![0.0; classes];
-                let kept = ln_sum_exp_into(&row, max, &mut exps);
+                let (kept, _) = ln_sum_exp_into(&row, max, &mut exps);
                 assert!(
                     (kept - want).abs() <= 1e-14 * want.abs(),
                     "gap {gap}, {classes} classes: {kept:e} vs {want:e}"

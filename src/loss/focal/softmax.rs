@@ -226,7 +226,7 @@ impl<'a> SoftmaxFocal<'a> {
                 continue;
             };
             // The same sum CE takes, so γ = 0 gives CE's very digits.
-            let ln_sum = crate::math::ln_sum_exp_into(&row, max, &mut exps);
+            let (ln_sum, exp_sum) = crate::math::ln_sum_exp_into(&row, max, &mut exps);
             // log-softmax in PyTorch's order: (x - max) - ln Σ exp(x - max).
             let log_p_y = (row[y] - max) - ln_sum;
             let p_t = log_p_y.exp();
@@ -242,7 +242,7 @@ impl<'a> SoftmaxFocal<'a> {
                 index: i as u64,
                 target: y as f64,
                 predicted: predicted as u32,
-                confidence: (-ln_sum).exp(),
+                confidence: exp_sum.recip(),
             });
         }
     }

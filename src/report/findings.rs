@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::error::index_in;
 use crate::format::{Chart, Plot, Section, Series, Unit, num, percent};
+use crate::tally::Accumulate;
 pub use crate::tally::findings::ExampleKind;
 use crate::tally::findings::{Calibration as CalibrationTally, Confusion as ConfusionTally, Noted};
 

@@ -9,7 +9,7 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
-use super::Sum;
+use super::{Accumulate, Plain, Sum};
 
 /// What an example of a loss is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -257,8 +257,9 @@ impl Confusion {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Bucket {
     pub count: u64,
-    pub confidence: Sum,
-    pub accuracy: Sum,
+    // Plain sums, as torchmetrics' own scatter_add: two additions a row.
+    pub confidence: Plain,
+    pub accuracy: Plain,
 }
 
 /// Confidence against accuracy in buckets `[edge_i, edge_i+1)`, plus a last

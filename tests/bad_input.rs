@@ -21,8 +21,12 @@ use crate::util::{f64_npy, i64_npy, json_report, losscope, npy, npy_with_header}
 // helpers
 // --------------------------------------------------------------------------
 
+/// Every run is bounded: an input that hangs losscope fails the test rather
+/// than the suite.
+pub(crate) const LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub(crate) fn run(args: &[&str]) -> Output {
-    losscope().args(args).output().expect("losscope runs")
+    losscope().args(args).timeout(LIMIT).output().expect("losscope runs")
 }
 
 pub(crate) fn describe(args: &[&str], output: &Output) -> String {
@@ -73,6 +77,9 @@ pub(crate) fn rejects(args: &[&str], expected: &[&str]) -> String {
     let output = run(args);
     let mut problems = violations(&output, expected);
     let mut report = describe(args, &output);
+    if output.status.code().is_none() {
+        problems.push(format!("killed after {LIMIT:?} (a hang?)"));
+    }
     if !args.iter().any(|a| *a == "-o" || a.starts_with("--output")) {
         let dir = TempDir::new().expect("a temporary folder");
         let target = dir.path().join("report.txt");

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::bad_input::{Scratch, describe, violations};
+use crate::bad_input::{Scratch, describe, rejects, violations};
 use crate::util::{fixtures, losscope};
 use crate::util::{i64_npy, npy, npy_with_header};
 
@@ -28,41 +28,6 @@ const MAX_CLASSES: usize = 1 << 20;
 
 fn run(args: &[&str]) -> Output {
     losscope().args(args).timeout(LIMIT).output().expect("losscope runs")
-}
-
-/// As `bad_input::rejects`, with every run bounded in time: exit 2, one
-/// line naming what is expected, nothing on stdout, and with `-o` into an
-/// empty folder, the same message and nothing left in the folder.
-fn refuses(args: &[&str], expected: &[&str]) -> String {
-    let started = Instant::now();
-    let output = run(args);
-    let mut problems = violations(&output, expected);
-    let mut report = describe(args, &output);
-    if output.status.code().is_none() {
-        problems.push(format!("killed after {:?} (a hang?)", started.elapsed()));
-    }
-    if !args.iter().any(|a| *a == "-o" || a.starts_with("--output")) {
-        let dir = Scratch::new();
-        let target = dir.path().join("report.txt");
-        let target = target.to_str().expect("a UTF-8 temporary path");
-        let mut with_output = args.to_vec();
-        with_output.extend(["-o", target]);
-        let second = run(&with_output);
-        for problem in violations(&second, expected) {
-            problems.push(format!("with -o: {problem}"));
-        }
-        let left: Vec<String> = std::fs::read_dir(dir.path())
-            .expect("the temporary folder")
-            .map(|e| e.expect("an entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        if !left.is_empty() {
-            problems.push(format!("with -o: files were left behind: {left:?}"));
-        }
-        report.push('\n');
-        report.push_str(&describe(&with_output, &second));
-    }
-    assert!(problems.is_empty(), "{}\n{report}", problems.join("; "));
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// Asserts that `losscope args` succeeds; returns its stdout.
@@ -226,7 +191,7 @@ fn a_huge_class_axis_in_a_tiny_file_is_refused_by_every_loss() {
         ] {
             let named =
                 if args[0] == "ssd" { format!("{conf} (conf)") } else { format!("{logits} (logits)") };
-            refuses(&args, &[&named, &class_count, &limit]);
+            rejects(&args, &[&named, &class_count, &limit]);
         }
     }
 }
@@ -238,7 +203,7 @@ fn ten_million_classes_in_one_row_are_refused_before_the_report() {
     let dir = Scratch::new();
     let logits = sparse_npy(&dir, "wide.npy", "<f4", &[1, 10_000_000], false);
     let targets = dir.file("targets.npy", &i64_npy(&[1], &[0]));
-    refuses(
+    rejects(
         &["ce", "--logits", &logits, "--targets", &targets, "--format", "json"],
         &[&format!("{logits} (logits)"), "10000000 classes", &MAX_CLASSES.to_string()],
     );
@@ -263,19 +228,19 @@ fn vocabularies_up_to_the_class_limit_are_evaluated() {
 fn weights_refuses_a_class_count_beyond_the_limit() {
     let dir = Scratch::new();
     let targets = dir.file("targets.npy", &i64_npy(&[3], &[0, 1, 2]));
-    refuses(
+    rejects(
         &["weights", "--targets", &targets, "--classes", "1000000000000"],
         &["--classes 1000000000000", &MAX_CLASSES.to_string()],
     );
     let far = dir.file("far.npy", &i64_npy(&[2], &[0, 1 << 40]));
-    refuses(&["weights", "--targets", &far], &[&format!("{far} (targets)"), "1099511627776", "[1]"]);
+    rejects(&["weights", "--targets", &far], &[&format!("{far} (targets)"), "1099511627776", "[1]"]);
 }
 
 /// `--threads 20000` started 20,000 threads and ran until it was killed.
 #[test]
 fn thread_counts_beyond_the_limit_are_refused() {
     let started = Instant::now();
-    refuses(&["ce", "golden/ce.npz", "--threads", "20000"], &["--threads 20000", "1024"]);
+    rejects(&["ce", "golden/ce.npz", "--threads", "20000"], &["--threads 20000", "1024"]);
     assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
     succeeds(&["ce", "golden/ce.npz", "--threads", "64"]);
 }
@@ -314,7 +279,7 @@ fn a_sparse_100_gb_json_file_is_refused_before_it_is_read() {
     for (args, named) in cases {
         // A diff report has a lower limit of its own (128 MiB).
         let limit = if args[0] == "diff" { "128.0 MiB" } else { expected[0] };
-        refuses(&args, &[&named, limit, expected[1]]);
+        rejects(&args, &[&named, limit, expected[1]]);
     }
 }
 
@@ -358,7 +323,7 @@ fn a_sparse_100_gb_npz_is_not_read_to_its_end() {
         (vec!["ce", &archive], "bundle"),
     ] {
         let started = Instant::now();
-        refuses(&args, &[&format!("{archive} ({role})"), "not a readable .npz (zip) archive"]);
+        rejects(&args, &[&format!("{archive} ({role})"), "not a readable .npz (zip) archive"]);
         assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
     }
 }
@@ -417,7 +382,7 @@ fn a_fifo_is_refused_at_once_in_every_role() {
     ];
     for (args, named) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        refuses(&args, &[&named, "FIFO", "not a regular file"]);
+        rejects(&args, &[&named, "FIFO", "not a regular file"]);
     }
 }
 
@@ -427,17 +392,17 @@ fn a_fifo_is_refused_at_once_in_every_role() {
 #[test]
 fn devices_and_virtual_files_are_named_for_what_they_are() {
     for device in ["/dev/zero", "/dev/urandom"] {
-        refuses(
+        rejects(
             &["ce", "--logits", device, "--targets", "golden/ce.npz:targets"],
             &[&format!("{device} (logits)"), "character device", "not a regular file"],
         );
-        refuses(&["ce", device], &[&format!("{device} (bundle)"), "character device"]);
+        rejects(&["ce", device], &[&format!("{device} (bundle)"), "character device"]);
     }
     let started = Instant::now();
-    refuses(&["diff", "/dev/zero", "golden/ce.npz"], &["/dev/zero (baseline)", "character device"]);
+    rejects(&["diff", "/dev/zero", "golden/ce.npz"], &["/dev/zero (baseline)", "character device"]);
     assert!(started.elapsed() < Duration::from_secs(10), "diff took {:?}", started.elapsed());
     if Path::new("/proc/self/status").exists() {
-        refuses(
+        rejects(
             &["ce", "--logits", "/proc/self/status", "--targets", "golden/ce.npz:targets"],
             &["/proc/self/status (logits)", "virtual file", "copy it to a regular file"],
         );
@@ -449,7 +414,7 @@ fn devices_and_virtual_files_are_named_for_what_they_are() {
 fn class_names_naming_a_directory_say_it_is_one() {
     let dir = Scratch::new();
     let folder = dir.path().to_str().unwrap().to_string();
-    refuses(
+    rejects(
         &["ce", "golden/ce.npz", "--class-names", &folder],
         &[&format!("{folder} (class names)"), "directory"],
     );
@@ -735,7 +700,7 @@ fn a_huge_integral_float_label_is_called_too_large() {
     let dir = Scratch::new();
     let logits = dir.file("logits.npy", &npy("<f4", &[2, 3], &f32_bytes(&[0.0; 6])));
     let targets = dir.file("targets.json", b"[0, 1e300]");
-    let message = refuses(
+    let message = rejects(
         &["ce", "--logits", &logits, "--targets", &targets],
         &[
             &format!("{targets} (targets)"),
@@ -745,9 +710,9 @@ fn a_huge_integral_float_label_is_called_too_large() {
         ],
     );
     assert!(!message.contains("not an integer"), "{message}");
-    refuses(&["weights", "--targets", &targets], &[&format!("{targets} (targets)"), "[1]", "too large"]);
+    rejects(&["weights", "--targets", &targets], &[&format!("{targets} (targets)"), "[1]", "too large"]);
     let fraction = dir.file("fraction.json", b"[0, 1.5]");
-    refuses(&["ce", "--logits", &logits, "--targets", &fraction], &["not an integer"]);
+    rejects(&["ce", "--logits", &logits, "--targets", &fraction], &["not an integer"]);
 }
 
 /// A UTF-8 byte-order mark before a JSON document gave a bare position.
@@ -770,7 +735,7 @@ fn a_byte_order_mark_before_json_is_skipped_or_explained() {
     let utf16: Vec<u8> =
         b"\xFF\xFE".iter().copied().chain("[0, 1]".encode_utf16().flat_map(u16::to_le_bytes)).collect();
     let wide = dir.file("utf16.json", &utf16);
-    refuses(
+    rejects(
         &["ce", "--logits", &logits, "--targets", &wide],
         &[&format!("{wide} (targets)"), "UTF-16 byte-order mark", "UTF-8"],
     );
@@ -779,7 +744,7 @@ fn a_byte_order_mark_before_json_is_skipped_or_explained() {
 /// `--priors ssd512` (neither a file nor a built-in set) said "no such file".
 #[test]
 fn an_unknown_prior_set_lists_the_built_in_ones() {
-    refuses(
+    rejects(
         &[
             "ssd",
             "--loc",

@@ -12,23 +12,16 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::bad_input::{Scratch, describe, rejects, violations};
-use crate::util::{fixtures, losscope};
+use crate::bad_input::{LIMIT, Scratch, describe, rejects, run, violations};
+use crate::util::fixtures;
 use crate::util::{i64_npy, npy, npy_with_header};
 
 // --------------------------------------------------------------------------
 // helpers
 // --------------------------------------------------------------------------
 
-/// How long any run may take before it is killed and the test fails.
-const LIMIT: Duration = Duration::from_secs(30);
-
 /// The class limit (`tally::MAX_CLASSES`), as the messages print it.
 const MAX_CLASSES: usize = 1 << 20;
-
-fn run(args: &[&str]) -> Output {
-    losscope().args(args).timeout(LIMIT).output().expect("losscope runs")
-}
 
 /// Asserts that `losscope args` succeeds; returns its stdout.
 fn succeeds(args: &[&str]) -> String {

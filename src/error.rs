@@ -51,8 +51,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Formats a flat element index as the multi-index of `shape`, so messages
 /// point at `[3, 1]` rather than at `10`.
 pub fn index_in(shape: &[usize], flat: usize) -> String {
+    let parts: Vec<String> = unravel(shape, flat).iter().map(|p| p.to_string()).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+/// A flat element index as the multi-index of `shape` (the flat index alone
+/// for one axis or none).
+pub fn unravel(shape: &[usize], flat: usize) -> Vec<usize> {
     if shape.len() <= 1 {
-        return format!("[{flat}]");
+        return vec![flat];
     }
     let mut rest = flat;
     let mut parts = vec![0; shape.len()];
@@ -61,8 +68,7 @@ pub fn index_in(shape: &[usize], flat: usize) -> String {
         parts[axis] = rest % len;
         rest /= len;
     }
-    let joined: Vec<String> = parts.iter().map(|p| p.to_string()).collect();
-    format!("[{}]", joined.join(", "))
+    parts
 }
 
 #[cfg(test)]

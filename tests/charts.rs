@@ -9,7 +9,7 @@ use std::process::Command;
 
 use tempfile::TempDir;
 
-use crate::util::losscope;
+use crate::util::{SSD_GOLDEN, losscope};
 
 /// One command line per report kind, each run from fixtures/.
 fn kinds(dir: &Path) -> Vec<(&'static str, Vec<String>)> {
@@ -29,20 +29,7 @@ fn kinds(dir: &Path) -> Vec<(&'static str, Vec<String>)> {
         ("bce", owned(&["bce", "golden/bce.npz"])),
         ("focal", owned(&["focal", "focal/sigmoid_onehot.npz"])),
         ("focal-softmax", owned(&["focal", "focal/golden_softmax.npz", "--kind", "softmax"])),
-        (
-            "ssd",
-            owned(&[
-                "ssd",
-                "--loc",
-                "ssd/golden/loc.npy",
-                "--conf",
-                "ssd/golden/conf.npy",
-                "--priors",
-                "ssd/golden/priors.npy",
-                "--truths",
-                "ssd/golden/truths.json",
-            ]),
-        ),
+        ("ssd", owned(&SSD_GOLDEN)),
         ("weights", owned(&["weights", "--targets", "golden/ce.npz:targets"])),
         ("diff", vec!["diff".into(), report, moved]),
     ]

@@ -13,7 +13,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::bad_input::{LIMIT, Scratch, describe, rejects, run, violations};
-use crate::util::fixtures;
+use crate::util::{SSD_GOLDEN, fixtures};
 use crate::util::{i64_npy, npy, npy_with_header};
 
 // --------------------------------------------------------------------------
@@ -335,20 +335,7 @@ fn a_fifo_is_refused_at_once_in_every_role() {
     let bundle_fifo = fifo(&dir, "pipe.npz");
     let report = dir.file("report.json", succeeds(&["ce", "golden/ce.npz", "--format", "json"]).as_bytes());
     let ssd = |flag: &'static str, value: &str| -> Vec<String> {
-        let mut args: Vec<String> = [
-            "ssd",
-            "--loc",
-            "ssd/golden/loc.npy",
-            "--conf",
-            "ssd/golden/conf.npy",
-            "--priors",
-            "ssd/golden/priors.npy",
-            "--truths",
-            "ssd/golden/truths.json",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut args: Vec<String> = SSD_GOLDEN.iter().map(|s| s.to_string()).collect();
         let at = args.iter().position(|a| a == flag).expect("the flag") + 1;
         args[at] = value.to_string();
         args

@@ -6,7 +6,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::util::{PARITY_RTOL, assert_close, json_report, losscope, reference_cases};
+use crate::util::{PARITY_RTOL, SSD_GOLDEN, assert_close, json_report, losscope, reference_cases};
 
 #[derive(Deserialize)]
 struct Case {
@@ -137,17 +137,7 @@ fn every_ssd_case_matches_its_reference() {
 /// 5.982879105488121 in float64.
 #[test]
 fn golden_case_and_its_sections() {
-    let report = json_report(&[
-        "ssd",
-        "--loc",
-        "ssd/golden/loc.npy",
-        "--conf",
-        "ssd/golden/conf.npy",
-        "--priors",
-        "ssd/golden/priors.npy",
-        "--truths",
-        "ssd/golden/truths.json",
-    ]);
+    let report = json_report(&SSD_GOLDEN);
     assert_close("loc", report["components"]["loc"].as_f64().unwrap(), 1.1676023468918615, 1e-12);
     assert_close("conf", report["components"]["conf"].as_f64().unwrap(), 5.982879105488121, 1e-12);
     assert_eq!(report["groups"]["mined_negatives"]["count"], 9);

@@ -138,3 +138,16 @@ pub fn check_every<Case: std::panic::RefUnwindSafe>(
         failures.join("\n")
     );
 }
+
+/// The SSD golden batch of the reference notes, as `ssd` arguments.
+pub const SSD_GOLDEN: [&str; 9] = [
+    "ssd",
+    "--loc",
+    "ssd/golden/loc.npy",
+    "--conf",
+    "ssd/golden/conf.npy",
+    "--priors",
+    "ssd/golden/priors.npy",
+    "--truths",
+    "ssd/golden/truths.json",
+];

@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use crate::error::index_in;
+use crate::error::unravel;
 use crate::format::{Chart, Plot, Section, Series, Unit, num, percent};
 use crate::tally::Accumulate;
 pub use crate::tally::findings::ExampleKind;
@@ -141,12 +141,6 @@ pub struct LabelIssue {
     pub self_confidence: Option<f64>,
 }
 
-/// Splits a flat index into the example axes.
-fn position(shape: &[usize], flat: u64) -> Vec<usize> {
-    let text = index_in(shape, flat as usize);
-    text.trim_matches(['[', ']']).split(", ").filter_map(|p| p.parse().ok()).collect()
-}
-
 /// The hardest examples as the report lists them.
 pub fn examples(
     hardest: &[Noted],
@@ -165,7 +159,7 @@ pub fn examples(
                 }
             };
             HardExample {
-                index: position(shape, n.index),
+                index: unravel(shape, n.index as usize),
                 flat_index: n.index,
                 target,
                 predicted,
@@ -220,7 +214,7 @@ pub fn label_issues(suspects: &[Suspect], shown: usize, shape: &[usize]) -> Labe
             .iter()
             .take(shown)
             .map(|s| LabelIssue {
-                index: position(shape, s.flat_index),
+                index: unravel(shape, s.flat_index as usize),
                 flat_index: s.flat_index,
                 given: s.given,
                 suggested: s.suggested,

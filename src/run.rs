@@ -197,25 +197,8 @@ pub fn analyse(
     header.example_kind = pass.example_kind();
     header.example_shape = pass.example_shape();
     if settings.label_issues {
-        match pass.softmax_rows() {
-            Some(rows) => {
-                let thresholds = label_issues::thresholds(&tally);
-                let suspects =
-                    in_pool(settings.threads, || label_issues::find(rows, pass.classes(), &thresholds))?;
-                if let Some(path) = &settings.suspects_out {
-                    let indices: Vec<u64> = suspects.iter().map(|s| s.flat_index).collect();
-                    output::indices_to_npy(path, &indices)?;
-                }
-                header.suspects = Some(suspects);
-                header.suspects_listed = settings.examples;
-            }
-            None => header.warnings.push(
-                "label issues are found for softmax losses with class-index targets: none were looked for"
-                    .into(),
-            ),
-        }
+        find_label_issues(pass, &tally, settings, &mut header)?;
     }
-    let totals = pass.totals(&tally);
     let report = Report::build(header, totals, tally);
     if let Some(file) = per_example {
         file.finish()?;
@@ -224,6 +207,31 @@ pub fn analyse(
         pass.write_per_example(path).transpose()?;
     }
     Ok(report)
+}
+
+/// Confident learning's second pass, for a softmax loss with class-index
+/// targets; the suspects go into the header and, if asked, to a file.
+fn find_label_issues(
+    pass: &dyn PerExample,
+    tally: &Tally,
+    settings: &Analysis,
+    header: &mut Header,
+) -> Result<()> {
+    let Some(rows) = pass.softmax_rows() else {
+        header.warnings.push(
+            "label issues are found for softmax losses with class-index targets: none were looked for".into(),
+        );
+        return Ok(());
+    };
+    let thresholds = label_issues::thresholds(tally);
+    let suspects = in_pool(settings.threads, || label_issues::find(rows, pass.classes(), &thresholds))?;
+    if let Some(path) = &settings.suspects_out {
+        let indices: Vec<u64> = suspects.iter().map(|s| s.flat_index).collect();
+        output::indices_to_npy(path, &indices)?;
+    }
+    header.suspects = Some(suspects);
+    header.suspects_listed = settings.examples;
+    Ok(())
 }
 
 fn run_pass(pass: &dyn PerExample, settings: &Analysis, per_example: Option<Sink>) -> Result<Tally> {

@@ -108,11 +108,7 @@ pub fn to_file(path: &Path, text: &str) -> Result<()> {
             _ => Ok(()),
         };
     }
-    let (mut temp, target) = staged(path)?;
-    temp.write_all(text.as_bytes()).map_err(fail)?;
-    temp.as_file().sync_all().map_err(fail)?;
-    temp.persist(&target).map_err(|e| fail(e.error))?;
-    Ok(())
+    publish(path, text.as_bytes())
 }
 
 /// A temporary file beside the file `path` resolves to, with the mode the
@@ -163,7 +159,6 @@ pub fn npy_header(descr: &str, shape: &[usize]) -> Vec<u8> {
 
 /// Writes `bytes` to `path` atomically, as [`to_file`] writes text.
 pub fn bytes_to_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let fail = |e: io::Error| Error::Output { path: path.display().to_string(), message: e.to_string() };
     check_destination(path)?;
     if is_special(path) {
         return Err(Error::Output {
@@ -171,6 +166,13 @@ pub fn bytes_to_file(path: &Path, bytes: &[u8]) -> Result<()> {
             message: "is not a regular file: name a file for this output".into(),
         });
     }
+    publish(path, bytes)
+}
+
+/// Writes `bytes` to a temporary file beside `path` and renames it over
+/// the file `path` resolves to.
+fn publish(path: &Path, bytes: &[u8]) -> Result<()> {
+    let fail = |e: io::Error| Error::Output { path: path.display().to_string(), message: e.to_string() };
     let (mut temp, target) = staged(path)?;
     temp.write_all(bytes).map_err(fail)?;
     temp.as_file().sync_all().map_err(fail)?;

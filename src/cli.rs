@@ -39,6 +39,8 @@ pub enum Command {
     Weights(WeightsArgs),
     /// Compare two JSON reports; exit 1 when a number moved beyond the tolerance
     Diff(DiffArgs),
+    /// Merge partial reports (written with --partial) into the report of all their data
+    Merge(MergeArgs),
     /// Print a shell completion script
     Completions {
         /// The shell to complete for
@@ -76,6 +78,36 @@ pub struct WeightsArgs {
     /// Write to this file (atomically) instead of stdout
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Partial report files, or quoted glob patterns ('parts/*.lsp')
+    #[arg(required = true, value_name = "PARTIAL")]
+    pub parts: Vec<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    #[arg(long, value_name = "NAME", help = CHART_HELP)]
+    pub chart: Option<String>,
+    /// Write the report to this file (atomically) instead of stdout
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Show only the N classes with the largest share (table and markdown)
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
+    /// Write the merged partial state to -o FILE instead of a report (merges form a tree)
+    #[arg(long, requires = "output", conflicts_with_all = ["expect", "chart"])]
+    pub partial: bool,
+    /// Exit 1 when the value differs from this
+    #[arg(long, value_name = "VALUE", allow_negative_numbers = true)]
+    pub expect: Option<f64>,
+    /// Relative tolerance of --expect
+    #[arg(long, default_value_t = 1e-6, requires = "expect", allow_negative_numbers = true)]
+    pub rtol: f64,
+    /// Absolute tolerance of --expect
+    #[arg(long, default_value_t = 0.0, requires = "expect", allow_negative_numbers = true)]
+    pub atol: f64,
 }
 
 #[derive(Debug, Args)]

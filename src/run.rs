@@ -4,13 +4,18 @@
 
 use clap::CommandFactory;
 
-use crate::cli::{Cli, Command, DiffArgs, WeightsArgs};
+use std::path::Path;
+
+use rayon::prelude::*;
+
+use crate::cli::{Cli, Command, DiffArgs, MergeArgs, WeightsArgs};
 use crate::error::{Error, Result, index_in};
 use crate::format::{self, Document};
 use crate::input::{self, Sources, Spec, Tensor};
 use crate::label_issues;
-use crate::loss::{Driver, Loss, PerExample, Prepared};
+use crate::loss::{Driver, Loss, PerExample, Prepared, Reducer};
 use crate::output::{self, ArrayFile, Sink};
+use crate::partial::{self, Partial};
 use crate::progress::Progress;
 use crate::report::{Header, Report};
 use crate::settings::{self, Analysis, Delivery, ReportSettings, Tolerance};
@@ -31,6 +36,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Loss(command) => command.dispatch(Evaluate),
         Command::Weights(args) => weights(args),
         Command::Diff(args) => diff(args),
+        Command::Merge(args) => merge(args),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "losscope", &mut script);
@@ -58,12 +64,63 @@ impl Driver for Evaluate {
         let (shared, bundle) = args.shared();
         let settings = ReportSettings::new(shared)?;
         args.check()?;
-        let sources = Sources::new(bundle)?;
-        let inputs = args.read(&sources)?;
-        let prepared = in_pool(settings.analysis.threads, || args.prepare(&inputs))??;
-        let report = report::<L>(prepared, &settings.analysis)?;
-        deliver(&report, &settings)
+        let mut sources = Sources::new(bundle)?;
+        let mut parts = Vec::new();
+        let mut shard = 0;
+        // The number of shards is known once the first shard's flags are read.
+        while shard < sources.shards() {
+            sources.select(shard)?;
+            let inputs = args.read(&sources)?;
+            let several = sources.shards() > 1;
+            if several && shard == 0 {
+                settings.check_shards(sources.shards())?;
+            }
+            let prepared = in_pool(settings.analysis.threads, || args.prepare(&inputs))??;
+            let (header, reducer, tally) = examine::<L>(prepared, &settings.analysis)?;
+            if !several && !settings.partial {
+                return deliver(&partial::conclude(header, &reducer, tally), &settings);
+            }
+            if header.sections.is_some() {
+                return Err(Error::usage(format!(
+                    "{}: a report of several shards, or a partial one, covers ce, bce and focal; \
+                     run each {} batch on its own",
+                    L::NAME,
+                    L::NAME
+                )));
+            }
+            parts.push((sources.shard_name(), Partial::of_shard(header, reducer, tally)));
+            shard += 1;
+        }
+        let merged = Partial::merge(parts)?;
+        if settings.partial {
+            let path = settings.delivery.output.as_deref().expect("--partial requires --output");
+            output::bytes_to_file(path, &merged.to_bytes())?;
+            return Ok(Outcome::Ok);
+        }
+        deliver(&merged.into_report(), &settings)
     }
+}
+
+/// Merges partial reports into a report, or into one partial again.
+fn merge(args: MergeArgs) -> Result<Outcome> {
+    let settings = ReportSettings::merging(&args)?;
+    let mut paths = Vec::new();
+    for text in &args.parts {
+        paths.extend(input::expand(std::slice::from_ref(text), "merge")?);
+    }
+    let parts = in_pool(None, || {
+        paths
+            .par_iter()
+            .map(|path| Ok((path.clone(), Partial::read(Path::new(path))?)))
+            .collect::<Result<Vec<_>>>()
+    })??;
+    let merged = Partial::merge(parts)?;
+    if settings.partial {
+        let path = settings.delivery.output.as_deref().expect("--partial requires --output");
+        output::bytes_to_file(path, &merged.to_bytes())?;
+        return Ok(Outcome::Ok);
+    }
+    deliver(&merged.into_report(), &settings)
 }
 
 fn weights(args: WeightsArgs) -> Result<Outcome> {
@@ -124,8 +181,8 @@ fn in_pool<T: Send>(threads: Option<usize>, work: impl FnOnce() -> T + Send) -> 
     }
 }
 
-/// Runs the pass of a prepared loss `L` and builds its report.
-fn report<L: Loss>(prepared: Prepared, settings: &Analysis) -> Result<Report> {
+/// Runs the pass of a prepared loss `L`: its header, reducer and tally.
+fn examine<L: Loss>(prepared: Prepared, settings: &Analysis) -> Result<(Header, Reducer, Tally)> {
     let Prepared { pass, parameters, inputs, operands, warnings, positives_per_class, sections } = prepared;
     let header = Header {
         parameters,
@@ -135,7 +192,9 @@ fn report<L: Loss>(prepared: Prepared, settings: &Analysis) -> Result<Report> {
         sections,
         ..Header::new(L::NAME, L::PRESENTATION)
     };
-    analyse(pass.as_ref(), operands, header, settings)
+    let reducer = pass.reducer();
+    let (header, tally) = tally_pass(pass.as_ref(), operands, header, settings)?;
+    Ok((header, reducer, tally))
 }
 
 /// Runs the per-example pass of `pass` and builds its report. `operands`
@@ -143,9 +202,21 @@ fn report<L: Loss>(prepared: Prepared, settings: &Analysis) -> Result<Report> {
 pub fn analyse(
     pass: &dyn PerExample,
     operands: [&Tensor; 2],
-    mut header: Header,
+    header: Header,
     settings: &Analysis,
 ) -> Result<Report> {
+    let (header, tally) = tally_pass(pass, operands, header, settings)?;
+    Ok(partial::conclude(header, &pass.reducer(), tally))
+}
+
+/// Runs the per-example pass of `pass` into a tally, with what the report
+/// says of the inputs, and the second pass and files asked for.
+fn tally_pass(
+    pass: &dyn PerExample,
+    operands: [&Tensor; 2],
+    mut header: Header,
+    settings: &Analysis,
+) -> Result<(Header, Tally)> {
     // A loss with its own layout writes its file after the pass; the others'
     // losses go from the tally into the file as they are computed.
     let own_layout = settings.per_example.as_deref().filter(|_| pass.writes_own_per_example());
@@ -184,29 +255,18 @@ pub fn analyse(
         }
         header.class_names = Some(names.clone());
     }
-    let totals = pass.totals(&tally);
-    if pass.units() == 0 {
-        header.warnings.push("the input holds no examples (a mean of nothing is NaN, as in PyTorch)".into());
-    } else if tally.ignored > 0 && tally.classes.iter().all(|c| c.all.count == 0) {
-        header.warnings.push(if totals.value.is_nan() {
-            "every target is ignored (a mean of nothing is NaN, as in PyTorch)".into()
-        } else {
-            "every target is ignored: the sum and the value are 0".into()
-        });
-    }
     header.example_kind = pass.example_kind();
     header.example_shape = pass.example_shape();
     if settings.label_issues {
         find_label_issues(pass, &tally, settings, &mut header)?;
     }
-    let report = Report::build(header, totals, tally);
     if let Some(file) = per_example {
         file.finish()?;
     }
     if let Some(path) = own_layout {
         pass.write_per_example(path).transpose()?;
     }
-    Ok(report)
+    Ok((header, tally))
 }
 
 /// Confident learning's second pass, for a softmax loss with class-index

@@ -69,6 +69,9 @@ pub struct ReportArgs {
     /// self-confident first; implies --label-issues
     #[arg(long, value_name = "PATH")]
     pub suspects_out: Option<PathBuf>,
+    /// Write the run's mergeable state to -o FILE instead of a report, for `losscope merge`
+    #[arg(long, requires = "output", conflicts_with_all = ["expect", "label_issues", "suspects_out", "chart"])]
+    pub partial: bool,
 }
 
 /// The most hardest examples `--examples` may ask for: each is a line of the
@@ -89,6 +92,8 @@ pub struct ReportSettings {
     pub delivery: Delivery,
     /// `--expect`: the value the report must have.
     pub expect: Option<Expectation>,
+    /// Whether the run writes its partial state instead of a report.
+    pub partial: bool,
 }
 
 /// How a pass runs and its report is assembled: everything but delivery.
@@ -211,6 +216,47 @@ impl Tolerance {
 }
 
 impl ReportSettings {
+    /// The settings of `losscope merge`: its delivery and check; the
+    /// analysis is the partials'.
+    pub fn merging(args: &crate::cli::MergeArgs) -> Result<Self> {
+        if args.top == Some(0) {
+            return Err(Error::usage("--top must be at least 1"));
+        }
+        let expect = match args.expect {
+            Some(value) if !value.is_finite() => {
+                return Err(Error::usage(format!("--expect {value} is not a finite number")));
+            }
+            Some(value) => Some(Expectation { value, tolerance: Tolerance::new(args.rtol, args.atol)? }),
+            None => None,
+        };
+        Ok(ReportSettings {
+            analysis: Analysis::default(),
+            delivery: Delivery::new(
+                args.format,
+                Layout { top: args.top },
+                args.chart.clone(),
+                args.output.clone(),
+            )?,
+            expect,
+            partial: args.partial,
+        })
+    }
+
+    /// Checks the flags that need every example in one pass, once a run
+    /// turns out to read several shards.
+    pub fn check_shards(&self, shards: usize) -> Result<()> {
+        let one_pass = [
+            (self.analysis.label_issues, "--label-issues and --suspects-out need"),
+            (self.analysis.per_example.is_some(), "--per-example writes one array of"),
+        ];
+        match one_pass.iter().find(|(given, _)| *given) {
+            Some((_, what)) => Err(Error::usage(format!(
+                "{what} every example in one pass, but the inputs name {shards} shards: run each shard on its own"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     pub fn new(args: &ReportArgs) -> Result<Self> {
         if !(0.0..=1.0).contains(&args.easy_threshold) {
             return Err(Error::usage(format!("--easy-threshold {} is outside [0, 1]", args.easy_threshold)));
@@ -273,6 +319,7 @@ impl ReportSettings {
                 suspects_out: args.suspects_out.clone(),
             },
             delivery,
+            partial: args.partial,
             expect,
         })
     }

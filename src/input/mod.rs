@@ -18,7 +18,7 @@ use crate::error::{Error, Origin, Result};
 use file::Opened;
 pub use file::{CHANGED, MAX_TEXT_BYTES, size_text};
 pub use guard::exit_on_truncated_input;
-pub use sources::Sources;
+pub use sources::{Sources, expand};
 use tensor::Storage;
 pub use tensor::{Column, DType, Element, NotAnIndex, Tensor, Values, shape_text};
 

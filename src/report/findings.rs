@@ -50,6 +50,23 @@ pub struct HardExample {
     /// The class's name, when names were given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The shard holding it, in the order shards are concatenated, when the
+    /// run read several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<usize>,
+    /// That shard's first input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// One input file set of a run over several: where its examples start in
+/// the concatenation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardSpan {
+    /// Its first input, as the report names it.
+    pub source: String,
+    /// The flat index of its first example in the concatenation.
+    pub first: u64,
 }
 
 /// `confusion`: where the wrong probability goes (softmax losses).
@@ -148,7 +165,12 @@ pub fn examples(
     shape: &[usize],
     sum: f64,
     names: Option<&[String]>,
+    shards: &[ShardSpan],
 ) -> Examples {
+    // With one shard, the positions say all.
+    let shard_of = |index: u64| {
+        (shards.len() > 1).then(|| shards.partition_point(|s| s.first <= index).saturating_sub(1))
+    };
     let hardest = hardest
         .iter()
         .map(|n| {
@@ -167,6 +189,8 @@ pub fn examples(
                 loss: number(n.loss),
                 loss_share: ratio(n.loss, sum),
                 name: names.and_then(|names| names.get(n.class as usize).cloned()),
+                shard: shard_of(n.index),
+                source: shard_of(n.index).map(|s| shards[s].source.clone()),
             }
         })
         .collect();
@@ -237,12 +261,17 @@ fn position_text(index: &[usize]) -> String {
 }
 
 pub fn examples_table(e: &Examples) -> Section {
+    let sharded = e.hardest.iter().any(|h| h.source.is_some());
     let rows = e
         .hardest
         .iter()
         .map(|h| {
+            let position = position_text(&h.index);
             vec![
-                position_text(&h.index),
+                match &h.source {
+                    Some(source) => format!("{position} ({source})"),
+                    None => position,
+                },
                 outcome(&h.target),
                 outcome(&h.predicted),
                 h.name.clone().unwrap_or_default(),
@@ -254,7 +283,15 @@ pub fn examples_table(e: &Examples) -> Section {
         .collect();
     Section {
         title: "Hardest examples".into(),
-        header: vec!["index", "target", "predicted", "name", "p_t", "loss", "share"],
+        header: vec![
+            if sharded { "index (shard)" } else { "index" },
+            "target",
+            "predicted",
+            "name",
+            "p_t",
+            "loss",
+            "share",
+        ],
         rows,
         note: None,
     }

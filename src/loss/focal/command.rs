@@ -23,11 +23,11 @@ pub struct FocalArgs {
     pub bundle: Option<String>,
     /// Logits (FILE or FILE:KEY): [N, C] or [N, C, d1, …]; class-last with --class-axis -1
     #[arg(long, value_name = "SPEC")]
-    pub logits: Option<String>,
+    pub logits: Vec<String>,
     /// Sigmoid: float targets shaped like the logits, or class indices per row
     /// (expanded to one-hot); softmax: class indices
     #[arg(long, value_name = "SPEC")]
-    pub targets: Option<String>,
+    pub targets: Vec<String>,
     /// One sigmoid per element, or one softmax per row
     #[arg(long, value_enum, default_value_t = FocalKind::Sigmoid)]
     pub kind: FocalKind,
@@ -66,10 +66,10 @@ pub struct FocalArgs {
     pub class_axis: Option<i64>,
     /// Per-class weights, a list or an array file: on the target class (softmax: kornia, mmcv, uniform), along the class axis (sigmoid kornia), on a row by its label (sigmoid mmcv)
     #[arg(long, value_name = "LIST|SPEC", allow_hyphen_values = true)]
-    pub weight: Option<String>,
+    pub weight: Vec<String>,
     /// kornia sigmoid: per-class weights of the positive term, a list or an array file
     #[arg(long, value_name = "LIST|SPEC", allow_hyphen_values = true)]
-    pub pos_weight: Option<String>,
+    pub pos_weight: Vec<String>,
     // The text is `--help`'s, where shapes read as they are written.
     #[allow(rustdoc::broken_intra_doc_links)]
     /// mmdet sigmoid: weights multiplied in before the reduction, [N] or [N, 1] (per sample) or shaped like the logits
@@ -107,10 +107,10 @@ impl Loss for FocalArgs {
     }
 
     fn read(&self, sources: &Sources) -> Result<FocalInputs> {
-        let logits = sources.required(self.logits.as_deref(), "logits")?;
-        let targets = sources.required(self.targets.as_deref(), "targets")?;
-        let weight = sources.optional(self.weight.as_deref(), "weight")?;
-        let pos_weight = sources.optional(self.pos_weight.as_deref(), "pos_weight")?;
+        let logits = sources.required(&self.logits, "logits")?;
+        let targets = sources.required(&self.targets, "targets")?;
+        let weight = sources.optional(&self.weight, "weight")?;
+        let pos_weight = sources.optional(&self.pos_weight, "pos_weight")?;
         let sample_weight = match &self.sample_weight {
             Some(text) => Some(input::load(&Spec::parse(text), "sample_weight")?),
             None => None,

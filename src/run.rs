@@ -209,6 +209,18 @@ pub fn analyse(
     Ok(partial::conclude(header, &pass.reducer(), tally))
 }
 
+/// The mergeable state of the per-example pass of `pass`, as `--partial`
+/// writes it; `header.inputs` name the shard.
+pub fn partial_of(
+    pass: &dyn PerExample,
+    operands: [&Tensor; 2],
+    header: Header,
+    settings: &Analysis,
+) -> Result<Partial> {
+    let (header, tally) = tally_pass(pass, operands, header, settings)?;
+    Ok(Partial::of_shard(header, pass.reducer(), tally))
+}
+
 /// Runs the per-example pass of `pass` into a tally, with what the report
 /// says of the inputs, and the second pass and files asked for.
 fn tally_pass(

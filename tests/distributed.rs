@@ -379,3 +379,19 @@ proptest! {
         }
     }
 }
+
+/// The map and the reduce on a real Dask cluster: two worker processes run
+/// `--partial` over eight shards, and the merge equals one pass.
+#[test]
+#[ignore = "needs dask[distributed] and numpy; .ci/run installs them and runs this test"]
+fn a_dask_cluster_maps_shards_and_their_merge_equals_one_pass() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dask/map_merge.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_losscope"))
+        .output()
+        .expect("python3 runs");
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{log}");
+    assert_eq!(log.matches("merged value").count(), 2, "{log}");
+}

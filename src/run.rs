@@ -16,8 +16,8 @@ use crate::label_issues;
 use crate::loss::{Driver, Loss, PerExample, Prepared, Reducer};
 use crate::output::{self, ArrayFile, Sink};
 use crate::partial::{self, Partial};
-use crate::progress::Progress;
-use crate::report::{Header, Report};
+use crate::progress::{Progress, ShardProgress};
+use crate::report::{Header, InputInfo, Report};
 use crate::settings::{self, Analysis, Delivery, ReportSettings, Tolerance};
 use crate::tally::findings::{ExampleKind, FindingSettings, linspace_edges};
 use crate::tally::{self, NonFinite, Tally, TallySettings};
@@ -66,6 +66,7 @@ impl Driver for Evaluate {
         args.check()?;
         let mut sources = Sources::new(bundle)?;
         let mut parts = Vec::new();
+        let mut progress = None;
         let mut shard = 0;
         // The number of shards is known once the first shard's flags are read.
         while shard < sources.shards() {
@@ -74,6 +75,7 @@ impl Driver for Evaluate {
             let several = sources.shards() > 1;
             if several && shard == 0 {
                 settings.check_shards(sources.shards())?;
+                progress = Some(ShardProgress::new(sources.shards() as u64, settings.analysis.quiet));
             }
             let prepared = in_pool(settings.analysis.threads, || args.prepare(&inputs))??;
             let (header, reducer, tally) = examine::<L>(prepared, &settings.analysis)?;
@@ -88,8 +90,14 @@ impl Driver for Evaluate {
                     L::NAME
                 )));
             }
+            if let Some(progress) = &progress {
+                progress.advance(file_bytes(&header.inputs));
+            }
             parts.push((sources.shard_name(), Partial::of_shard(header, reducer, tally)));
             shard += 1;
+        }
+        if let Some(progress) = &progress {
+            progress.finish();
         }
         let merged = Partial::merge(parts)?;
         if settings.partial {
@@ -99,6 +107,12 @@ impl Driver for Evaluate {
         }
         deliver(&merged.into_report(), &settings)
     }
+}
+
+/// The size of the files that `inputs` were read from, each file once.
+fn file_bytes(inputs: &[InputInfo]) -> u64 {
+    let files: std::collections::BTreeSet<_> = inputs.iter().map(|i| Spec::parse(&i.source).path).collect();
+    files.iter().filter_map(|path| std::fs::metadata(path).ok()).map(|m| m.len()).sum()
 }
 
 /// Merges partial reports into a report, or into one partial again.

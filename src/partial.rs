@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -47,6 +48,39 @@ pub struct Partial {
     pub warnings: Vec<String>,
     pub reducer: Reducer,
     pub tally: Tally,
+}
+
+/// The fields of [`Partial`] up to its shards: what ordering the parts of a
+/// merge needs, read without the rest.
+/// (The fields before the shards are read past, not used.)
+#[derive(Deserialize)]
+struct Head {
+    _version: String,
+    _loss: String,
+    _parameters: String,
+    _class_names: Option<Vec<String>>,
+    _positives_per_class: bool,
+    _example_kind: ExampleKind,
+    _example_shape: Vec<usize>,
+    shards: Vec<Shard>,
+}
+
+/// The encoded state after the magic bytes and a known format version.
+fn body_of(bytes: &[u8]) -> std::result::Result<&[u8], String> {
+    let Some(rest) = bytes.strip_prefix(MAGIC.as_slice()) else {
+        return Err("not a losscope partial report (write one with --partial -o FILE)".into());
+    };
+    let Some((version, body)) = rest.split_first_chunk::<4>() else {
+        return Err("the partial report ends inside its header".into());
+    };
+    let version = u32::from_le_bytes(*version);
+    if version != FORMAT_VERSION {
+        return Err(format!(
+            "partial format version {version}, but this losscope reads version {FORMAT_VERSION}: \
+             write the partials again with this version"
+        ));
+    }
+    Ok(body)
 }
 
 /// One shard: the arrays read and how many examples they hold.
@@ -103,23 +137,25 @@ impl Partial {
     }
 
     pub fn from_bytes(bytes: &[u8]) -> std::result::Result<Partial, String> {
-        let Some(rest) = bytes.strip_prefix(MAGIC.as_slice()) else {
-            return Err("not a losscope partial report (write one with --partial -o FILE)".into());
-        };
-        let Some((version, body)) = rest.split_first_chunk::<4>() else {
-            return Err("the partial report ends inside its header".into());
-        };
-        let version = u32::from_le_bytes(*version);
-        if version != FORMAT_VERSION {
-            return Err(format!(
-                "partial format version {version}, but this losscope reads version {FORMAT_VERSION}: \
-                 write the partials again with this version"
-            ));
-        }
-        let partial: Partial =
-            postcard::from_bytes(body).map_err(|e| format!("the partial report is damaged ({e})"))?;
+        let partial: Partial = postcard::from_bytes(body_of(bytes)?)
+            .map_err(|e| format!("the partial report is damaged ({e})"))?;
         partial.check()?;
         Ok(partial)
+    }
+
+    /// Reads the shards a partial file covers: the start of its encoding.
+    fn read_shards(path: &Path) -> Result<Vec<Shard>> {
+        let origin = Origin::new("partial", path.display().to_string());
+        let bytes = input::read_text(path, &origin)?;
+        let head = body_of(&bytes).and_then(|body| {
+            postcard::take_from_bytes::<Head>(body)
+                .map_err(|e| format!("the partial report is damaged ({e})"))
+        });
+        match head {
+            Ok((head, _)) if !head.shards.is_empty() => Ok(head.shards),
+            Ok(_) => Err(Error::input(&origin, "it covers no shard")),
+            Err(message) => Err(Error::input(&origin, message)),
+        }
     }
 
     /// Checks what the rest of the program relies on, so that a damaged or
@@ -154,57 +190,34 @@ impl Partial {
 
     /// Merges partials covering different shards into one, in the order of
     /// the shards' paths whatever the order given.
-    pub fn merge(mut parts: Vec<(String, Partial)>) -> Result<Partial> {
-        let mut owner: BTreeMap<Vec<&str>, &str> = BTreeMap::new();
-        for (name, part) in &parts {
-            for shard in &part.shards {
-                if let Some(earlier) = owner.insert(shard.key(), name) {
-                    return Err(Error::usage(format!(
-                        "merge: shard {} is in both {earlier} and {name}: merge each shard once",
-                        shard.name()
-                    )));
-                }
-            }
-        }
-        parts.sort_by(|a, b| a.1.shards[0].key().cmp(&b.1.shards[0].key()));
-        let mut parts = parts.into_iter();
-        let Some((_, mut merged)) = parts.next() else {
-            return Err(Error::usage("merge: no partial reports given"));
-        };
-        for (name, part) in parts {
-            merged.absorb(part).map_err(|what| Error::usage(format!("merge: {name} {what}")))?;
-        }
-        Ok(merged)
+    pub fn merge(parts: Vec<(String, Partial)>) -> Result<Partial> {
+        let plan =
+            MergePlan::new(parts.iter().map(|(name, part)| (name.clone(), part.shards.clone())).collect())?;
+        let mut parts: Vec<Option<(String, Partial)>> = parts.into_iter().map(Some).collect();
+        plan.fold(|k| Ok(parts[k].take().expect("each part is folded once")))
     }
 
-    /// Adds `other`'s shards after this one's and renumbers the hardest
-    /// examples for the new order.
-    fn absorb(&mut self, other: Partial) -> std::result::Result<(), String> {
-        self.check_compatible(&other)?;
-        self.reducer.merge(&other.reducer)?;
-        let mut shards: Vec<Shard> = self.shards.iter().chain(&other.shards).cloned().collect();
-        shards.sort_by(|a, b| a.key().cmp(&b.key()));
-        let new_first: BTreeMap<Vec<&str>, u64> = starts(&shards).into_iter().collect();
-        let renumber = |tally: &mut Tally, old: &[Shard]| {
-            let old_starts = starts(old);
-            tally.findings.hardest.renumber(|index| {
-                let at = old_starts.partition_point(|(_, first)| *first <= index) - 1;
-                let (key, first) = &old_starts[at];
-                new_first[key] + (index - first)
-            });
-        };
-        let mut theirs = other.tally;
-        renumber(&mut self.tally, &self.shards);
-        renumber(&mut theirs, &other.shards);
-        self.tally.merge(&theirs);
-        self.example_shape[0] += other.example_shape[0];
-        for warning in other.warnings {
-            if !self.warnings.contains(&warning) {
-                self.warnings.push(warning);
-            }
-        }
-        self.shards = shards;
-        Ok(())
+    /// Merges the partial files `paths`, reading one at a time in the
+    /// order of their shards, so that memory holds two partials at most.
+    pub fn merge_files(paths: &[String]) -> Result<Partial> {
+        let heads = paths
+            .par_iter()
+            .map(|path| Ok((path.clone(), Partial::read_shards(Path::new(path))?)))
+            .collect::<Result<Vec<_>>>()?;
+        let plan = MergePlan::new(heads)?;
+        plan.fold(|k| Ok((paths[k].clone(), Partial::read(Path::new(&paths[k]))?)))
+    }
+
+    /// Moves the hardest examples of this part's shards to the places
+    /// `new_first` gives the shards in a new concatenation.
+    fn renumber(&mut self, new_first: &BTreeMap<Vec<String>, u64>) {
+        let old_starts = starts(&self.shards);
+        self.tally.findings.hardest.renumber(|index| {
+            let at = old_starts.partition_point(|(_, first)| *first <= index) - 1;
+            let (key, first) = &old_starts[at];
+            let key: Vec<String> = key.iter().map(|s| s.to_string()).collect();
+            new_first[&key] + (index - first)
+        });
     }
 
     /// Why `other` cannot be merged into this one, if it cannot.
@@ -277,6 +290,71 @@ impl Partial {
             ..Header::new(loss, presentation)
         };
         conclude(header, &self.reducer, self.tally)
+    }
+}
+
+/// The order in which partials merge, and where each shard goes in the
+/// concatenation.
+struct MergePlan {
+    /// Names of the parts, as given.
+    names: Vec<String>,
+    /// The parts' indices, in the order of their first shards' paths.
+    order: Vec<usize>,
+    /// Every shard, in path order.
+    shards: Vec<Shard>,
+    /// Each shard's key and its first example's place in the concatenation.
+    new_first: BTreeMap<Vec<String>, u64>,
+}
+
+impl MergePlan {
+    /// Plans the merge of parts covering `shards` each; refuses a shard
+    /// covered twice.
+    fn new(parts: Vec<(String, Vec<Shard>)>) -> Result<MergePlan> {
+        if parts.is_empty() {
+            return Err(Error::usage("merge: no partial reports given"));
+        }
+        let mut owner: BTreeMap<Vec<&str>, &str> = BTreeMap::new();
+        for (name, shards) in &parts {
+            for shard in shards {
+                if let Some(earlier) = owner.insert(shard.key(), name) {
+                    return Err(Error::usage(format!(
+                        "merge: shard {} is in both {earlier} and {name}: merge each shard once",
+                        shard.name()
+                    )));
+                }
+            }
+        }
+        let mut order: Vec<usize> = (0..parts.len()).collect();
+        order.sort_by(|&a, &b| parts[a].1[0].key().cmp(&parts[b].1[0].key()));
+        let mut shards: Vec<Shard> = parts.iter().flat_map(|(_, s)| s.iter().cloned()).collect();
+        shards.sort_by(|a, b| a.key().cmp(&b.key()));
+        let new_first = starts(&shards)
+            .into_iter()
+            .map(|(key, first)| (key.into_iter().map(String::from).collect(), first))
+            .collect();
+        Ok(MergePlan { names: parts.into_iter().map(|(name, _)| name).collect(), order, shards, new_first })
+    }
+
+    /// Merges the parts that `part(k)` gives, in the planned order.
+    fn fold(self, mut part: impl FnMut(usize) -> Result<(String, Partial)>) -> Result<Partial> {
+        let (_, mut merged) = part(self.order[0])?;
+        merged.renumber(&self.new_first);
+        for &k in &self.order[1..] {
+            let (_, mut other) = part(k)?;
+            let refuse = |what: String| Error::usage(format!("merge: {} {what}", self.names[k]));
+            merged.check_compatible(&other).map_err(refuse)?;
+            merged.reducer.merge(&other.reducer).map_err(refuse)?;
+            other.renumber(&self.new_first);
+            merged.tally.merge(&other.tally);
+            merged.example_shape[0] += other.example_shape[0];
+            for warning in other.warnings {
+                if !merged.warnings.contains(&warning) {
+                    merged.warnings.push(warning);
+                }
+            }
+        }
+        merged.shards = self.shards;
+        Ok(merged)
     }
 }
 

@@ -4,10 +4,6 @@
 
 use clap::CommandFactory;
 
-use std::path::Path;
-
-use rayon::prelude::*;
-
 use crate::cli::{Cli, Command, DiffArgs, MergeArgs, WeightsArgs};
 use crate::error::{Error, Result, index_in};
 use crate::format::{self, Document};
@@ -122,13 +118,7 @@ fn merge(args: MergeArgs) -> Result<Outcome> {
     for text in &args.parts {
         paths.extend(input::expand(std::slice::from_ref(text), "merge")?);
     }
-    let parts = in_pool(None, || {
-        paths
-            .par_iter()
-            .map(|path| Ok((path.clone(), Partial::read(Path::new(path))?)))
-            .collect::<Result<Vec<_>>>()
-    })??;
-    let merged = Partial::merge(parts)?;
+    let merged = Partial::merge_files(&paths)?;
     if settings.partial {
         let path = settings.delivery.output.as_deref().expect("--partial requires --output");
         output::bytes_to_file(path, &merged.to_bytes())?;

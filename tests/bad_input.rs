@@ -681,6 +681,37 @@ fn missing_npz_key_lists_the_keys_it_holds() {
     );
 }
 
+/// Bundles and files without the member asked for say what they hold, and
+/// arrays `np.savez` numbered (passed by position) get how to name them.
+#[test]
+fn every_missing_member_message_lists_what_the_file_holds() {
+    let dir = Scratch::new();
+    let logits = f64_npy(&[2, 2], &[1.0, 2.0, 3.0, 4.0]);
+    let targets = i64_npy(&[2], &[0, 1]);
+    let positional = dir.file("positional.npz", &npz(&[("arr_0.npy", &logits), ("arr_1.npy", &targets)]));
+    let message = rejects(&["ce", &positional], &[&positional, "'logits'", "it holds: arr_0, arr_1"]);
+    assert!(message.contains("name them, np.savez(f, logits=…)"), "{message}");
+    rejects(
+        &["ce", "--logits", &format!("{positional}:logits"), "--targets", TARGETS],
+        &[&format!("{positional}:logits (logits)"), "it holds: arr_0, arr_1", "np.savez(f, logits=…)"],
+    );
+    let other = dir.file("other.npz", &npz(&[("scores.npy", &logits), ("labels.npy", &targets)]));
+    let message = rejects(&["ce", &other], &[&other, "'logits'", "it holds: scores, labels"]);
+    assert!(!message.contains("np.savez"), "{message}");
+    let json = dir.file("other.json", br#"{"scores": [[1.0, 2.0]], "labels": [0]}"#);
+    rejects(&["ce", &json], &[&json, "'logits'", "it holds: labels, scores"]);
+    rejects(
+        &["ce", "--logits", &format!("{json}:logits"), "--targets", TARGETS],
+        &["it holds: labels, scores"],
+    );
+    // A long list stops at 20 names and counts the rest.
+    let names: Vec<String> = (0..25).map(|i| format!("m{i:02}.npy")).collect();
+    let members: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), targets.as_slice())).collect();
+    let many = dir.file("many.npz", &npz(&members));
+    let message = rejects(&["ce", &many], &["it holds: m00, m01", "m19 … 5 more"]);
+    assert!(!message.contains("m20"), "{message}");
+}
+
 #[test]
 fn npz_that_is_not_a_zip_is_rejected() {
     rejects(&["ce", "bad/not_a_zip.npz"], &["bad/not_a_zip.npz (bundle)", "zip"]);

@@ -29,7 +29,7 @@ use crate::input::Tensor;
 use crate::report::{BaselineTotals, Totals};
 use crate::tally::{Grouping, Tally};
 
-use super::{PerExample, Reduction, SoftmaxRows};
+use super::{PerExample, Reduction, SoftmaxRows, check_float_predictions};
 use crate::tally::findings::ExampleKind;
 pub use command::FocalArgs;
 use presets::{ClassWeight, IgnoreRule, MeanOver, Precision, PresetInfo};
@@ -315,6 +315,7 @@ impl<'a> Focal<'a> {
         let reduction = resolve_reduction(params, info)?;
         check_options(params, info, sample_weight.is_some())?;
         let ignore = resolve_ignore(params, info)?;
+        check_float_predictions(logits)?;
         if logits.shape.is_empty() {
             return Err(Error::input(&logits.origin, "is a scalar: a focal loss needs at least one axis"));
         }

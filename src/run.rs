@@ -7,7 +7,7 @@ use clap::CommandFactory;
 use crate::cli::{Cli, Command, DiffArgs, WeightsArgs};
 use crate::error::{Error, Result, index_in};
 use crate::format::{self, Document};
-use crate::input::{self, Sources, Spec, Tensor};
+use crate::input::{Sources, Tensor};
 use crate::label_issues;
 use crate::loss::{Driver, Loss, PerExample, Prepared};
 use crate::output::{self, ArrayFile, Sink};
@@ -69,7 +69,7 @@ impl Driver for Evaluate {
 fn weights(args: WeightsArgs) -> Result<Outcome> {
     let delivery = Delivery::new(args.format, Default::default(), args.chart, args.output)?;
     let beta = settings::beta(args.beta)?;
-    let targets = input::load(&Spec::parse(&args.targets), "targets")?;
+    let targets = Sources::new(args.bundle.as_deref())?.required(args.targets.as_deref(), "targets")?;
     let params = WeightsParams {
         scheme: args.scheme,
         beta,

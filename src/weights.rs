@@ -97,7 +97,8 @@ pub fn suggest(targets: &Tensor, params: &WeightsParams) -> Result<WeightsReport
             return Err(Error::input(
                 &targets.origin,
                 format!(
-                    "negative label {label} at index {} is not the ignore index ({})",
+                    "negative label {label} at index {} is not the ignore index ({}): if it marks elements \
+                     to leave out, pass --ignore-index {label}",
                     at(),
                     params.ignore_index
                 ),
@@ -153,9 +154,12 @@ pub fn suggest(targets: &Tensor, params: &WeightsParams) -> Result<WeightsReport
     };
     let listed: Vec<String> = chosen.iter().map(|w| format!("{w:.6}")).collect();
     let mut warnings = Vec::new();
-    let missing: Vec<String> = (0..counts.len()).filter(|&c| counts[c] == 0).map(|c| c.to_string()).collect();
+    if params.classes.is_none() {
+        warnings.extend(void_label(&present));
+    }
+    let missing: Vec<usize> = (0..counts.len()).filter(|&c| counts[c] == 0).collect();
     if !missing.is_empty() {
-        warnings.push(format!("classes with no examples get weight 0: {}", missing.join(", ")));
+        warnings.push(format!("classes with no examples get weight 0: {}", runs(&missing)));
     }
     if total == 0 {
         warnings.push("no target is counted: there is nothing to weight".into());
@@ -173,6 +177,41 @@ pub fn suggest(targets: &Tensor, params: &WeightsParams) -> Result<WeightsReport
         torch: format!("torch.tensor([{}], dtype=torch.float32)", listed.join(", ")),
         warnings,
     })
+}
+
+/// A hint when the largest label stands far above the others, as the 255
+/// that marks void pixels in segmentation masks does: counted as a class,
+/// it makes every label between into a class with no examples.
+fn void_label(present: &[usize]) -> Option<String> {
+    let (&largest, below) = present.split_last()?;
+    // The classes up to the next label, and the empty ones above them.
+    let up_to_next = below.last().map_or(0, |&next| next + 1);
+    let empty = largest - up_to_next;
+    (empty >= 8 && empty > up_to_next).then(|| {
+        format!(
+            "label {largest} stands far above the other labels and makes {empty} classes with no \
+             examples: if it marks elements to leave out, pass --ignore-index {largest}"
+        )
+    })
+}
+
+/// Sorted class indices, runs of three or more written as `first–last`.
+fn runs(classes: &[usize]) -> String {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    while start < classes.len() {
+        let mut end = start;
+        while end + 1 < classes.len() && classes[end + 1] == classes[end] + 1 {
+            end += 1;
+        }
+        match end - start {
+            0 => parts.push(classes[start].to_string()),
+            1 => parts.extend([classes[start].to_string(), classes[end].to_string()]),
+            _ => parts.push(format!("{}–{}", classes[start], classes[end])),
+        }
+        start = end + 1;
+    }
+    parts.join(", ")
 }
 
 impl WeightsReport {
@@ -289,6 +328,23 @@ mod tests {
         assert!((effective[0] - raw(6.0) / mean).abs() < 1e-15);
         assert!(r.warnings[0].contains("no examples"));
         assert!(r.torch.starts_with("torch.tensor([0.333333, 0.666667, 2.000000, 0.000000]"));
+    }
+
+    #[test]
+    fn missing_classes_are_listed_as_runs() {
+        assert_eq!(runs(&[3, 4]), "3, 4");
+        assert_eq!(runs(&[1, 3, 4, 5, 6, 9]), "1, 3–6, 9");
+    }
+
+    #[test]
+    fn a_label_far_above_the_others_is_taken_for_a_void_label() {
+        assert!(void_label(&[0, 1, 2, 3, 4, 5, 255]).unwrap().contains("--ignore-index 255"));
+        // A rare class a little above the others is a class.
+        assert_eq!(void_label(&[0, 1, 2, 3, 4, 5, 12]), None);
+        assert_eq!(void_label(&(0..50).chain([99]).collect::<Vec<_>>()), None);
+        assert_eq!(void_label(&[]), None);
+        assert_eq!(void_label(&[0]), None);
+        assert!(void_label(&[255]).is_some());
     }
 
     #[test]

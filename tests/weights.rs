@@ -85,3 +85,38 @@ fn bad_targets_and_parameters_exit_two() {
         .code(2)
         .stderr(predicate::str::contains("label 3 at index [2]"));
 }
+
+/// A segmentation mask whose void pixels are 255 made 256 classes and a
+/// warning of 250 numbers; the warning now says how to leave them out.
+#[test]
+fn a_void_label_far_above_the_classes_gets_the_ignore_index_hint() {
+    let hint = "label 255 stands far above the other labels and makes 250 classes with no examples: \
+                if it marks elements to leave out, pass --ignore-index 255";
+    losscope()
+        .args(["weights", "--targets", "spatial/targets_u8.npy"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(format!("warning: {hint}")))
+        .stderr(predicate::str::contains("classes with no examples get weight 0: 5–254"));
+    let report = weights_json(&["--targets", "spatial/targets_u8.npy"]);
+    assert!(report["warnings"].as_array().unwrap().iter().any(|w| w == hint), "{report}");
+    let report = weights_json(&["--targets", "spatial/targets_u8.npy", "--ignore-index", "255"]);
+    assert_eq!(report["warnings"], serde_json::json!([]));
+    assert_eq!(report["ignored"], 4);
+}
+
+/// `weights BUNDLE` reads the bundle's `targets`, as the loss subcommands do.
+#[test]
+fn a_positional_bundle_gives_its_targets() {
+    let mut from_bundle = weights_json(&["golden/ce.npz"]);
+    let from_flag = weights_json(&["--targets", "golden/ce.npz:targets"]);
+    assert_eq!(from_bundle["targets"], "golden/ce.npz:targets");
+    from_bundle["targets"] = from_flag["targets"].clone();
+    assert_eq!(from_bundle, from_flag);
+    losscope()
+        .args(["weights", "ssd/ssd300_voc/truths.npz"])
+        .assert()
+        .code(2)
+        .stdout(predicate::str::is_empty())
+        .stderr(predicate::str::contains("no targets: pass --targets FILE or a bundle holding 'targets'"));
+}

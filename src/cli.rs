@@ -53,7 +53,7 @@ pub struct WeightsArgs {
     /// A bundle (.npz or JSON object) holding an array named targets; --targets overrides it
     #[arg(value_name = "BUNDLE")]
     pub bundle: Option<String>,
-    /// Class indices of any integer dtype (FILE or FILE:KEY)
+    /// Class indices, or [N, C] one-hot or probability rows (FILE or FILE:KEY)
     #[arg(long, value_name = "SPEC")]
     pub targets: Option<String>,
     /// The scheme of the torch.tensor line

@@ -385,6 +385,11 @@ impl<'a> Focal<'a> {
     }
 
     /// `probabilities` (targets shaped like the logits) or `indices`.
+    /// The function whose semantics the preset reproduces.
+    pub fn reference(&self) -> &'static str {
+        self.info.reference
+    }
+
     pub fn target_mode(&self) -> &'static str {
         match &self.pass {
             Pass::Sigmoid(pass) => pass.target_mode(),

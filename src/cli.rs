@@ -52,9 +52,12 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct WeightsArgs {
-    /// Class indices of any integer dtype (FILE or FILE:KEY)
+    /// A bundle (.npz or JSON object) holding an array named targets; --targets overrides it
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: Option<String>,
+    /// Class indices, or [N, C] one-hot or probability rows (FILE or FILE:KEY)
     #[arg(long, value_name = "SPEC")]
-    pub targets: String,
+    pub targets: Option<String>,
     /// The scheme of the torch.tensor line
     #[arg(long, value_enum, default_value_t = Scheme::Inverse)]
     pub scheme: Scheme,

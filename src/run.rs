@@ -130,7 +130,9 @@ fn merge(args: MergeArgs) -> Result<Outcome> {
 fn weights(args: WeightsArgs) -> Result<Outcome> {
     let delivery = Delivery::new(args.format, Default::default(), args.chart, args.output)?;
     let beta = settings::beta(args.beta)?;
-    let targets = input::load(&Spec::parse(&args.targets), "targets")?;
+    let mut sources = Sources::new(args.bundle.as_deref())?;
+    sources.select(0)?;
+    let targets = sources.required(args.targets.as_slice(), "targets")?;
     let params = WeightsParams {
         scheme: args.scheme,
         beta,

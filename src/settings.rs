@@ -32,9 +32,10 @@ pub struct ReportArgs {
     /// Bins of the p_t histogram
     #[arg(long, default_value_t = 10)]
     pub bins: usize,
-    /// Show only the N classes (and, for ssd, images) with the largest share (table and markdown)
-    #[arg(long, value_name = "N")]
-    pub top: Option<usize>,
+    /// Rows of the class table (and of ssd's image table) to show, largest share first, or all;
+    /// in table, markdown and html (JSON holds every row)
+    #[arg(long, value_name = "N|all", default_value = "20")]
+    pub top: Top,
     /// Exit 1 when the value differs from this
     #[arg(long, value_name = "VALUE", allow_negative_numbers = true)]
     pub expect: Option<f64>,
@@ -72,6 +73,24 @@ pub struct ReportArgs {
     /// Write the run's mergeable state to -o FILE instead of a report, for `losscope merge`
     #[arg(long, requires = "output", conflicts_with_all = ["expect", "label_issues", "suspects_out", "chart"])]
     pub partial: bool,
+}
+
+/// `--top`: how many rows of a ranked table a person is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Top {
+    Rows(usize),
+    All,
+}
+
+impl std::str::FromStr for Top {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Top, String> {
+        if text.eq_ignore_ascii_case("all") {
+            return Ok(Top::All);
+        }
+        text.parse().map(Top::Rows).map_err(|_| "a number of rows, or all".to_string())
+    }
 }
 
 /// The most hardest examples `--examples` may ask for: each is a line of the
@@ -264,9 +283,11 @@ impl ReportSettings {
         if args.bins == 0 || args.bins > 1000 {
             return Err(Error::usage(format!("--bins {} is outside 1..=1000", args.bins)));
         }
-        if args.top == Some(0) {
-            return Err(Error::usage("--top must be at least 1"));
-        }
+        let top = match args.top {
+            Top::Rows(0) => return Err(Error::usage("--top must be at least 1 (or all)")),
+            Top::Rows(rows) => Some(rows),
+            Top::All => None,
+        };
         if args.examples > MAX_EXAMPLES {
             return Err(Error::usage(format!(
                 "--examples {} is more than the {MAX_EXAMPLES} a report lists; write every example's loss with --per-example",
@@ -301,8 +322,7 @@ impl ReportSettings {
             Some(value) => Some(Expectation { value, tolerance: Tolerance::new(args.rtol, args.atol)? }),
             None => None,
         };
-        let delivery =
-            Delivery::new(args.format, Layout { top: args.top }, args.chart.clone(), args.output.clone())?;
+        let delivery = Delivery::new(args.format, Layout { top }, args.chart.clone(), args.output.clone())?;
         let class_names = args.class_names.as_deref().map(class_names).transpose()?;
         Ok(ReportSettings {
             analysis: Analysis {

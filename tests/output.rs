@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use predicates::prelude::*;
 
-use crate::util::{fixtures, losscope};
+use crate::util::{fixtures, json_report, losscope};
 
 #[test]
 fn table_is_the_default_and_shows_every_section() {
@@ -33,9 +33,51 @@ fn table_is_the_default_and_shows_every_section() {
 fn table_sorts_classes_by_share_and_cuts_with_top() {
     let output = losscope().args(["ce", "golden/ce.npz", "--top", "1"]).output().unwrap();
     let text = String::from_utf8(output.stdout).unwrap();
-    assert!(text.contains("2 more classes not shown (--top 1)"), "{text}");
+    assert!(text.contains("2 more classes (--top all)"), "{text}");
     let class_rows: Vec<&str> = text.lines().filter(|l| l.contains('%') && l.contains('█')).collect();
     assert!(class_rows[0].contains("53.7%"), "largest share first: {class_rows:?}");
+}
+
+/// 1000 classes printed 1046 lines: the class table shows the 20 largest
+/// shares unless `--top` says otherwise, in every format a person reads;
+/// the JSON report keeps every class.
+#[test]
+fn class_tables_show_twenty_rows_unless_told() {
+    let args = ["ce", "--logits", "big/ce_logits.npz:logits", "--targets", "big/ce_targets.npy", "-q"];
+    let render = |extra: &[&str]| {
+        let output = losscope().args(args).args(extra).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    // The class table's rows: from its title to the next blank line.
+    let class_rows = |text: &str, row_start: &str| {
+        let table = text.split("Classes by share of the loss").nth(1).unwrap();
+        let table = table.trim_start_matches('\n').split("\n\n").next().unwrap();
+        table.lines().filter(|l| l.starts_with(row_start)).count()
+    };
+    let table = render(&[]);
+    assert_eq!(class_rows(&table, "│ "), 21, "20 rows and the header:\n{table}");
+    assert!(table.contains("\n17 more classes (--top all)\n"), "{table}");
+    let all = render(&["--top", "all"]);
+    assert_eq!(class_rows(&all, "│ "), 38);
+    assert!(!all.contains("more classes"), "{all}");
+    let markdown = render(&["--format", "markdown"]);
+    assert_eq!(class_rows(&markdown, "| "), 21, "{markdown}");
+    assert!(markdown.contains("_17 more classes (--top all)_"), "{markdown}");
+    let html = render(&["--format", "html"]);
+    let html_table =
+        html.split("Classes by share of the loss").nth(1).unwrap().split("</table>").next().unwrap();
+    assert_eq!(html_table.matches("<tr>").count(), 21, "{html_table}");
+    assert!(html.contains("17 more classes (--top all)"));
+    let report = json_report(&args);
+    assert_eq!(report["classes"].as_array().unwrap().len(), 37);
+    losscope().args(args).args(["--top", "few"]).assert().code(2).stderr(predicate::str::contains("--top"));
+    losscope()
+        .args(args)
+        .args(["--top", "0"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--top must be at least 1 (or all)"));
 }
 
 #[test]

@@ -134,6 +134,38 @@ pub fn unreadable(path: &Path) -> Option<String> {
     (!meta.is_file()).then(|| file::not_regular(meta.file_type()))
 }
 
+/// The most member names a message lists; the rest are counted.
+const NAMES_LISTED: usize = 20;
+
+/// Member names for a message: the first twenty and how many
+/// more, or `nothing`.
+pub fn listed<S: AsRef<str>>(names: &[S]) -> String {
+    if names.is_empty() {
+        return "nothing".into();
+    }
+    let shown: Vec<&str> = names.iter().take(NAMES_LISTED).map(AsRef::as_ref).collect();
+    match names.len() - shown.len() {
+        0 => shown.join(", "),
+        more => format!("{} … {more} more", shown.join(", ")),
+    }
+}
+
+/// What a file that lacks the member `key` holds instead, for its message:
+/// `it holds: …`, and how to name arrays that `np.savez` numbered because
+/// they were passed by position.
+pub fn holdings<S: AsRef<str>>(key: &str, names: &[S]) -> String {
+    let numbered = |name: &str| {
+        name.strip_prefix("arr_").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let mut text = format!("it holds: {}", listed(names));
+    if !names.is_empty() && names.iter().all(|n| numbered(n.as_ref())) {
+        text.push_str(&format!(
+            "; np.savez numbers the arrays it is given by position: name them, np.savez(f, {key}=…)"
+        ));
+    }
+    text
+}
+
 /// The members a bundle (an `.npz` file or a JSON object) holds.
 pub fn bundle_members(path: &Path) -> Result<Vec<String>> {
     let origin = Origin::new("bundle", path.display().to_string());
@@ -277,9 +309,8 @@ fn load_npz_member<R: Read + Seek>(mut reader: R, key: &str, origin: Origin) -> 
         .into_iter()
         .find(|name| archive.index_for_name(name).is_some());
     let Some(name) = name else {
-        let names: Vec<String> =
-            archive.file_names().map(|n| n.trim_end_matches(".npy").to_string()).collect();
-        return Err(fail(format!("no array named '{key}' (it holds: {})", names.join(", "))));
+        let names: Vec<&str> = archive.file_names().map(|n| n.trim_end_matches(".npy")).collect();
+        return Err(fail(format!("no array named '{key}' ({})", holdings(key, &names))));
     };
     let mut member = archive.by_name(&name).map_err(|e| fail(format!("member '{name}': {e}")))?;
     let fail = |message: String| Error::input(&origin, format!("member '{name}': {message}"));
@@ -362,7 +393,7 @@ fn load_json(text: &[u8], key: Option<&str>, origin: Origin) -> Result<Tensor> {
         let key = key.unwrap_or(&origin.role);
         let Some(raw) = members.get(key) else {
             let names: Vec<&str> = members.keys().map(String::as_str).collect();
-            return Err(fail(format!("no array named '{key}' (it holds: {})", names.join(", "))));
+            return Err(fail(format!("no array named '{key}' ({})", holdings(key, &names))));
         };
         json::parse_array(raw.get().as_bytes()).map_err(|e| fail(format!("member '{key}': {e}")))?
     } else {

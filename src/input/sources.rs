@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Origin, Result};
 
-use super::{Spec, Tensor, bundle_members, load};
+use super::{Spec, Tensor, bundle_members, holdings, load};
 
 /// The arrays of a subcommand: from flags, else from the bundle. A flag may
 /// be given more than once and may be a glob pattern; so may the bundle.
@@ -125,7 +125,13 @@ impl Sources {
     pub fn required_spec(&self, flag: &[String], role: &str) -> Result<Spec> {
         self.spec(flag, role)?.ok_or_else(|| {
             let hint = match &self.bundle {
-                Some((path, _)) => format!(" ({} holds no array named '{role}')", path.display()),
+                Some((path, members)) => {
+                    format!(
+                        " ({} holds no array named '{role}'; {})",
+                        path.display(),
+                        holdings(role, members)
+                    )
+                }
                 None => String::new(),
             };
             Error::usage(format!("no {role}: pass --{role} FILE or a bundle holding '{role}'{hint}"))

@@ -22,8 +22,8 @@ use crate::tally::findings::ExampleKind;
 use crate::tally::{Elements, Example, Grouping, Operand, Tally};
 
 use super::{
-    ClassLayout, Loss, PerExample, Prepared, Reducer, Reduction, check_weights, describe, recorded,
-    resolve_axis,
+    ClassLayout, Loss, PerExample, Prepared, Reducer, Reduction, check_float_predictions, check_weights,
+    describe, recorded, resolve_axis,
 };
 use crate::math::softplus;
 
@@ -180,6 +180,7 @@ pub struct Bce<'a> {
 
 impl<'a> Bce<'a> {
     pub fn new(logits: &'a Tensor, targets: &'a Tensor, params: &BceParams) -> Result<Self> {
+        check_float_predictions(logits)?;
         if targets.shape != logits.shape {
             return Err(Error::input(
                 &targets.origin,

@@ -30,7 +30,8 @@ use crate::tally::{Example, Grouping, Operand, Tally};
 
 use super::{
     ClassLayout, Labels, Loss, NotClasses, PerExample, Prepared, Reducer, Reduction, SoftmaxRows, argmax,
-    check_class_weights, class_labels, describe, read_row, resolve_axis, softmax_row,
+    check_class_weights, check_float_predictions, class_labels, describe, read_row, resolve_axis,
+    softmax_row,
 };
 
 /// Cross entropy over class logits, as F.cross_entropy
@@ -265,6 +266,7 @@ impl<'a> CrossEntropy<'a> {
         params: &CrossEntropyParams,
         divisor: CeDivisor,
     ) -> Result<Self> {
+        check_float_predictions(logits)?;
         if logits.shape.is_empty() {
             return Err(Error::input(&logits.origin, "is a scalar: logits need a class axis"));
         }

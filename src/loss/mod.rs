@@ -24,7 +24,7 @@ pub use focal::{Alpha, Focal, FocalArgs, FocalKind, FocalParams, FocalPreset, No
 pub use ssd::SsdArgs;
 
 use crate::error::{Error, Origin, Result, index_in};
-use crate::input::{NotAnIndex, Sources, Tensor, Values, size_text};
+use crate::input::{DType, NotAnIndex, Sources, Tensor, Values, size_text};
 use crate::report::{InputInfo, LossSections, Presentation, Totals};
 use crate::settings::ReportArgs;
 use crate::tally::findings::ExampleKind;
@@ -285,6 +285,32 @@ impl ClassLayout {
         let (o, s) = (i / self.inner, i % self.inner);
         (o * self.classes * self.inner + s, self.inner)
     }
+}
+
+/// Checks that predictions (logits, SSD's loc and conf) are floating point.
+/// Integer predictions are a mistake that would still give a number: most
+/// often bfloat16 saved through an integer view, since NumPy has no
+/// bfloat16, whose bits then read as large integers.
+pub fn check_float_predictions(predictions: &Tensor) -> Result<()> {
+    let dtype = predictions.dtype;
+    if dtype.is_float() {
+        return Ok(());
+    }
+    let hint = match dtype {
+        DType::I16 | DType::U16 => format!(
+            "if these are bfloat16 bits saved as {}, save them with .float() before .numpy()",
+            dtype.name()
+        ),
+        DType::I64 | DType::U64 => "save them as float32 or float64; in JSON, write at least one number \
+                                    with a decimal point (2.0), or all are read as integers"
+            .into(),
+        _ => "save the model's outputs as float32 or float64 (.float() before .numpy())".into(),
+    };
+    let role = &predictions.origin.role;
+    Err(Error::input(
+        &predictions.origin,
+        format!("{role} are {}: {role} must be floating point ({hint})", dtype.name()),
+    ))
 }
 
 /// Resolves a possibly negative axis against `rank`.

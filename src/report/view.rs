@@ -104,12 +104,7 @@ fn classes(report: &Report, layout: Layout) -> Section {
         let share = |c: &ClassRow| c.loss_share.unwrap_or(f64::NEG_INFINITY);
         share(b).total_cmp(&share(a)).then(a.class.cmp(&b.class))
     });
-    let shown = layout.top.unwrap_or(ranked.len()).min(ranked.len());
-    let note = (shown < ranked.len()).then(|| {
-        let hidden = ranked.len() - shown;
-        let noun = if hidden == 1 { "class" } else { "classes" };
-        format!("{hidden} more {noun} not shown (--top {shown})")
-    });
+    let (shown, note) = layout.cut(ranked.len(), ("class", "classes"));
     let mut header = with_baseline(vec!["class", "name", "count", "freq", "loss sum", "share", ""], report);
     header.extend(["mean loss", "mean p_t", "accuracy", "confidence"]);
     if with_positives {

@@ -28,9 +28,10 @@ pub struct FocalArgs {
     /// (expanded to one-hot); softmax: class indices
     #[arg(long, value_name = "SPEC")]
     pub targets: Vec<String>,
-    /// One sigmoid per element, or one softmax per row
-    #[arg(long, value_enum, default_value_t = FocalKind::Sigmoid)]
-    pub kind: FocalKind,
+    /// One sigmoid per element, or one softmax per row [default: the preset's kind if it has
+    /// one, else sigmoid]
+    #[arg(long, value_enum)]
+    pub kind: Option<FocalKind>,
     /// Whose convention to reproduce [default: torchvision for sigmoid, kornia for softmax]
     #[arg(long, value_enum)]
     pub preset: Option<FocalPreset>,
@@ -82,6 +83,17 @@ pub struct FocalArgs {
     pub report: ReportArgs,
 }
 
+impl FocalArgs {
+    /// The kind: `--kind`, else the one the preset implies, else sigmoid;
+    /// and whether it was assumed (neither given nor implied).
+    fn kind(&self) -> (FocalKind, bool) {
+        match (self.kind, self.preset.and_then(FocalPreset::implied_kind)) {
+            (Some(kind), _) | (None, Some(kind)) => (kind, false),
+            (None, None) => (FocalKind::Sigmoid, true),
+        }
+    }
+}
+
 /// The arrays of a focal loss, and α when it is one per class.
 pub struct FocalInputs {
     logits: Tensor,
@@ -129,6 +141,7 @@ impl Loss for FocalArgs {
 
     fn prepare<'a>(&'a self, inputs: &'a FocalInputs) -> Result<Prepared<'a>> {
         let FocalInputs { logits, targets, weight, pos_weight, sample_weight, alpha } = inputs;
+        let (kind, assumed) = self.kind();
         let vector = |tensor: &Option<Tensor>| -> Option<(Vec<f64>, Origin)> {
             tensor.as_ref().map(|w| (w.to_f64_vec(), w.origin.clone()))
         };
@@ -147,9 +160,23 @@ impl Loss for FocalArgs {
             weight: vector(weight),
             pos_weight: vector(pos_weight),
             ignore_index: self.ignore_index,
-            ..FocalParams::new(self.kind)
+            ..FocalParams::new(kind)
         };
         let loss = Focal::with_sample_weight(logits, targets, sample_weight.as_ref(), &params)?;
+        let mut warnings = loss.warnings.clone();
+        if assumed && loss.target_mode() == "indices" {
+            // Class indices fit both kinds: a softmax model's dump reads as a
+            // valid one-vs-all sigmoid input.
+            warnings.insert(
+                0,
+                format!(
+                    "class-index targets of shape {} with no --kind: computing sigmoid focal one-vs-all as \
+                     {} does; pass --kind softmax for a softmax model",
+                    targets.shape_text(),
+                    loss.reference()
+                ),
+            );
+        }
         let mut parameters = loss.parameters();
         if let Some(sample_weight) = sample_weight {
             parameters.insert("sample_weight".into(), crate::loss::recorded(Some(sample_weight)));
@@ -160,9 +187,9 @@ impl Loss for FocalArgs {
                 [logits, targets].into_iter().chain(weight).chain(pos_weight).chain(sample_weight),
             ),
             operands: [logits, targets],
-            warnings: loss.warnings.clone(),
+            warnings,
             positives_per_class: loss.grouping() == Grouping::PositivesNegatives
-                && self.kind == FocalKind::Sigmoid,
+                && kind == FocalKind::Sigmoid,
             sections: None,
             pass: Box::new(loss),
         })

@@ -30,7 +30,7 @@ use crate::input::Tensor;
 use crate::report::{BaselineTotals, Totals};
 use crate::tally::{Grouping, Tally};
 
-use super::{PerExample, Reducer, Reduction, SoftmaxRows};
+use super::{PerExample, Reducer, Reduction, SoftmaxRows, check_float_predictions};
 use crate::tally::findings::ExampleKind;
 pub use command::FocalArgs;
 use presets::{ClassWeight, IgnoreRule, MeanOver, Precision, PresetInfo};
@@ -316,6 +316,7 @@ impl<'a> Focal<'a> {
         let reduction = resolve_reduction(params, info)?;
         check_options(params, info, sample_weight.is_some())?;
         let ignore = resolve_ignore(params, info)?;
+        check_float_predictions(logits)?;
         if logits.shape.is_empty() {
             return Err(Error::input(&logits.origin, "is a scalar: a focal loss needs at least one axis"));
         }
@@ -385,6 +386,11 @@ impl<'a> Focal<'a> {
     }
 
     /// `probabilities` (targets shaped like the logits) or `indices`.
+    /// The function whose semantics the preset reproduces.
+    pub fn reference(&self) -> &'static str {
+        self.info.reference
+    }
+
     pub fn target_mode(&self) -> &'static str {
         match &self.pass {
             Pass::Sigmoid(pass) => pass.target_mode(),

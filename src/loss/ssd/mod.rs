@@ -50,7 +50,7 @@ use crate::math::max_and_finite;
 use crate::tally::findings::ExampleKind;
 use crate::tally::{Example, Grouping, Operand, Tally};
 
-use super::{PerExample, Reducer};
+use super::{PerExample, Reducer, check_float_predictions};
 
 pub use command::{SsdArgs, SsdConfLoss};
 pub use evaluation::SsdEvaluation;
@@ -302,6 +302,8 @@ fn check_inputs(
     priors: &Priors,
     truths: &Truths,
 ) -> Result<(usize, usize, usize)> {
+    check_float_predictions(loc)?;
+    check_float_predictions(conf)?;
     if loc.shape.len() != 3 || loc.shape[2] != 4 {
         return Err(Error::input(&loc.origin, format!("shape {} is not [B, P, 4]", loc.shape_text())));
     }

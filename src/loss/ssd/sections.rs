@@ -326,7 +326,7 @@ impl SsdSections {
             let share = |i: &ImageRow| i.loss_share.unwrap_or(f64::NEG_INFINITY);
             share(b).total_cmp(&share(a)).then(a.image.cmp(&b.image))
         });
-        let shown = layout.top.unwrap_or(20).min(ranked.len());
+        let (shown, note) = layout.cut(ranked.len(), ("image", "images"));
         let rows = ranked[..shown]
             .iter()
             .map(|i| {
@@ -355,7 +355,7 @@ impl SsdSections {
                 "",
             ],
             rows,
-            note: (shown < images.len()).then(|| format!("{} more images not shown", images.len() - shown)),
+            note,
         }
     }
 

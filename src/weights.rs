@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::error::{Error, Result, index_in};
-use crate::format::{Chart, Document, Layout, Plot, Section, Series, Unit, View, num, percent};
+use crate::format::{Cell, Chart, Document, Layout, Plot, Section, Series, Unit, View, num, percent};
 use crate::input::Tensor;
 
 /// How counts become weights.
@@ -366,6 +366,15 @@ impl WeightsReport {
         }
     }
 
+    /// A class's count in the table: probability mass as a number of its
+    /// column, whole counts as written.
+    fn count_cell(&self, count: f64) -> Cell {
+        match self.counted {
+            Counted::ProbabilityMass => Cell::Number(Some(count)),
+            Counted::Labels | Counted::OneHotRows => count.to_string().into(),
+        }
+    }
+
     fn scheme_name(&self) -> &'static str {
         match self.scheme {
             Scheme::Inverse => "inverse",
@@ -422,13 +431,13 @@ impl Document for WeightsReport {
             .iter()
             .map(|c| {
                 vec![
-                    c.class.to_string(),
-                    c.name.clone().unwrap_or_default(),
-                    self.count_shown(c.count),
-                    percent(c.frequency),
-                    num(Some(c.inverse)),
-                    num(Some(c.sqrt_inverse)),
-                    num(Some(c.effective)),
+                    c.class.to_string().into(),
+                    c.name.clone().unwrap_or_default().into(),
+                    self.count_cell(c.count),
+                    percent(c.frequency).into(),
+                    Cell::Number(Some(c.inverse)),
+                    Cell::Number(Some(c.sqrt_inverse)),
+                    Cell::Number(Some(c.effective)),
                 ]
             })
             .collect();

@@ -80,6 +80,62 @@ fn class_tables_show_twenty_rows_unless_told() {
         .stderr(predicate::str::contains("--top must be at least 1 (or all)"));
 }
 
+/// The notation of every number in every column of the tables in `text`:
+/// fixed with its decimals, or scientific. Zeros, dashes and percentages
+/// say nothing of a notation and are passed over.
+fn notations_by_column(text: &str) -> Vec<Vec<std::collections::BTreeSet<String>>> {
+    let mut tables = Vec::new();
+    let mut columns: Vec<std::collections::BTreeSet<String>> = Vec::new();
+    for line in text.lines() {
+        if !line.starts_with('│') {
+            if !columns.is_empty() {
+                tables.push(std::mem::take(&mut columns));
+            }
+            continue;
+        }
+        let cells: Vec<&str> = line.trim_matches('│').split('┆').map(str::trim).collect();
+        columns.resize_with(cells.len().max(columns.len()), Default::default);
+        for (column, cell) in cells.iter().enumerate() {
+            let number = cell.trim_start_matches('-');
+            let (mantissa, exponent) = number.split_once('e').unwrap_or((number, ""));
+            let Some((whole, decimals)) = mantissa.split_once('.') else { continue };
+            if whole.chars().all(|c| c.is_ascii_digit()) && decimals.chars().all(|c| c.is_ascii_digit()) {
+                let notation = if exponent.is_empty() {
+                    format!("{} decimals", decimals.len())
+                } else {
+                    "scientific".into()
+                };
+                columns[column].insert(notation);
+            }
+        }
+    }
+    tables
+}
+
+/// Small losses beside large ones wrote `1.4679e-6` beside `0.043322` in one
+/// column; a column now writes all its numbers in one notation.
+#[test]
+fn every_column_writes_its_numbers_in_one_notation() {
+    let mut ssd = crate::util::SSD_GOLDEN.to_vec();
+    ssd.push("--top");
+    ssd.push("all");
+    for args in [
+        &["focal", "golden/bce_focal.npz", "--kind", "sigmoid"][..],
+        &["focal", "focal/softmax.npz", "--kind", "softmax"],
+        &["ce", "--logits", "big/ce_logits.npz:logits", "--targets", "big/ce_targets.npy", "--top", "all"],
+        &ssd,
+    ] {
+        let output = losscope().args(args).arg("-q").output().unwrap();
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        let text = String::from_utf8(output.stdout).unwrap();
+        for (t, columns) in notations_by_column(&text).iter().enumerate() {
+            for (c, notations) in columns.iter().enumerate() {
+                assert!(notations.len() <= 1, "{args:?}: table {t} column {c} mixes {notations:?}:\n{text}");
+            }
+        }
+    }
+}
+
 #[test]
 fn markdown_renders_pipe_tables() {
     let output = losscope().args(["ce", "golden/ce.npz", "--format", "markdown"]).output().unwrap();

@@ -15,7 +15,7 @@ pub use html::Html;
 pub use json::{Json, NONFINITE, infinities, json_text};
 pub use markdown::Markdown;
 pub use table::Table;
-pub use view::{Section, View, bar, exact, list_or_none, num, percent, printable};
+pub use view::{Cell, Section, View, bar, exact, list_or_none, num, percent, printable};
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use crate::error::unravel;
-use crate::format::{Chart, Plot, Section, Series, Unit, num, percent};
+use crate::format::{Cell, Chart, Plot, Section, Series, Unit, num, percent};
 use crate::tally::Accumulate;
 pub use crate::tally::findings::ExampleKind;
 use crate::tally::findings::{Calibration as CalibrationTally, Confusion as ConfusionTally, Noted};
@@ -248,10 +248,10 @@ pub fn label_issues(suspects: &[Suspect], shown: usize, shape: &[usize]) -> Labe
     }
 }
 
-fn outcome(o: &Outcome) -> String {
+fn outcome(o: &Outcome) -> Cell {
     match o {
-        Outcome::Class(c) => c.to_string(),
-        Outcome::Value(v) => num(*v),
+        Outcome::Class(c) => c.to_string().into(),
+        Outcome::Value(v) => Cell::Number(*v),
     }
 }
 
@@ -271,13 +271,14 @@ pub fn examples_table(e: &Examples) -> Section {
                 match &h.source {
                     Some(source) => format!("{position} ({source})"),
                     None => position,
-                },
+                }
+                .into(),
                 outcome(&h.target),
                 outcome(&h.predicted),
-                h.name.clone().unwrap_or_default(),
-                num(h.p_t),
-                num(h.loss),
-                percent(h.loss_share),
+                h.name.clone().unwrap_or_default().into(),
+                Cell::Number(h.p_t),
+                Cell::Number(h.loss),
+                percent(h.loss_share).into(),
             ]
         })
         .collect();
@@ -314,10 +315,10 @@ pub fn confusion_table(c: &Confusion, names: Option<&[String]>) -> Section {
         .take(PAIRS_SHOWN)
         .map(|p| {
             vec![
-                format!("{} → {}", class_name(p.target, names), class_name(p.predicted, names)),
-                p.count.to_string(),
-                num(p.loss_sum),
-                percent(p.loss_share),
+                format!("{} → {}", class_name(p.target, names), class_name(p.predicted, names)).into(),
+                p.count.to_string().into(),
+                Cell::Number(p.loss_sum),
+                percent(p.loss_share).into(),
             ]
         })
         .collect();
@@ -337,10 +338,10 @@ pub fn calibration_table(c: &Calibration) -> Section {
         .filter(|b| b.count > 0)
         .map(|b| {
             vec![
-                format!("{:.2}–{:.2}", b.lower, b.upper),
-                b.count.to_string(),
-                num(b.confidence),
-                num(b.accuracy),
+                format!("{:.2}–{:.2}", b.lower, b.upper).into(),
+                b.count.to_string().into(),
+                Cell::Number(b.confidence),
+                Cell::Number(b.accuracy),
             ]
         })
         .collect();
@@ -358,10 +359,10 @@ pub fn label_issues_table(l: &LabelIssues) -> Section {
         .iter()
         .map(|e| {
             vec![
-                position_text(&e.index),
-                e.given.to_string(),
-                e.suggested.to_string(),
-                num(e.self_confidence),
+                position_text(&e.index).into(),
+                e.given.to_string().into(),
+                e.suggested.to_string().into(),
+                Cell::Number(e.self_confidence),
             ]
         })
         .collect();

@@ -9,8 +9,10 @@ mod file;
 mod guard;
 mod json;
 mod npy;
+mod safetensors;
 mod sources;
 mod tensor;
+mod view;
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -62,15 +64,22 @@ enum Format {
     Npy,
     Npz,
     Json,
+    Safetensors,
 }
 
-fn format_of(path: &Path, head: &[u8]) -> Format {
+/// The format of an opened file: by its extension, else by its first bytes.
+fn format_of(path: &Path, file: &Opened) -> Format {
+    let mut buffer = [0u8; 16];
+    let len = file.peek(&mut buffer);
+    let head = &buffer[..len];
     match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("npy") => Format::Npy,
         Some("npz") => Format::Npz,
         Some("json") => Format::Json,
+        Some("safetensors") => Format::Safetensors,
         _ if npy::looks_like_npy(head) => Format::Npy,
         _ if head.starts_with(b"PK") => Format::Npz,
+        _ if safetensors::looks_like_safetensors(head, file.len) => Format::Safetensors,
         _ => Format::Json,
     }
 }
@@ -80,9 +89,7 @@ pub fn load(spec: &Spec, role: &str) -> Result<Tensor> {
     let origin = Origin::new(role, spec.text());
     let fail = |message: String| Error::input(&origin, message);
     let file = file::open(&spec.path).map_err(&fail)?;
-    let mut head = [0u8; 8];
-    let head_len = file.peek(&mut head);
-    match format_of(&spec.path, &head[..head_len]) {
+    match format_of(&spec.path, &file) {
         Format::Npy => {
             if spec.key.is_some() {
                 return Err(fail("an .npy file holds one array: drop the ':key'".into()));
@@ -96,6 +103,12 @@ pub fn load(spec: &Spec, role: &str) -> Result<Tensor> {
         Format::Json => {
             let text = file.read_text().map_err(&fail)?;
             load_json(json_text(&text).map_err(&fail)?, spec.key.as_deref(), origin)
+        }
+        Format::Safetensors => {
+            let map = guard::map(&file.file, file.len, &origin).map_err(&fail)?;
+            let key = spec.key.as_deref().unwrap_or(role);
+            let (region, view) = safetensors::locate(&map, key).map_err(&fail)?;
+            view::tensor_in_map(map, region, &view, origin)
         }
     }
 }
@@ -140,9 +153,11 @@ pub fn bundle_members(path: &Path) -> Result<Vec<String>> {
     let origin = Origin::new("bundle", path.display().to_string());
     let fail = |message: String| Error::input(&origin, message);
     let file = file::open(path).map_err(&fail)?;
-    let mut head = [0u8; 8];
-    let head_len = file.peek(&mut head);
-    match format_of(path, &head[..head_len]) {
+    match format_of(path, &file) {
+        Format::Safetensors => {
+            let map = guard::map(&file.file, file.len, &origin).map_err(&fail)?;
+            safetensors::names(&map).map_err(&fail)
+        }
         Format::Npz => {
             let archive = archive::open(file.file, ".npz").map_err(&fail)?;
             Ok(archive.file_names().map(|n| n.trim_end_matches(".npy").to_string()).collect())
@@ -262,6 +277,7 @@ pub enum Container {
     Npy,
     Npz,
     Json,
+    Safetensors,
 }
 
 /// Reads an array from the bytes of a whole file: the member `key` of an
@@ -276,6 +292,11 @@ pub fn from_bytes(bytes: &[u8], container: Container, key: Option<&str>, role: &
         Container::Json => {
             let text = json_text(bytes).map_err(|message| Error::input(&origin, message))?;
             load_json(text, key, origin)
+        }
+        Container::Safetensors => {
+            let (region, view) = safetensors::locate(bytes, key.unwrap_or(role))
+                .map_err(|message| Error::input(&origin, message))?;
+            view::tensor_in_image(bytes, region, &view, origin)
         }
     }
 }

@@ -96,6 +96,36 @@ impl Drop for Registration {
     }
 }
 
+/// A whole file mapped read-only and registered, so that a fault on it
+/// names the file.
+pub(crate) struct GuardedMap {
+    map: memmap2::Mmap,
+    _registration: Registration,
+}
+
+impl std::ops::Deref for GuardedMap {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.map
+    }
+}
+
+/// Maps `file`, which held `len` bytes when it was opened, as the input
+/// `origin`. The error is the message part only.
+pub(crate) fn map(file: &std::fs::File, len: u64, origin: &Origin) -> Result<GuardedMap, String> {
+    // SAFETY: the map is read-only and private to this process. A file
+    // truncated while it is mapped raises SIGBUS on the pages past its end;
+    // the binary's handler reports that as an input that changed.
+    let map = unsafe { memmap2::Mmap::map(file) }.map_err(|e| format!("cannot map: {e}"))?;
+    if map.len() as u64 != len {
+        return Err(format!("{CHANGED}: it was {len} bytes when opened, {} when mapped", map.len()));
+    }
+    let _ = map.advise(memmap2::Advice::Sequential);
+    let registration = register(map.as_ptr(), map.len(), origin);
+    Ok(GuardedMap { map, _registration: registration })
+}
+
 /// The line for a fault at `address`.
 fn message_for(address: usize) -> &'static [u8] {
     for slot in &TABLE {

@@ -4,12 +4,15 @@
 //! owned, native, C-order buffer. Only regular files are read, never more
 //! than they hold or their headers declare (see docs/reliability.md).
 
+mod archive;
 mod file;
 mod guard;
 mod json;
 mod npy;
+mod safetensors;
 mod sources;
 mod tensor;
+mod view;
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -61,15 +64,22 @@ enum Format {
     Npy,
     Npz,
     Json,
+    Safetensors,
 }
 
-fn format_of(path: &Path, head: &[u8]) -> Format {
+/// The format of an opened file: by its extension, else by its first bytes.
+fn format_of(path: &Path, file: &Opened) -> Format {
+    let mut buffer = [0u8; 16];
+    let len = file.peek(&mut buffer);
+    let head = &buffer[..len];
     match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("npy") => Format::Npy,
         Some("npz") => Format::Npz,
         Some("json") => Format::Json,
+        Some("safetensors") => Format::Safetensors,
         _ if npy::looks_like_npy(head) => Format::Npy,
         _ if head.starts_with(b"PK") => Format::Npz,
+        _ if safetensors::looks_like_safetensors(head, file.len) => Format::Safetensors,
         _ => Format::Json,
     }
 }
@@ -79,9 +89,7 @@ pub fn load(spec: &Spec, role: &str) -> Result<Tensor> {
     let origin = Origin::new(role, spec.text());
     let fail = |message: String| Error::input(&origin, message);
     let file = file::open(&spec.path).map_err(&fail)?;
-    let mut head = [0u8; 8];
-    let head_len = file.peek(&mut head);
-    match format_of(&spec.path, &head[..head_len]) {
+    match format_of(&spec.path, &file) {
         Format::Npy => {
             if spec.key.is_some() {
                 return Err(fail("an .npy file holds one array: drop the ':key'".into()));
@@ -95,6 +103,12 @@ pub fn load(spec: &Spec, role: &str) -> Result<Tensor> {
         Format::Json => {
             let text = file.read_text().map_err(&fail)?;
             load_json(json_text(&text).map_err(&fail)?, spec.key.as_deref(), origin)
+        }
+        Format::Safetensors => {
+            let map = guard::map(&file.file, file.len, &origin).map_err(&fail)?;
+            let key = spec.key.as_deref().unwrap_or(role);
+            let (region, view) = safetensors::locate(&map, key).map_err(&fail)?;
+            view::tensor_in_map(map, region, &view, origin)
         }
     }
 }
@@ -171,11 +185,13 @@ pub fn bundle_members(path: &Path) -> Result<Vec<String>> {
     let origin = Origin::new("bundle", path.display().to_string());
     let fail = |message: String| Error::input(&origin, message);
     let file = file::open(path).map_err(&fail)?;
-    let mut head = [0u8; 8];
-    let head_len = file.peek(&mut head);
-    match format_of(path, &head[..head_len]) {
+    match format_of(path, &file) {
+        Format::Safetensors => {
+            let map = guard::map(&file.file, file.len, &origin).map_err(&fail)?;
+            safetensors::names(&map).map_err(&fail)
+        }
         Format::Npz => {
-            let archive = zip_archive(file.file).map_err(&fail)?;
+            let archive = archive::open(file.file, ".npz").map_err(&fail)?;
             Ok(archive.file_names().map(|n| n.trim_end_matches(".npy").to_string()).collect())
         }
         Format::Json => {
@@ -203,26 +219,9 @@ fn load_npy(file: Opened, origin: Origin) -> Result<Tensor> {
     }
     let layout = npy::parse_header(&head, Some(total)).map_err(&fail)?;
     if layout.is_native() && layout.data_offset.is_multiple_of(layout.dtype.size()) {
-        // SAFETY: the map is read-only and private to this process. A file
-        // truncated while it is mapped raises SIGBUS on the pages past its
-        // end; the binary's handler (guard.rs) reports that as an input that
-        // changed, and the payload is only read through the slice below.
-        let map = unsafe { memmap2::Mmap::map(&file.file) }.map_err(|e| fail(format!("cannot map: {e}")))?;
-        if map.len() != total {
-            return Err(fail(format!(
-                "{CHANGED}: it was {total} bytes when opened, {} when mapped",
-                map.len()
-            )));
-        }
-        #[cfg(unix)]
-        let _ = map.advise(memmap2::Advice::Sequential);
-        let guard = guard::register(map.as_ptr(), map.len(), &origin);
-        if layout.dtype == DType::Bool {
-            check_bools(&map[layout.data_offset..], &layout.shape, &origin)?;
-        }
-        let storage =
-            Storage::Mapped { offset: layout.data_offset, len: layout.data_len, map, _guard: guard };
-        return Ok(Tensor::new(origin, layout.dtype, layout.shape, storage));
+        let map = guard::map(&file.file, file.len, &origin).map_err(&fail)?;
+        let storage = Storage::Mapped { offset: layout.data_offset, len: layout.data_len, map };
+        return Tensor::checked(origin, layout.dtype, layout.shape, storage);
     }
     // Any other layout is decoded as it is read, through the page cache
     // rather than a map: the process then holds the decoded array only.
@@ -239,72 +238,13 @@ fn load_npy(file: Opened, origin: Origin) -> Result<Tensor> {
 
 /// A tensor of decoded elements, booleans checked.
 fn owned_tensor(origin: Origin, layout: &npy::NpyLayout, column: Column) -> Result<Tensor> {
-    if let (DType::Bool, Column::U8(bytes)) = (layout.dtype, &column) {
-        check_bools(bytes, &layout.shape, &origin)?;
-    }
-    Ok(Tensor::new(origin, layout.dtype, layout.shape.clone(), Storage::Owned(column)))
+    Tensor::checked(origin, layout.dtype, layout.shape.clone(), Storage::Owned(column))
 }
-
-/// The most the zip reader may read to find and parse an archive's central
-/// directory: about half a million members' entries. When a candidate
-/// directory does not parse, the reader searches backwards through the
-/// whole file for another, so a sparse 100 GB file was read to the end.
-const MAX_DIRECTORY_READ: u64 = 64 << 20;
-
-/// A reader that fails once it has read its budget, shared with its owner
-/// so that the budget can be lifted.
-struct Budgeted<R> {
-    inner: R,
-    left: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl<R: Read> Read for Budgeted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let left = self.left.load(Relaxed);
-        if left == 0 {
-            return Err(std::io::Error::other("read budget spent"));
-        }
-        let wanted = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut buf[..wanted])?;
-        self.left.fetch_sub(n as u64, Relaxed);
-        Ok(n)
-    }
-}
-
-impl<R: Seek> Seek for Budgeted<R> {
-    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
-        self.inner.seek(to)
-    }
-}
-
-/// Opens a zip archive, reading at most [`MAX_DIRECTORY_READ`] bytes to
-/// find its central directory; members are then read without that budget
-/// (each is bounded by its own header).
-fn zip_archive<R: Read + Seek>(reader: R) -> std::result::Result<zip::ZipArchive<Budgeted<R>>, String> {
-    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-    let left = std::sync::Arc::new(AtomicU64::new(MAX_DIRECTORY_READ));
-    let archive = zip::ZipArchive::new(Budgeted { inner: reader, left: left.clone() }).map_err(|e| {
-        if left.load(Relaxed) == 0 {
-            format!(
-                "not a readable .npz (zip) archive: no valid central directory found in the first {} read of it",
-                size_text(MAX_DIRECTORY_READ)
-            )
-        } else {
-            format!("not a readable .npz (zip) archive: {e}")
-        }
-    })?;
-    left.store(u64::MAX, Relaxed);
-    Ok(archive)
-}
-
-/// The most a deflated stream can grow: deflate's limit is about 1032 to 1.
-const MAX_DEFLATE_RATIO: u64 = 1100;
 
 fn load_npz_member<R: Read + Seek>(mut reader: R, key: &str, origin: Origin) -> Result<Tensor> {
     let fail = |message: String| Error::input(&origin, message);
     let archive_len = reader.seek(SeekFrom::End(0)).map_err(|e| fail(format!("cannot read: {e}")))?;
-    let mut archive = zip_archive(reader).map_err(&fail)?;
+    let mut archive = archive::open(reader, ".npz").map_err(&fail)?;
     let name = [format!("{key}.npy"), key.to_string()]
         .into_iter()
         .find(|name| archive.index_for_name(name).is_some());
@@ -317,7 +257,7 @@ fn load_npz_member<R: Read + Seek>(mut reader: R, key: &str, origin: Origin) -> 
     // What the archive says the member holds, and the most its bytes in the
     // archive could inflate to: both only bound what is read below.
     let declared = member.size();
-    let possible = member.compressed_size().min(archive_len).saturating_mul(MAX_DEFLATE_RATIO);
+    let possible = member.compressed_size().min(archive_len).saturating_mul(archive::MAX_DEFLATE_RATIO);
     let mut head = Vec::with_capacity(npy::MAX_PREFIX_BYTES);
     let got = (&mut member)
         .take(npy::MAX_PREFIX_BYTES as u64)
@@ -368,6 +308,7 @@ pub enum Container {
     Npy,
     Npz,
     Json,
+    Safetensors,
 }
 
 /// Reads an array from the bytes of a whole file: the member `key` of an
@@ -382,6 +323,11 @@ pub fn from_bytes(bytes: &[u8], container: Container, key: Option<&str>, role: &
         Container::Json => {
             let text = json_text(bytes).map_err(|message| Error::input(&origin, message))?;
             load_json(text, key, origin)
+        }
+        Container::Safetensors => {
+            let (region, view) = safetensors::locate(bytes, key.unwrap_or(role))
+                .map_err(|message| Error::input(&origin, message))?;
+            view::tensor_in_image(bytes, region, &view, origin)
         }
     }
 }
@@ -405,18 +351,4 @@ fn load_json(text: &[u8], key: Option<&str>, origin: Origin) -> Result<Tensor> {
         json::parse_array(text).map_err(&fail)?
     };
     Ok(Tensor::new(origin, array.dtype, array.shape, Storage::Owned(array.column)))
-}
-
-fn check_bools(payload: &[u8], shape: &[usize], origin: &Origin) -> Result<()> {
-    match npy::first_invalid_bool(payload) {
-        Some(i) => Err(Error::input(
-            origin,
-            format!(
-                "bool element {} holds byte {}, not 0 or 1",
-                crate::error::index_in(shape, i),
-                payload[i]
-            ),
-        )),
-        None => Ok(()),
-    }
 }

@@ -6,10 +6,9 @@
 use std::io::Read;
 
 use bytemuck::Pod;
-use half::f16;
 use ndarray_npy::npy::header::{Header, Layout};
 
-use super::tensor::{Column, DType};
+use super::tensor::{Column, DType, Owned, with_element_type};
 
 const MAGIC: &[u8] = b"\x93NUMPY";
 /// The longest header read, as NumPy's own `max_header_size`: a plain
@@ -191,6 +190,18 @@ fn parse_descr(header: &Header) -> Result<(DType, ByteOrder), String> {
         "O" => {
             return Err("object arrays (dtype=object) are not supported: save a numeric array".into());
         }
+        // ml_dtypes' bfloat16 is saved as an anonymous two-byte void: the
+        // header says nothing that tells it from any other two bytes.
+        "V2" => {
+            return Err(format!(
+                "dtype '{descr}' is untyped 2-byte data, as NumPy saves bfloat16 (ml_dtypes), and nothing \
+                 in the file says it is bfloat16: save t.float() (or a.astype(np.float32)), or keep \
+                 bfloat16 in a .safetensors or torch.save file"
+            ));
+        }
+        c if c.starts_with('V') => {
+            return Err(format!("dtype '{descr}' is untyped (void) data: save a plain numeric array"));
+        }
         c if c.starts_with('c') => {
             return Err(format!("complex dtype '{descr}' is not supported: save the real part"));
         }
@@ -242,19 +253,7 @@ const BLOCK_BYTES: usize = 1 << 16;
 /// once in the one buffer the result is made of, whatever the byte order
 /// and memory order: the elements are never held twice.
 pub fn decode(layout: &NpyLayout, payload: impl Read) -> Result<Column, DecodeError> {
-    Ok(match layout.dtype {
-        DType::Bool | DType::U8 => Column::U8(decode_typed(layout, payload)?),
-        DType::I8 => Column::I8(decode_typed(layout, payload)?),
-        DType::I16 => Column::I16(decode_typed(layout, payload)?),
-        DType::I32 => Column::I32(decode_typed(layout, payload)?),
-        DType::I64 => Column::I64(decode_typed(layout, payload)?),
-        DType::U16 => Column::U16(decode_typed(layout, payload)?),
-        DType::U32 => Column::U32(decode_typed(layout, payload)?),
-        DType::U64 => Column::U64(decode_typed(layout, payload)?),
-        DType::F16 => Column::F16(decode_typed::<f16>(layout, payload)?),
-        DType::F32 => Column::F32(decode_typed(layout, payload)?),
-        DType::F64 => Column::F64(decode_typed(layout, payload)?),
-    })
+    Ok(with_element_type!(layout.dtype, T => T::into_column(decode_typed::<T>(layout, payload)?)))
 }
 
 fn decode_typed<T: Pod>(layout: &NpyLayout, mut payload: impl Read) -> Result<Vec<T>, DecodeError> {
@@ -328,9 +327,4 @@ fn fill(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(filled)
-}
-
-/// The index of the first boolean byte that is neither 0 nor 1.
-pub fn first_invalid_bool(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&b| b > 1)
 }

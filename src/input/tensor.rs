@@ -1,8 +1,10 @@
 //! The in-memory form of every input array: native byte order, C order, one
 //! of the NumPy element types, either memory-mapped in place or owned.
 
-use half::f16;
-use memmap2::Mmap;
+use half::{bf16, f16};
+
+use super::guard::GuardedMap;
+use crate::error::{Error, Origin, Result};
 
 /// The element types losscope reads, named as NumPy names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +19,7 @@ pub enum DType {
     U32,
     U64,
     F16,
+    BF16,
     F32,
     F64,
 }
@@ -25,7 +28,7 @@ impl DType {
     pub fn size(self) -> usize {
         match self {
             DType::Bool | DType::I8 | DType::U8 => 1,
-            DType::I16 | DType::U16 | DType::F16 => 2,
+            DType::I16 | DType::U16 | DType::F16 | DType::BF16 => 2,
             DType::I32 | DType::U32 | DType::F32 => 4,
             DType::I64 | DType::U64 | DType::F64 => 8,
         }
@@ -43,15 +46,42 @@ impl DType {
             DType::U32 => "uint32",
             DType::U64 => "uint64",
             DType::F16 => "float16",
+            DType::BF16 => "bfloat16",
             DType::F32 => "float32",
             DType::F64 => "float64",
         }
     }
 
     pub fn is_float(self) -> bool {
-        matches!(self, DType::F16 | DType::F32 | DType::F64)
+        matches!(self, DType::F16 | DType::BF16 | DType::F32 | DType::F64)
     }
 }
+
+/// Runs `$body` with `$T` naming the Rust type of `$dtype`'s elements (`u8`
+/// for bool), so that a reader is written once for every dtype.
+macro_rules! with_element_type {
+    ($dtype:expr, $T:ident => $body:expr) => {
+        match $dtype {
+            DType::Bool | DType::U8 => with_element_type!(@as u8, $T => $body),
+            DType::I8 => with_element_type!(@as i8, $T => $body),
+            DType::I16 => with_element_type!(@as i16, $T => $body),
+            DType::I32 => with_element_type!(@as i32, $T => $body),
+            DType::I64 => with_element_type!(@as i64, $T => $body),
+            DType::U16 => with_element_type!(@as u16, $T => $body),
+            DType::U32 => with_element_type!(@as u32, $T => $body),
+            DType::U64 => with_element_type!(@as u64, $T => $body),
+            DType::F16 => with_element_type!(@as half::f16, $T => $body),
+            DType::BF16 => with_element_type!(@as half::bf16, $T => $body),
+            DType::F32 => with_element_type!(@as f32, $T => $body),
+            DType::F64 => with_element_type!(@as f64, $T => $body),
+        }
+    };
+    (@as $element:ty, $T:ident => $body:expr) => {{
+        type $T = $element;
+        $body
+    }};
+}
+pub(crate) use with_element_type;
 
 /// A numeric element that every per-example pass can read as f64.
 pub trait Element: Copy + Send + Sync + bytemuck::Pod + 'static {
@@ -77,6 +107,13 @@ impl Element for f16 {
     }
 }
 
+impl Element for bf16 {
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        bf16::to_f64(self)
+    }
+}
+
 /// A borrowed, typed view of a tensor's elements. Booleans are validated to
 /// be 0 or 1 on load and then read as `U8`.
 #[derive(Clone, Copy)]
@@ -90,6 +127,7 @@ pub enum Values<'a> {
     U32(&'a [u32]),
     U64(&'a [u64]),
     F16(&'a [f16]),
+    BF16(&'a [bf16]),
     F32(&'a [f32]),
     F64(&'a [f64]),
 }
@@ -109,6 +147,7 @@ macro_rules! with_slice {
             $crate::input::Values::U32($slice) => $body,
             $crate::input::Values::U64($slice) => $body,
             $crate::input::Values::F16($slice) => $body,
+            $crate::input::Values::BF16($slice) => $body,
             $crate::input::Values::F32($slice) => $body,
             $crate::input::Values::F64($slice) => $body,
         }
@@ -133,7 +172,7 @@ impl Values<'_> {
             Values::U16(s) => s[i].to_string(),
             Values::U32(s) => s[i].to_string(),
             Values::U64(s) => s[i].to_string(),
-            Values::F16(_) | Values::F32(_) | Values::F64(_) => {
+            Values::F16(_) | Values::BF16(_) | Values::F32(_) | Values::F64(_) => {
                 let v = self.get(i);
                 // 1e300 as written, not as its 301 digits.
                 if v != 0.0 && !(1e-6..1e16).contains(&v.abs()) { format!("{v:e}") } else { v.to_string() }
@@ -160,7 +199,7 @@ impl Values<'_> {
             Values::U16(s) => Ok(s[i] as i64),
             Values::U32(s) => Ok(s[i] as i64),
             Values::U64(s) => i64::try_from(s[i]).map_err(|_| NotAnIndex::TooLarge),
-            Values::F16(_) | Values::F32(_) | Values::F64(_) => {
+            Values::F16(_) | Values::BF16(_) | Values::F32(_) | Values::F64(_) => {
                 let v = self.get(i);
                 if !v.is_finite() {
                     Err(NotAnIndex::NotFinite)
@@ -215,9 +254,27 @@ pub enum Column {
     U32(Vec<u32>),
     U64(Vec<u64>),
     F16(Vec<f16>),
+    BF16(Vec<bf16>),
     F32(Vec<f32>),
     F64(Vec<f64>),
 }
+
+/// An element type a [`Column`] can own.
+pub trait Owned: Element {
+    fn into_column(values: Vec<Self>) -> Column;
+}
+
+macro_rules! owned_element {
+    ($($t:ty => $variant:ident),*) => {$(
+        impl Owned for $t {
+            fn into_column(values: Vec<Self>) -> Column {
+                Column::$variant(values)
+            }
+        }
+    )*};
+}
+owned_element!(i8 => I8, i16 => I16, i32 => I32, i64 => I64, u8 => U8, u16 => U16, u32 => U32,
+    u64 => U64, f16 => F16, bf16 => BF16, f32 => F32, f64 => F64);
 
 impl Column {
     fn values(&self) -> Values<'_> {
@@ -231,6 +288,7 @@ impl Column {
             Column::U32(v) => Values::U32(v),
             Column::U64(v) => Values::U64(v),
             Column::F16(v) => Values::F16(v),
+            Column::BF16(v) => Values::BF16(v),
             Column::F32(v) => Values::F32(v),
             Column::F64(v) => Values::F64(v),
         }
@@ -238,20 +296,19 @@ impl Column {
 }
 
 pub(crate) enum Storage {
-    /// The payload read in place from a memory-mapped `.npy` file.
+    /// The payload read in place from a memory-mapped file: `len` bytes
+    /// from `offset`, aligned for the element type.
     Mapped {
-        map: Mmap,
+        map: GuardedMap,
         offset: usize,
         len: usize,
-        /// Names the file should the map fault (a truncated file).
-        _guard: super::guard::Registration,
     },
     Owned(Column),
 }
 
 /// One input array with its provenance.
 pub struct Tensor {
-    pub origin: crate::error::Origin,
+    pub origin: Origin,
     pub dtype: DType,
     pub shape: Vec<usize>,
     /// Whether the payload is read in place from a memory map.
@@ -260,14 +317,27 @@ pub struct Tensor {
 }
 
 impl Tensor {
-    pub(crate) fn new(
-        origin: crate::error::Origin,
-        dtype: DType,
-        shape: Vec<usize>,
-        storage: Storage,
-    ) -> Self {
+    pub(crate) fn new(origin: Origin, dtype: DType, shape: Vec<usize>, storage: Storage) -> Self {
         let mapped = matches!(storage, Storage::Mapped { .. });
         Tensor { origin, dtype, shape, mapped, storage }
+    }
+
+    /// [`Tensor::new`], after checking that every boolean is 0 or 1.
+    pub(crate) fn checked(origin: Origin, dtype: DType, shape: Vec<usize>, storage: Storage) -> Result<Self> {
+        let tensor = Tensor::new(origin, dtype, shape, storage);
+        if let (DType::Bool, Values::U8(bytes)) = (dtype, tensor.values())
+            && let Some(i) = bytes.iter().position(|&b| b > 1)
+        {
+            return Err(Error::input(
+                &tensor.origin,
+                format!(
+                    "bool element {} holds byte {}, not 0 or 1",
+                    crate::error::index_in(&tensor.shape, i),
+                    bytes[i]
+                ),
+            ));
+        }
+        Ok(tensor)
     }
 
     pub fn numel(&self) -> usize {
@@ -290,6 +360,7 @@ impl Tensor {
                     DType::U32 => Values::U32(bytemuck::cast_slice(bytes)),
                     DType::U64 => Values::U64(bytemuck::cast_slice(bytes)),
                     DType::F16 => Values::F16(bytemuck::cast_slice(bytes)),
+                    DType::BF16 => Values::BF16(bytemuck::cast_slice(bytes)),
                     DType::F32 => Values::F32(bytemuck::cast_slice(bytes)),
                     DType::F64 => Values::F64(bytemuck::cast_slice(bytes)),
                 }
@@ -348,6 +419,7 @@ impl Column {
             Column::U32(_) => DType::U32,
             Column::U64(_) => DType::U64,
             Column::F16(_) => DType::F16,
+            Column::BF16(_) => DType::BF16,
             Column::F32(_) => DType::F32,
             Column::F64(_) => DType::F64,
         }
@@ -364,13 +436,13 @@ impl Column {
 
 impl Tensor {
     /// A one-dimensional float64 tensor from values typed on the command line.
-    pub fn from_list(origin: crate::error::Origin, values: Vec<f64>) -> Tensor {
+    pub fn from_list(origin: Origin, values: Vec<f64>) -> Tensor {
         Tensor::new(origin, DType::F64, vec![values.len()], Storage::Owned(Column::F64(values)))
     }
 
     /// A tensor of `shape` holding `column` in C order; `None` when the
     /// lengths disagree.
-    pub fn from_column(origin: crate::error::Origin, shape: Vec<usize>, column: Column) -> Option<Tensor> {
+    pub fn from_column(origin: Origin, shape: Vec<usize>, column: Column) -> Option<Tensor> {
         (shape.iter().product::<usize>() == column.len())
             .then(|| Tensor::new(origin, column.dtype(), shape, Storage::Owned(column)))
     }

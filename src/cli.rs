@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::format::Format;
 use crate::loss::LossCommand;
-use crate::settings::CHART_HELP;
+use crate::settings::{CHART_HELP, MergeArgs};
 use crate::weights::Scheme;
 
 #[derive(Debug, Parser)]
@@ -81,36 +81,6 @@ pub struct WeightsArgs {
     /// Write to this file (atomically) instead of stdout
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-}
-
-#[derive(Debug, Args)]
-pub struct MergeArgs {
-    /// Partial report files, or quoted glob patterns ('parts/*.lsp')
-    #[arg(required = true, value_name = "PARTIAL")]
-    pub parts: Vec<String>,
-    /// Output format
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
-    #[arg(long, value_name = "NAME", help = CHART_HELP)]
-    pub chart: Option<String>,
-    /// Write the report to this file (atomically) instead of stdout
-    #[arg(short = 'o', long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
-    /// Show only the N classes with the largest share (table and markdown)
-    #[arg(long, value_name = "N")]
-    pub top: Option<usize>,
-    /// Write the merged partial state to -o FILE instead of a report (merges form a tree)
-    #[arg(long, requires = "output", conflicts_with_all = ["expect", "chart"])]
-    pub partial: bool,
-    /// Exit 1 when the value differs from this
-    #[arg(long, value_name = "VALUE", allow_negative_numbers = true)]
-    pub expect: Option<f64>,
-    /// Relative tolerance of --expect
-    #[arg(long, default_value_t = 1e-6, requires = "expect", allow_negative_numbers = true)]
-    pub rtol: f64,
-    /// Absolute tolerance of --expect
-    #[arg(long, default_value_t = 0.0, requires = "expect", allow_negative_numbers = true)]
-    pub atol: f64,
 }
 
 #[derive(Debug, Args)]

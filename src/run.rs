@@ -4,7 +4,7 @@
 
 use clap::CommandFactory;
 
-use crate::cli::{Cli, Command, DiffArgs, MergeArgs, WeightsArgs};
+use crate::cli::{Cli, Command, DiffArgs, WeightsArgs};
 use crate::error::{Error, Result, index_in};
 use crate::format::{self, Document};
 use crate::input::{self, Sources, Spec, Tensor};
@@ -14,7 +14,7 @@ use crate::output::{self, ArrayFile, Sink};
 use crate::partial::{self, Partial};
 use crate::progress::{Progress, ShardProgress};
 use crate::report::{Header, InputInfo, Report};
-use crate::settings::{self, Analysis, Delivery, ReportSettings, Tolerance};
+use crate::settings::{self, Analysis, Delivery, MergeArgs, ReportSettings, Tolerance};
 use crate::tally::findings::{ExampleKind, FindingSettings, linspace_edges};
 use crate::tally::{self, NonFinite, Tally, TallySettings};
 use crate::weights::WeightsParams;

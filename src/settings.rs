@@ -93,6 +93,37 @@ impl std::str::FromStr for Top {
     }
 }
 
+/// The flags of `losscope merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Partial report files, or quoted glob patterns ('parts/*.lsp')
+    #[arg(required = true, value_name = "PARTIAL")]
+    pub parts: Vec<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    #[arg(long, value_name = "NAME", help = CHART_HELP)]
+    pub chart: Option<String>,
+    /// Write the report to this file (atomically) instead of stdout
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Show only the N classes with the largest share (table and markdown)
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
+    /// Write the merged partial state to -o FILE instead of a report (merges form a tree)
+    #[arg(long, requires = "output", conflicts_with_all = ["expect", "chart"])]
+    pub partial: bool,
+    /// Exit 1 when the value differs from this
+    #[arg(long, value_name = "VALUE", allow_negative_numbers = true)]
+    pub expect: Option<f64>,
+    /// Relative tolerance of --expect
+    #[arg(long, default_value_t = 1e-6, requires = "expect", allow_negative_numbers = true)]
+    pub rtol: f64,
+    /// Absolute tolerance of --expect
+    #[arg(long, default_value_t = 0.0, requires = "expect", allow_negative_numbers = true)]
+    pub atol: f64,
+}
+
 /// The most hardest examples `--examples` may ask for: each is a line of the
 /// table and an entry of the JSON report, which is for reading, not for
 /// every example (that is `--per-example`).
@@ -237,7 +268,7 @@ impl Tolerance {
 impl ReportSettings {
     /// The settings of `losscope merge`: its delivery and check; the
     /// analysis is the partials'.
-    pub fn merging(args: &crate::cli::MergeArgs) -> Result<Self> {
+    pub fn merging(args: &MergeArgs) -> Result<Self> {
         if args.top == Some(0) {
             return Err(Error::usage("--top must be at least 1"));
         }

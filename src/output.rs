@@ -25,6 +25,15 @@ pub fn to_stdout(text: &str) -> Result<()> {
     }
 }
 
+/// The width of the terminal that stdout is, if it is one, for tables to
+/// fit. A pipe or a file gets `None`: its text does not depend on any
+/// terminal.
+pub fn terminal_width() -> Option<u16> {
+    use std::io::IsTerminal;
+    // comfy-table asks the terminal (through crossterm) for its size.
+    io::stdout().is_terminal().then(|| comfy_table::Table::new().width()).flatten()
+}
+
 /// Writes one line to stderr, its control characters made visible. A
 /// stderr that cannot be written (closed, or a full device) changes
 /// nothing: the run keeps the exit code it would have had.

@@ -224,7 +224,8 @@ impl Delivery {
         if let Some(path) = &output {
             output::check_destination(path)?;
         }
-        Ok(Delivery { format, layout, chart, output })
+        let width = if format == Format::Table && output.is_none() { output::terminal_width() } else { None };
+        Ok(Delivery { format, layout: Layout { width, ..layout }, chart, output })
     }
 }
 
@@ -353,7 +354,8 @@ impl ReportSettings {
             Some(value) => Some(Expectation { value, tolerance: Tolerance::new(args.rtol, args.atol)? }),
             None => None,
         };
-        let delivery = Delivery::new(args.format, Layout { top }, args.chart.clone(), args.output.clone())?;
+        let delivery =
+            Delivery::new(args.format, Layout { top, width: None }, args.chart.clone(), args.output.clone())?;
         let class_names = args.class_names.as_deref().map(class_names).transpose()?;
         Ok(ReportSettings {
             analysis: Analysis {

@@ -136,6 +136,18 @@ fn every_column_writes_its_numbers_in_one_notation() {
     }
 }
 
+/// Tables fit a terminal's width; into a pipe they are drawn at full width
+/// whatever the terminal says, so what scripts and the docs read is stable.
+#[test]
+fn piped_tables_do_not_depend_on_the_terminal() {
+    let render = |columns: &str| {
+        losscope().args(["ce", "golden/ce.npz", "-q"]).env("COLUMNS", columns).output().unwrap().stdout
+    };
+    let wide = render("400");
+    assert_eq!(render("30"), wide);
+    assert!(String::from_utf8(wide).unwrap().lines().any(|l| l.chars().count() > 30));
+}
+
 #[test]
 fn markdown_renders_pipe_tables() {
     let output = losscope().args(["ce", "golden/ce.npz", "--format", "markdown"]).output().unwrap();

@@ -50,6 +50,9 @@ pub struct Layout {
     /// Show only this many rows of a ranked table (classes, images),
     /// largest share first; `None` shows them all.
     pub top: Option<usize>,
+    /// The width tables fit (the terminal's); `None` draws every column
+    /// as wide as its content.
+    pub width: Option<u16>,
 }
 
 impl Layout {

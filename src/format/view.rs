@@ -109,6 +109,11 @@ pub fn is_label_column(name: &str) -> bool {
     matches!(name, "" | "name" | "field" | "group" | "p_t" | "g" | "value" | "bin" | "pair" | "index")
 }
 
+/// Columns of words, which may wrap onto several lines to fit a width.
+pub fn is_prose_column(name: &str) -> bool {
+    matches!(name, "name" | "field" | "group" | "value" | "pair")
+}
+
 /// A bar of `share` (0..=1) in eighths of a character.
 pub fn bar(share: Option<f64>) -> String {
     let Some(share) = share else {

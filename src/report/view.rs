@@ -476,7 +476,9 @@ mod tests {
 
     #[test]
     fn table_snapshot() {
-        insta::assert_snapshot!(Table { layout: Layout { top: Some(2) } }.render(&sample()));
+        insta::assert_snapshot!(
+            Table { layout: Layout { top: Some(2), ..Layout::default() } }.render(&sample())
+        );
     }
 
     #[test]

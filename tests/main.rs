@@ -9,6 +9,7 @@ mod diff;
 mod docs;
 mod examples;
 mod focal;
+mod formats;
 mod fuzz_regressions;
 mod inputs;
 mod output;

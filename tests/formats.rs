@@ -355,3 +355,11 @@ fn a_damaged_safetensors_file_is_refused_in_one_line() {
     let output = run(&["ce", &cut]);
     assert_eq!(output.status.code(), Some(2), "as a bundle too");
 }
+
+#[test]
+fn a_bundle_is_a_whole_file_of_any_format() {
+    rejects(
+        &["ce", "formats/ce.pt:logits"],
+        &["the bundle formats/ce.pt:logits names a member ':logits'", ".safetensors"],
+    );
+}

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::format::Format;
 use crate::loss::LossCommand;
-use crate::settings::CHART_HELP;
+use crate::settings::{CHART_HELP, MergeArgs};
 use crate::weights::Scheme;
 
 #[derive(Debug, Parser)]
@@ -39,6 +39,8 @@ pub enum Command {
     Weights(WeightsArgs),
     /// Compare two JSON reports; exit 1 when a number moved beyond the tolerance
     Diff(DiffArgs),
+    /// Merge partial reports (written with --partial) into the report of all their data
+    Merge(MergeArgs),
     /// Print a shell completion script
     Completions {
         /// The shell to complete for
@@ -50,9 +52,12 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct WeightsArgs {
-    /// Class indices of any integer dtype (FILE or FILE:KEY)
+    /// A bundle (.npz or JSON object) holding an array named targets; --targets overrides it
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: Option<String>,
+    /// Class indices, or [N, C] one-hot or probability rows (FILE or FILE:KEY)
     #[arg(long, value_name = "SPEC")]
-    pub targets: String,
+    pub targets: Option<String>,
     /// The scheme of the torch.tensor line
     #[arg(long, value_enum, default_value_t = Scheme::Inverse)]
     pub scheme: Scheme,

@@ -11,7 +11,7 @@
 //! mean for the examples it needs from it: the share is then within 2^-7
 //! of that bin's part of it, and exact when the cut falls between bins.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The fractions of hardest examples whose share of the loss is reported.
 pub const HARDEST_FRACTIONS: [f64; 4] = [0.01, 0.05, 0.10, 0.25];
@@ -45,7 +45,9 @@ const MANTISSA_BITS: u32 = 23;
 
 /// The histogram of one group of examples. `Default` gives an empty
 /// placeholder that holds no bins; [`Histogram::new`] one to count in.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Stored as its non-empty bins, and rebuilt from them when read back.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "StoredBins", try_from = "StoredBins")]
 pub struct Histogram {
     /// Per bin, the count and Σ of the float32 significands (implicit bit
     /// included), side by side so that an update touches one cache line.
@@ -135,6 +137,45 @@ impl Histogram {
             left -= count;
         }
         sum
+    }
+}
+
+/// The stored form of a [`Histogram`]: `(bin, count, Σ significands)` of
+/// each non-empty bin, in bin order; an empty placeholder when `counting`
+/// is false.
+#[derive(Serialize, Deserialize)]
+struct StoredBins {
+    counting: bool,
+    bins: Vec<(u32, u64, u64)>,
+}
+
+impl From<Histogram> for StoredBins {
+    fn from(histogram: Histogram) -> Self {
+        let bins = histogram.bins.iter().enumerate().filter(|(_, b)| b[0] > 0);
+        StoredBins {
+            counting: !histogram.bins.is_empty(),
+            bins: bins.map(|(bin, &[count, sum])| (bin as u32, count, sum)).collect(),
+        }
+    }
+}
+
+impl TryFrom<StoredBins> for Histogram {
+    type Error = String;
+
+    fn try_from(stored: StoredBins) -> Result<Self, String> {
+        if !stored.counting {
+            return match stored.bins.is_empty() {
+                true => Ok(Histogram::default()),
+                false => Err("an empty histogram holds bins".into()),
+            };
+        }
+        let mut histogram = Histogram::new();
+        for (bin, count, sum) in stored.bins {
+            let slot =
+                histogram.bins.get_mut(bin as usize).ok_or(format!("histogram bin {bin} is out of range"))?;
+            *slot = [count, sum];
+        }
+        Ok(histogram)
     }
 }
 

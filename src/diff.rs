@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{Error, Origin, Result};
-use crate::format::{Chart, Document, Layout, NONFINITE, Plot, Section, Series, Unit, View, num};
+use crate::format::{Cell, Chart, Document, Layout, NONFINITE, Plot, Section, Series, Unit, View};
 use crate::settings::Tolerance;
 
 /// Fields that describe a run rather than measure it.
@@ -494,11 +494,11 @@ impl Document for DiffReport {
             .map(|d| {
                 let exact = |x: Option<f64>| x.map_or_else(|| "null".to_string(), |x| x.to_string());
                 vec![
-                    d.field.clone(),
-                    exact(d.baseline),
-                    exact(d.current),
-                    num(d.abs_diff),
-                    d.rel_diff.map_or_else(|| "—".to_string(), |r| format!("{r:.3e}")),
+                    d.field.clone().into(),
+                    exact(d.baseline).into(),
+                    exact(d.current).into(),
+                    Cell::Number(d.abs_diff),
+                    d.rel_diff.map_or_else(|| "—".to_string(), |r| format!("{r:.3e}")).into(),
                 ]
             })
             .collect();

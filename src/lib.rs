@@ -16,6 +16,7 @@ pub mod label_issues;
 pub mod loss;
 pub mod math;
 pub mod output;
+pub mod partial;
 pub mod progress;
 pub mod report;
 pub mod run;

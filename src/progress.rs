@@ -42,3 +42,37 @@ impl Progress {
         self.bar.finish_and_clear();
     }
 }
+
+/// A bar over the shards of a run over several, with the bytes read so far;
+/// shown only when stderr is a terminal and the user did not ask for quiet.
+pub struct ShardProgress {
+    bar: ProgressBar,
+    bytes: std::cell::Cell<u64>,
+}
+
+impl ShardProgress {
+    pub fn new(shards: u64, quiet: bool) -> ShardProgress {
+        let bar = if !quiet && shards > 1 && std::io::stderr().is_terminal() {
+            let bar = ProgressBar::with_draw_target(Some(shards), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} shard {pos}/{len} {bar:30} {msg}, {eta}")
+                    .expect("a valid template"),
+            );
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        ShardProgress { bar, bytes: Default::default() }
+    }
+
+    /// Records a finished shard of `bytes` input bytes.
+    pub fn advance(&self, bytes: u64) {
+        self.bytes.set(self.bytes.get() + bytes);
+        self.bar.set_message(format!("{} read", crate::input::size_text(self.bytes.get())));
+        self.bar.inc(1);
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}

@@ -9,11 +9,12 @@ use crate::error::{Error, Result, index_in};
 use crate::format::{self, Document};
 use crate::input::{self, Sources, Spec, Tensor};
 use crate::label_issues;
-use crate::loss::{Driver, Loss, PerExample, Prepared};
+use crate::loss::{Driver, Loss, PerExample, Prepared, Reducer};
 use crate::output::{self, ArrayFile, Sink};
-use crate::progress::Progress;
-use crate::report::{Header, Report};
-use crate::settings::{self, Analysis, Delivery, ReportSettings, Tolerance};
+use crate::partial::{self, Partial};
+use crate::progress::{Progress, ShardProgress};
+use crate::report::{Header, InputInfo, Report};
+use crate::settings::{self, Analysis, Delivery, MergeArgs, ReportSettings, Tolerance};
 use crate::tally::findings::{ExampleKind, FindingSettings, linspace_edges};
 use crate::tally::{self, NonFinite, Tally, TallySettings};
 use crate::weights::WeightsParams;
@@ -31,6 +32,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Loss(command) => command.dispatch(Evaluate),
         Command::Weights(args) => weights(args),
         Command::Diff(args) => diff(args),
+        Command::Merge(args) => merge(args),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "losscope", &mut script);
@@ -58,18 +60,79 @@ impl Driver for Evaluate {
         let (shared, bundle) = args.shared();
         let settings = ReportSettings::new(shared)?;
         args.check()?;
-        let sources = Sources::new(bundle)?;
-        let inputs = args.read(&sources)?;
-        let prepared = in_pool(settings.analysis.threads, || args.prepare(&inputs))??;
-        let report = report::<L>(prepared, &settings.analysis)?;
-        deliver(&report, &settings)
+        let mut sources = Sources::new(bundle)?;
+        let mut parts = Vec::new();
+        let mut progress = None;
+        let mut shard = 0;
+        // The number of shards is known once the first shard's flags are read.
+        while shard < sources.shards() {
+            sources.select(shard)?;
+            let inputs = args.read(&sources)?;
+            let several = sources.shards() > 1;
+            if several && shard == 0 {
+                settings.check_shards(sources.shards())?;
+                progress = Some(ShardProgress::new(sources.shards() as u64, settings.analysis.quiet));
+            }
+            let prepared = in_pool(settings.analysis.threads, || args.prepare(&inputs))??;
+            let (header, reducer, tally) = examine::<L>(prepared, &settings.analysis)?;
+            if !several && !settings.partial {
+                return deliver(&partial::conclude(header, &reducer, tally), &settings);
+            }
+            if header.sections.is_some() {
+                return Err(Error::usage(format!(
+                    "{}: a report of several shards, or a partial one, covers ce, bce and focal; \
+                     run each {} batch on its own",
+                    L::NAME,
+                    L::NAME
+                )));
+            }
+            if let Some(progress) = &progress {
+                progress.advance(file_bytes(&header.inputs));
+            }
+            parts.push((sources.shard_name(), Partial::of_shard(header, reducer, tally)));
+            shard += 1;
+        }
+        if let Some(progress) = &progress {
+            progress.finish();
+        }
+        let merged = Partial::merge(parts)?;
+        if settings.partial {
+            let path = settings.delivery.output.as_deref().expect("--partial requires --output");
+            output::bytes_to_file(path, &merged.to_bytes())?;
+            return Ok(Outcome::Ok);
+        }
+        deliver(&merged.into_report(), &settings)
     }
+}
+
+/// The size of the files that `inputs` were read from, each file once.
+fn file_bytes(inputs: &[InputInfo]) -> u64 {
+    let files: std::collections::BTreeSet<_> = inputs.iter().map(|i| Spec::parse(&i.source).path).collect();
+    files.iter().filter_map(|path| std::fs::metadata(path).ok()).map(|m| m.len()).sum()
+}
+
+/// Merges partial reports into a report, or into one partial again.
+fn merge(args: MergeArgs) -> Result<Outcome> {
+    let settings = ReportSettings::merging(&args)?;
+    let mut paths = Vec::new();
+    for text in &args.parts {
+        paths.extend(input::expand(std::slice::from_ref(text), "merge")?);
+    }
+    let merged = Partial::merge_files(&paths)?;
+    if settings.partial {
+        let path = settings.delivery.output.as_deref().expect("--partial requires --output");
+        output::bytes_to_file(path, &merged.to_bytes())?;
+        return Ok(Outcome::Ok);
+    }
+    deliver(&merged.into_report(), &settings)
 }
 
 fn weights(args: WeightsArgs) -> Result<Outcome> {
     let delivery = Delivery::new(args.format, Default::default(), args.chart, args.output)?;
     let beta = settings::beta(args.beta)?;
-    let targets = input::load(&Spec::parse(&args.targets), "targets")?;
+    let mut sources = Sources::new(args.bundle.as_deref())?;
+    sources.select(0)?;
+    let targets = sources.required(args.targets.as_slice(), "targets")?;
     let params = WeightsParams {
         scheme: args.scheme,
         beta,
@@ -124,8 +187,8 @@ fn in_pool<T: Send>(threads: Option<usize>, work: impl FnOnce() -> T + Send) -> 
     }
 }
 
-/// Runs the pass of a prepared loss `L` and builds its report.
-fn report<L: Loss>(prepared: Prepared, settings: &Analysis) -> Result<Report> {
+/// Runs the pass of a prepared loss `L`: its header, reducer and tally.
+fn examine<L: Loss>(prepared: Prepared, settings: &Analysis) -> Result<(Header, Reducer, Tally)> {
     let Prepared { pass, parameters, inputs, operands, warnings, positives_per_class, sections } = prepared;
     let header = Header {
         parameters,
@@ -135,7 +198,9 @@ fn report<L: Loss>(prepared: Prepared, settings: &Analysis) -> Result<Report> {
         sections,
         ..Header::new(L::NAME, L::PRESENTATION)
     };
-    analyse(pass.as_ref(), operands, header, settings)
+    let reducer = pass.reducer();
+    let (header, tally) = tally_pass(pass.as_ref(), operands, header, settings)?;
+    Ok((header, reducer, tally))
 }
 
 /// Runs the per-example pass of `pass` and builds its report. `operands`
@@ -143,9 +208,33 @@ fn report<L: Loss>(prepared: Prepared, settings: &Analysis) -> Result<Report> {
 pub fn analyse(
     pass: &dyn PerExample,
     operands: [&Tensor; 2],
-    mut header: Header,
+    header: Header,
     settings: &Analysis,
 ) -> Result<Report> {
+    let (header, tally) = tally_pass(pass, operands, header, settings)?;
+    Ok(partial::conclude(header, &pass.reducer(), tally))
+}
+
+/// The mergeable state of the per-example pass of `pass`, as `--partial`
+/// writes it; `header.inputs` name the shard.
+pub fn partial_of(
+    pass: &dyn PerExample,
+    operands: [&Tensor; 2],
+    header: Header,
+    settings: &Analysis,
+) -> Result<Partial> {
+    let (header, tally) = tally_pass(pass, operands, header, settings)?;
+    Ok(Partial::of_shard(header, pass.reducer(), tally))
+}
+
+/// Runs the per-example pass of `pass` into a tally, with what the report
+/// says of the inputs, and the second pass and files asked for.
+fn tally_pass(
+    pass: &dyn PerExample,
+    operands: [&Tensor; 2],
+    mut header: Header,
+    settings: &Analysis,
+) -> Result<(Header, Tally)> {
     // A loss with its own layout writes its file after the pass; the others'
     // losses go from the tally into the file as they are computed.
     let own_layout = settings.per_example.as_deref().filter(|_| pass.writes_own_per_example());
@@ -184,29 +273,18 @@ pub fn analyse(
         }
         header.class_names = Some(names.clone());
     }
-    let totals = pass.totals(&tally);
-    if pass.units() == 0 {
-        header.warnings.push("the input holds no examples (a mean of nothing is NaN, as in PyTorch)".into());
-    } else if tally.ignored > 0 && tally.classes.iter().all(|c| c.all.count == 0) {
-        header.warnings.push(if totals.value.is_nan() {
-            "every target is ignored (a mean of nothing is NaN, as in PyTorch)".into()
-        } else {
-            "every target is ignored: the sum and the value are 0".into()
-        });
-    }
     header.example_kind = pass.example_kind();
     header.example_shape = pass.example_shape();
     if settings.label_issues {
         find_label_issues(pass, &tally, settings, &mut header)?;
     }
-    let report = Report::build(header, totals, tally);
     if let Some(file) = per_example {
         file.finish()?;
     }
     if let Some(path) = own_layout {
         pass.write_per_example(path).transpose()?;
     }
-    Ok(report)
+    Ok((header, tally))
 }
 
 /// Confident learning's second pass, for a softmax loss with class-index

@@ -32,9 +32,10 @@ pub struct ReportArgs {
     /// Bins of the p_t histogram
     #[arg(long, default_value_t = 10)]
     pub bins: usize,
-    /// Show only the N classes (and, for ssd, images) with the largest share (table and markdown)
-    #[arg(long, value_name = "N")]
-    pub top: Option<usize>,
+    /// Rows of the class table (and of ssd's image table) to show, largest share first, or all;
+    /// in table, markdown and html (JSON holds every row)
+    #[arg(long, value_name = "N|all", default_value = "20")]
+    pub top: Top,
     /// Exit 1 when the value differs from this
     #[arg(long, value_name = "VALUE", allow_negative_numbers = true)]
     pub expect: Option<f64>,
@@ -69,6 +70,58 @@ pub struct ReportArgs {
     /// self-confident first; implies --label-issues
     #[arg(long, value_name = "PATH")]
     pub suspects_out: Option<PathBuf>,
+    /// Write the run's mergeable state to -o FILE instead of a report, for `losscope merge`
+    #[arg(long, requires = "output", conflicts_with_all = ["expect", "label_issues", "suspects_out", "chart"])]
+    pub partial: bool,
+}
+
+/// `--top`: how many rows of a ranked table a person is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Top {
+    Rows(usize),
+    All,
+}
+
+impl std::str::FromStr for Top {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Top, String> {
+        if text.eq_ignore_ascii_case("all") {
+            return Ok(Top::All);
+        }
+        text.parse().map(Top::Rows).map_err(|_| "a number of rows, or all".to_string())
+    }
+}
+
+/// The flags of `losscope merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Partial report files, or quoted glob patterns ('parts/*.lsp')
+    #[arg(required = true, value_name = "PARTIAL")]
+    pub parts: Vec<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    #[arg(long, value_name = "NAME", help = CHART_HELP)]
+    pub chart: Option<String>,
+    /// Write the report to this file (atomically) instead of stdout
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Show only the N classes with the largest share (table and markdown)
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
+    /// Write the merged partial state to -o FILE instead of a report (merges form a tree)
+    #[arg(long, requires = "output", conflicts_with_all = ["expect", "chart"])]
+    pub partial: bool,
+    /// Exit 1 when the value differs from this
+    #[arg(long, value_name = "VALUE", allow_negative_numbers = true)]
+    pub expect: Option<f64>,
+    /// Relative tolerance of --expect
+    #[arg(long, default_value_t = 1e-6, requires = "expect", allow_negative_numbers = true)]
+    pub rtol: f64,
+    /// Absolute tolerance of --expect
+    #[arg(long, default_value_t = 0.0, requires = "expect", allow_negative_numbers = true)]
+    pub atol: f64,
 }
 
 /// The most hardest examples `--examples` may ask for: each is a line of the
@@ -89,6 +142,8 @@ pub struct ReportSettings {
     pub delivery: Delivery,
     /// `--expect`: the value the report must have.
     pub expect: Option<Expectation>,
+    /// Whether the run writes its partial state instead of a report.
+    pub partial: bool,
 }
 
 /// How a pass runs and its report is assembled: everything but delivery.
@@ -211,6 +266,47 @@ impl Tolerance {
 }
 
 impl ReportSettings {
+    /// The settings of `losscope merge`: its delivery and check; the
+    /// analysis is the partials'.
+    pub fn merging(args: &MergeArgs) -> Result<Self> {
+        if args.top == Some(0) {
+            return Err(Error::usage("--top must be at least 1"));
+        }
+        let expect = match args.expect {
+            Some(value) if !value.is_finite() => {
+                return Err(Error::usage(format!("--expect {value} is not a finite number")));
+            }
+            Some(value) => Some(Expectation { value, tolerance: Tolerance::new(args.rtol, args.atol)? }),
+            None => None,
+        };
+        Ok(ReportSettings {
+            analysis: Analysis::default(),
+            delivery: Delivery::new(
+                args.format,
+                Layout { top: args.top },
+                args.chart.clone(),
+                args.output.clone(),
+            )?,
+            expect,
+            partial: args.partial,
+        })
+    }
+
+    /// Checks the flags that need every example in one pass, once a run
+    /// turns out to read several shards.
+    pub fn check_shards(&self, shards: usize) -> Result<()> {
+        let one_pass = [
+            (self.analysis.label_issues, "--label-issues and --suspects-out need"),
+            (self.analysis.per_example.is_some(), "--per-example writes one array of"),
+        ];
+        match one_pass.iter().find(|(given, _)| *given) {
+            Some((_, what)) => Err(Error::usage(format!(
+                "{what} every example in one pass, but the inputs name {shards} shards: run each shard on its own"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     pub fn new(args: &ReportArgs) -> Result<Self> {
         if !(0.0..=1.0).contains(&args.easy_threshold) {
             return Err(Error::usage(format!("--easy-threshold {} is outside [0, 1]", args.easy_threshold)));
@@ -218,9 +314,11 @@ impl ReportSettings {
         if args.bins == 0 || args.bins > 1000 {
             return Err(Error::usage(format!("--bins {} is outside 1..=1000", args.bins)));
         }
-        if args.top == Some(0) {
-            return Err(Error::usage("--top must be at least 1"));
-        }
+        let top = match args.top {
+            Top::Rows(0) => return Err(Error::usage("--top must be at least 1 (or all)")),
+            Top::Rows(rows) => Some(rows),
+            Top::All => None,
+        };
         if args.examples > MAX_EXAMPLES {
             return Err(Error::usage(format!(
                 "--examples {} is more than the {MAX_EXAMPLES} a report lists; write every example's loss with --per-example",
@@ -255,8 +353,7 @@ impl ReportSettings {
             Some(value) => Some(Expectation { value, tolerance: Tolerance::new(args.rtol, args.atol)? }),
             None => None,
         };
-        let delivery =
-            Delivery::new(args.format, Layout { top: args.top }, args.chart.clone(), args.output.clone())?;
+        let delivery = Delivery::new(args.format, Layout { top }, args.chart.clone(), args.output.clone())?;
         let class_names = args.class_names.as_deref().map(class_names).transpose()?;
         Ok(ReportSettings {
             analysis: Analysis {
@@ -273,6 +370,7 @@ impl ReportSettings {
                 suspects_out: args.suspects_out.clone(),
             },
             delivery,
+            partial: args.partial,
             expect,
         })
     }

@@ -424,6 +424,37 @@ fn integer_targets_shaped_like_logits_are_rejected() {
     );
 }
 
+/// bfloat16 saved through an int16 view (NumPy has no bfloat16) read as
+/// integers gave a number and exit 0; every loss refuses integer predictions.
+#[test]
+fn integer_logits_are_rejected_by_every_loss() {
+    let dir = Scratch::new();
+    let int16 = |shape: &[usize], values: &[i16]| {
+        npy("<i2", shape, &values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())
+    };
+    // The bfloat16 bits of 1.0, 2.0, -1.0, 0.5, … as int16.
+    let bits = [16256, 16384, -16512, 16128, 16256, 16448, 16000, -16512, 16384, 16256, 16128, 16256];
+    let logits = dir.file("logits_bf16_bits.npy", &int16(&[4, 3], &bits));
+    let bfloat16_hint = "if these are bfloat16 bits saved as int16, save them with .float() before .numpy()";
+    let expected =
+        [&format!("{logits} (logits)"), "logits are int16: logits must be floating point", bfloat16_hint];
+    rejects(&["ce", "--logits", &logits, "--targets", TARGETS], &expected);
+    rejects(&["focal", "--logits", &logits, "--targets", TARGETS, "--kind", "softmax"], &expected);
+    let probabilities = dir.file("soft.npy", &f64_npy(&[4, 3], &[0.5; 12]));
+    rejects(&["bce", "--logits", &logits, "--targets", &probabilities], &expected);
+    let ints = dir.file("logits.json", b"[[1, 2, 3], [4, 5, 6]]");
+    rejects(
+        &["ce", "--logits", &ints, "--targets", "golden/ce.npz:targets"],
+        &["logits are int64", "in JSON, write at least one number with a decimal point"],
+    );
+    let conf = dir.file("conf.npy", &int16(&[1, 2, 3], &bits[..6]));
+    let loc = dir.file("loc.npy", &f64_npy(&[1, 2, 4], &[0.0; 8]));
+    let priors = dir.file("priors.npy", &f64_npy(&[2, 4], &[0.25, 0.25, 0.5, 0.5, 0.75, 0.75, 0.5, 0.5]));
+    let truths = dir.file("truths.json", b"[[[0.0, 0.0, 0.5, 0.5, 0]]]");
+    let ssd = ["ssd", "--loc", &loc, "--conf", &conf, "--priors", &priors, "--truths", &truths];
+    rejects(&ssd, &[&format!("{conf} (conf)"), "conf are int16: conf must be floating point", bfloat16_hint]);
+}
+
 #[test]
 fn class_axis_out_of_range_is_rejected() {
     rejects(
@@ -494,7 +525,7 @@ fn json_label_beyond_int64_is_reported_as_written() {
     // 2^63 does not fit an int64: the message must show the label the file
     // holds, not a saturated 9223372036854775807.
     let dir = Scratch::new();
-    let logits = dir.file("logits.json", b"[[1, 2, 3], [4, 5, 6]]");
+    let logits = dir.file("logits.json", b"[[1.0, 2, 3], [4, 5, 6]]");
     let targets = dir.file("targets.json", b"[9223372036854775808, 1]");
     rejects(
         &["ce", "--logits", &logits, "--targets", &targets],
@@ -679,6 +710,37 @@ fn missing_npz_key_lists_the_keys_it_holds() {
         &["ce", "--logits", "golden/ce.npz:nokey", "--targets", TARGETS],
         &["golden/ce.npz:nokey (logits)", "'nokey'", "logits, targets, weight"],
     );
+}
+
+/// Bundles and files without the member asked for say what they hold, and
+/// arrays `np.savez` numbered (passed by position) get how to name them.
+#[test]
+fn every_missing_member_message_lists_what_the_file_holds() {
+    let dir = Scratch::new();
+    let logits = f64_npy(&[2, 2], &[1.0, 2.0, 3.0, 4.0]);
+    let targets = i64_npy(&[2], &[0, 1]);
+    let positional = dir.file("positional.npz", &npz(&[("arr_0.npy", &logits), ("arr_1.npy", &targets)]));
+    let message = rejects(&["ce", &positional], &[&positional, "'logits'", "it holds: arr_0, arr_1"]);
+    assert!(message.contains("name them, np.savez(f, logits=…)"), "{message}");
+    rejects(
+        &["ce", "--logits", &format!("{positional}:logits"), "--targets", TARGETS],
+        &[&format!("{positional}:logits (logits)"), "it holds: arr_0, arr_1", "np.savez(f, logits=…)"],
+    );
+    let other = dir.file("other.npz", &npz(&[("scores.npy", &logits), ("labels.npy", &targets)]));
+    let message = rejects(&["ce", &other], &[&other, "'logits'", "it holds: scores, labels"]);
+    assert!(!message.contains("np.savez"), "{message}");
+    let json = dir.file("other.json", br#"{"scores": [[1.0, 2.0]], "labels": [0]}"#);
+    rejects(&["ce", &json], &[&json, "'logits'", "it holds: labels, scores"]);
+    rejects(
+        &["ce", "--logits", &format!("{json}:logits"), "--targets", TARGETS],
+        &["it holds: labels, scores"],
+    );
+    // A long list stops at 20 names and counts the rest.
+    let names: Vec<String> = (0..25).map(|i| format!("m{i:02}.npy")).collect();
+    let members: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), targets.as_slice())).collect();
+    let many = dir.file("many.npz", &npz(&members));
+    let message = rejects(&["ce", &many], &["it holds: m00, m01", "m19 … 5 more"]);
+    assert!(!message.contains("m20"), "{message}");
 }
 
 #[test]

@@ -122,7 +122,7 @@ fn focal_rejects_invalid_parameters() {
     for (extra, message) in [
         (&["--alpha", "1.5"][..], "alpha"),
         (&["--gamma", "-1"][..], "gamma"),
-        (&["--preset", "uniform"][..], "uniform"),
+        (&["--kind", "sigmoid", "--preset", "uniform"][..], "preset uniform is a softmax focal loss"),
     ] {
         let output = losscope().args(["focal", "golden/bce_focal.npz"]).args(extra).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{extra:?}");
@@ -138,4 +138,42 @@ fn focal_rejects_invalid_parameters() {
         .assert()
         .code(2)
         .stderr(predicates::str::contains("alpha"));
+}
+
+/// Class indices fit both kinds, so a softmax model's dump was silently
+/// evaluated as one-vs-all sigmoid focal. A preset of one kind now implies
+/// it; with neither that nor `--kind`, the kind assumed is said on stderr
+/// and in the report's warnings.
+#[test]
+fn a_preset_implies_its_kind_and_an_assumed_kind_is_said() {
+    let assumed = "class-index targets of shape [12] with no --kind: computing sigmoid focal one-vs-all as \
+                   torchvision.ops.sigmoid_focal_loss does; pass --kind softmax for a softmax model";
+    losscope()
+        .args(["focal", "focal/softmax.npz"])
+        .assert()
+        .success()
+        .stderr(predicates::str::contains(format!("warning: {assumed}")));
+    let report = json_report(&["focal", "focal/softmax.npz"]);
+    assert_eq!(report["parameters"]["kind"], "sigmoid");
+    assert_eq!(report["warnings"][0], assumed);
+    // kornia has both kinds: the sigmoid one is assumed, and named.
+    let report = json_report(&["focal", "focal/softmax.npz", "--preset", "kornia"]);
+    let first = report["warnings"][0].as_str().unwrap_or_default();
+    assert!(first.contains("as kornia.losses.binary_focal_loss_with_logits does"), "{first}");
+    // uniform is softmax only: it implies the kind, as --kind softmax would.
+    let implied = json_report(&["focal", "focal/softmax.npz", "--preset", "uniform"]);
+    let explicit = json_report(&["focal", "focal/softmax.npz", "--preset", "uniform", "--kind", "softmax"]);
+    assert_eq!(implied["parameters"]["kind"], "softmax");
+    assert_eq!(implied, explicit);
+    // Nothing is assumed with --kind, with a sigmoid-only preset, or with
+    // targets shaped like the logits.
+    for args in [
+        &["focal", "focal/softmax.npz", "--kind", "sigmoid"][..],
+        &["focal", "focal/softmax.npz", "--preset", "torchvision"],
+        &["focal", "focal/sigmoid_onehot.npz"],
+    ] {
+        let report = json_report(args);
+        let warnings = report["warnings"].as_array().unwrap();
+        assert!(warnings.iter().all(|w| !w.as_str().unwrap().contains("--kind")), "{args:?}: {warnings:?}");
+    }
 }

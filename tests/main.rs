@@ -6,6 +6,7 @@ mod bad_input;
 mod charts;
 mod conventions;
 mod diff;
+mod distributed;
 mod docs;
 mod examples;
 mod focal;

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use predicates::prelude::*;
 
-use crate::util::{fixtures, losscope};
+use crate::util::{fixtures, json_report, losscope};
 
 #[test]
 fn table_is_the_default_and_shows_every_section() {
@@ -33,9 +33,107 @@ fn table_is_the_default_and_shows_every_section() {
 fn table_sorts_classes_by_share_and_cuts_with_top() {
     let output = losscope().args(["ce", "golden/ce.npz", "--top", "1"]).output().unwrap();
     let text = String::from_utf8(output.stdout).unwrap();
-    assert!(text.contains("2 more classes not shown (--top 1)"), "{text}");
+    assert!(text.contains("2 more classes (--top all)"), "{text}");
     let class_rows: Vec<&str> = text.lines().filter(|l| l.contains('%') && l.contains('█')).collect();
     assert!(class_rows[0].contains("53.7%"), "largest share first: {class_rows:?}");
+}
+
+/// 1000 classes printed 1046 lines: the class table shows the 20 largest
+/// shares unless `--top` says otherwise, in every format a person reads;
+/// the JSON report keeps every class.
+#[test]
+fn class_tables_show_twenty_rows_unless_told() {
+    let args = ["ce", "--logits", "big/ce_logits.npz:logits", "--targets", "big/ce_targets.npy", "-q"];
+    let render = |extra: &[&str]| {
+        let output = losscope().args(args).args(extra).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    // The class table's rows: from its title to the next blank line.
+    let class_rows = |text: &str, row_start: &str| {
+        let table = text.split("Classes by share of the loss").nth(1).unwrap();
+        let table = table.trim_start_matches('\n').split("\n\n").next().unwrap();
+        table.lines().filter(|l| l.starts_with(row_start)).count()
+    };
+    let table = render(&[]);
+    assert_eq!(class_rows(&table, "│ "), 21, "20 rows and the header:\n{table}");
+    assert!(table.contains("\n17 more classes (--top all)\n"), "{table}");
+    let all = render(&["--top", "all"]);
+    assert_eq!(class_rows(&all, "│ "), 38);
+    assert!(!all.contains("more classes"), "{all}");
+    let markdown = render(&["--format", "markdown"]);
+    assert_eq!(class_rows(&markdown, "| "), 21, "{markdown}");
+    assert!(markdown.contains("_17 more classes (--top all)_"), "{markdown}");
+    let html = render(&["--format", "html"]);
+    let html_table =
+        html.split("Classes by share of the loss").nth(1).unwrap().split("</table>").next().unwrap();
+    assert_eq!(html_table.matches("<tr>").count(), 21, "{html_table}");
+    assert!(html.contains("17 more classes (--top all)"));
+    let report = json_report(&args);
+    assert_eq!(report["classes"].as_array().unwrap().len(), 37);
+    losscope().args(args).args(["--top", "few"]).assert().code(2).stderr(predicate::str::contains("--top"));
+    losscope()
+        .args(args)
+        .args(["--top", "0"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--top must be at least 1 (or all)"));
+}
+
+/// The notation of every number in every column of the tables in `text`:
+/// fixed with its decimals, or scientific. Zeros, dashes and percentages
+/// say nothing of a notation and are passed over.
+fn notations_by_column(text: &str) -> Vec<Vec<std::collections::BTreeSet<String>>> {
+    let mut tables = Vec::new();
+    let mut columns: Vec<std::collections::BTreeSet<String>> = Vec::new();
+    for line in text.lines() {
+        if !line.starts_with('│') {
+            if !columns.is_empty() {
+                tables.push(std::mem::take(&mut columns));
+            }
+            continue;
+        }
+        let cells: Vec<&str> = line.trim_matches('│').split('┆').map(str::trim).collect();
+        columns.resize_with(cells.len().max(columns.len()), Default::default);
+        for (column, cell) in cells.iter().enumerate() {
+            let number = cell.trim_start_matches('-');
+            let (mantissa, exponent) = number.split_once('e').unwrap_or((number, ""));
+            let Some((whole, decimals)) = mantissa.split_once('.') else { continue };
+            if whole.chars().all(|c| c.is_ascii_digit()) && decimals.chars().all(|c| c.is_ascii_digit()) {
+                let notation = if exponent.is_empty() {
+                    format!("{} decimals", decimals.len())
+                } else {
+                    "scientific".into()
+                };
+                columns[column].insert(notation);
+            }
+        }
+    }
+    tables
+}
+
+/// Small losses beside large ones wrote `1.4679e-6` beside `0.043322` in one
+/// column; a column now writes all its numbers in one notation.
+#[test]
+fn every_column_writes_its_numbers_in_one_notation() {
+    let mut ssd = crate::util::SSD_GOLDEN.to_vec();
+    ssd.push("--top");
+    ssd.push("all");
+    for args in [
+        &["focal", "golden/bce_focal.npz", "--kind", "sigmoid"][..],
+        &["focal", "focal/softmax.npz", "--kind", "softmax"],
+        &["ce", "--logits", "big/ce_logits.npz:logits", "--targets", "big/ce_targets.npy", "--top", "all"],
+        &ssd,
+    ] {
+        let output = losscope().args(args).arg("-q").output().unwrap();
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        let text = String::from_utf8(output.stdout).unwrap();
+        for (t, columns) in notations_by_column(&text).iter().enumerate() {
+            for (c, notations) in columns.iter().enumerate() {
+                assert!(notations.len() <= 1, "{args:?}: table {t} column {c} mixes {notations:?}:\n{text}");
+            }
+        }
+    }
 }
 
 #[test]

@@ -57,7 +57,7 @@ impl Exporter for Html {
                 let _ = write!(out, "<th>{}</th>", escape_xml(name));
             }
             out.push_str("</tr>\n");
-            for row in &section.rows {
+            for row in section.text_rows() {
                 out.push_str("<tr>");
                 for (i, cell) in row.iter().enumerate() {
                     let numeric = section.header.get(i).is_some_and(|h| !is_label_column(h));

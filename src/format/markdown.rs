@@ -36,7 +36,7 @@ impl Exporter for Markdown {
             let rule: Vec<&str> =
                 section.header.iter().map(|h| if is_label_column(h) { "---" } else { "---:" }).collect();
             out.push_str(&format!("|{}|\n", rule.join("|")));
-            for row in &section.rows {
+            for row in section.text_rows() {
                 let cells: Vec<String> = row.iter().map(|c| escape(c)).collect();
                 out.push_str(&format!("| {} |\n", cells.join(" | ")));
             }

@@ -15,7 +15,7 @@ pub use html::Html;
 pub use json::{Json, NONFINITE, infinities, json_text};
 pub use markdown::Markdown;
 pub use table::Table;
-pub use view::{Section, View, bar, exact, list_or_none, num, percent, printable};
+pub use view::{Cell, Section, View, bar, exact, list_or_none, num, percent, printable};
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -47,8 +47,20 @@ pub trait Exporter {
 /// Settings of the human-readable formats.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Layout {
-    /// Show only this many classes, largest share first.
+    /// Show only this many rows of a ranked table (classes, images),
+    /// largest share first; `None` shows them all.
     pub top: Option<usize>,
+}
+
+impl Layout {
+    /// How many of `rows` ranked rows are shown, and the note for the
+    /// others (`what` names them: classes, images) when some are cut.
+    pub fn cut(&self, rows: usize, what: (&str, &str)) -> (usize, Option<String>) {
+        let shown = self.top.unwrap_or(rows).min(rows);
+        let hidden = rows - shown;
+        let noun = if hidden == 1 { what.0 } else { what.1 };
+        (shown, (hidden > 0).then(|| format!("{hidden} more {noun} (--top all)")))
+    }
 }
 
 /// One chart of a document alone, as an SVG file.

@@ -25,7 +25,7 @@ impl Exporter for Table {
             let mut table = comfy_table::Table::new();
             table.load_style(presets::UTF8_FULL_CONDENSED);
             table.set_header(section.header.iter().map(|h| text(h)));
-            for row in &section.rows {
+            for row in section.text_rows() {
                 table.add_row(row.iter().map(|cell| text(cell)));
             }
             for (i, name) in section.header.iter().enumerate() {

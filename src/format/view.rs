@@ -6,9 +6,93 @@
 pub struct Section {
     pub title: String,
     pub header: Vec<&'static str>,
-    pub rows: Vec<Vec<String>>,
+    pub rows: Vec<Vec<Cell>>,
     /// A line under the table (classes left out by --top).
     pub note: Option<String>,
+}
+
+/// A table cell: text as it stands, or a number written in its column's
+/// notation.
+pub enum Cell {
+    Text(String),
+    /// `None` is undefined (a mean of nothing).
+    Number(Option<f64>),
+}
+
+impl From<String> for Cell {
+    fn from(text: String) -> Cell {
+        Cell::Text(text)
+    }
+}
+
+impl From<&str> for Cell {
+    fn from(text: &str) -> Cell {
+        Cell::Text(text.to_string())
+    }
+}
+
+impl Section {
+    /// The rows as text, every column's numbers in one notation chosen from
+    /// their range (no `1.9464e7` beside `70598.389912`).
+    pub fn text_rows(&self) -> Vec<Vec<String>> {
+        let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
+        let notations: Vec<Notation> = (0..columns)
+            .map(|column| {
+                Notation::for_values(self.rows.iter().filter_map(|row| match row.get(column) {
+                    Some(Cell::Number(x)) => *x,
+                    _ => None,
+                }))
+            })
+            .collect();
+        self.rows
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .zip(&notations)
+                    .map(|(cell, notation)| match cell {
+                        Cell::Text(text) => text.clone(),
+                        Cell::Number(x) => notation.write(*x),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// How numbers are written: fixed with some decimals, or scientific.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Notation {
+    Fixed(usize),
+    Scientific,
+}
+
+impl Notation {
+    /// The notation that shows every one of `values` readably: six
+    /// decimals from 1e-4 to 1e6, three for large values, scientific when
+    /// the range is wider than one fixed notation reads well.
+    fn for_values(values: impl Iterator<Item = f64>) -> Notation {
+        let magnitudes = values.filter(|x| x.is_finite() && *x != 0.0).map(f64::abs);
+        let (least, most) = magnitudes.fold((f64::INFINITY, 0.0f64), |(lo, hi), x| (lo.min(x), hi.max(x)));
+        if most == 0.0 || (least >= 1e-4 && most < 1e6) {
+            Notation::Fixed(6)
+        } else if least >= 0.1 && most < 1e12 {
+            Notation::Fixed(3)
+        } else {
+            Notation::Scientific
+        }
+    }
+
+    fn write(self, x: Option<f64>) -> String {
+        match x {
+            None => "—".into(),
+            Some(x) if !x.is_finite() => x.to_string(),
+            Some(0.0) => "0".into(),
+            Some(x) => match self {
+                Notation::Fixed(decimals) => format!("{x:.decimals$}"),
+                Notation::Scientific => format!("{x:.4e}"),
+            },
+        }
+    }
 }
 
 pub struct View {
@@ -38,16 +122,10 @@ pub fn bar(share: Option<f64>) -> String {
     bar
 }
 
-/// A number for a table cell: six decimals where they are readable,
-/// scientific notation where they are not.
+/// One number in a line of text, in the notation a column of it alone
+/// would take.
 pub fn num(x: Option<f64>) -> String {
-    match x {
-        None => "—".into(),
-        Some(x) if !x.is_finite() => x.to_string(),
-        Some(0.0) => "0".into(),
-        Some(x) if (1e-3..1e6).contains(&x.abs()) => format!("{x:.6}"),
-        Some(x) => format!("{x:.4e}"),
-    }
+    Notation::for_values(x.into_iter()).write(x)
 }
 
 pub fn percent(x: Option<f64>) -> String {
@@ -110,5 +188,27 @@ mod tests {
         assert_eq!(printable("é ü 猫 █"), "é ü 猫 █");
         assert_eq!(printable("a\x1b[31mb\x07c\rd\ne\tf\x7f"), "a\\x1b[31mb\\x07c\\rd\\ne\\tf\\x7f");
         assert_eq!(printable("\u{9b}x\u{202e}y"), "\\x9bx\\u{202e}y");
+    }
+
+    #[test]
+    fn a_column_writes_its_numbers_in_one_notation() {
+        let column = |values: &[Option<f64>]| {
+            let rows = values.iter().map(|&x| vec![Cell::Number(x)]).collect();
+            let section = Section { title: String::new(), header: vec!["x"], rows, note: None };
+            section.text_rows().into_iter().map(|row| row[0].clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(column(&[Some(0.5), Some(12.25), None, Some(0.0)]), ["0.500000", "12.250000", "—", "0"]);
+        assert_eq!(column(&[Some(19464012.3456), Some(70598.389912)]), ["19464012.346", "70598.390"]);
+        assert_eq!(column(&[Some(4.5276e-4), Some(3.623265)]), ["0.000453", "3.623265"]);
+        assert_eq!(column(&[Some(2e-9), Some(3.5)]), ["2.0000e-9", "3.5000e0"]);
+        assert_eq!(column(&[Some(f64::NAN), Some(1.0)]), ["NaN", "1.000000"]);
+        // Text cells keep their text beside the numbers.
+        let section = Section {
+            title: String::new(),
+            header: vec!["x"],
+            rows: vec![vec![Cell::from("3")], vec![Cell::Number(Some(2e7))]],
+            note: None,
+        };
+        assert_eq!(section.text_rows(), [["3"], ["20000000.000"]]);
     }
 }

@@ -10,6 +10,7 @@ mod archive;
 mod file;
 mod guard;
 mod json;
+mod names;
 mod npy;
 mod safetensors;
 mod sources;
@@ -24,7 +25,8 @@ use crate::error::{Error, Origin, Result};
 use file::Opened;
 pub use file::{CHANGED, MAX_TEXT_BYTES, size_text};
 pub use guard::exit_on_truncated_input;
-pub use sources::Sources;
+pub use names::{holdings, listed};
+pub use sources::{Sources, expand};
 use tensor::Storage;
 pub use tensor::{Column, DType, Element, NotAnIndex, Tensor, Values, shape_text};
 
@@ -241,9 +243,8 @@ fn load_npz_member<R: Read + Seek>(mut reader: R, key: &str, origin: Origin) -> 
         .into_iter()
         .find(|name| archive.index_for_name(name).is_some());
     let Some(name) = name else {
-        let names: Vec<String> =
-            archive.file_names().map(|n| n.trim_end_matches(".npy").to_string()).collect();
-        return Err(fail(format!("no array named '{key}' (it holds: {})", names.join(", "))));
+        let names: Vec<&str> = archive.file_names().map(|n| n.trim_end_matches(".npy")).collect();
+        return Err(fail(format!("no array named '{key}' ({})", holdings(key, &names))));
     };
     let mut member = archive.by_name(&name).map_err(|e| fail(format!("member '{name}': {e}")))?;
     let fail = |message: String| Error::input(&origin, format!("member '{name}': {message}"));
@@ -335,7 +336,7 @@ fn load_json(text: &[u8], key: Option<&str>, origin: Origin) -> Result<Tensor> {
         let key = key.unwrap_or(&origin.role);
         let Some(raw) = members.get(key) else {
             let names: Vec<&str> = members.keys().map(String::as_str).collect();
-            return Err(fail(format!("no array named '{key}' (it holds: {})", names.join(", "))));
+            return Err(fail(format!("no array named '{key}' ({})", holdings(key, &names))));
         };
         json::parse_array(raw.get().as_bytes()).map_err(|e| fail(format!("member '{key}': {e}")))?
     } else {

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use safetensors::tensor::TensorInfo;
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
 
+use super::names::holdings;
 use super::tensor::DType;
 use super::view::{Stored, View};
 
@@ -33,7 +34,7 @@ pub fn names(bytes: &[u8]) -> Result<Vec<String>, String> {
 pub fn locate(bytes: &[u8], key: &str) -> Result<(Stored, View), String> {
     let file = parse(bytes)?;
     let Ok(tensor) = file.tensor(key) else {
-        return Err(format!("no array named '{key}' (it holds: {})", stored_names(&file).join(", ")));
+        return Err(format!("no array named '{key}' ({})", holdings(key, &stored_names(&file))));
     };
     let member = |message: String| format!("member '{key}': {message}");
     let dtype = element_type(tensor.dtype()).map_err(member)?;

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use clap::Args;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::error::{Error, Result};
@@ -21,7 +22,8 @@ use crate::tally::findings::ExampleKind;
 use crate::tally::{Elements, Example, Grouping, Operand, Tally};
 
 use super::{
-    ClassLayout, Loss, PerExample, Prepared, Reduction, check_weights, describe, recorded, resolve_axis,
+    ClassLayout, Loss, PerExample, Prepared, Reducer, Reduction, check_float_predictions, check_weights,
+    describe, recorded, resolve_axis,
 };
 use crate::math::softplus;
 
@@ -34,16 +36,16 @@ pub struct BceArgs {
     pub bundle: Option<String>,
     /// Logits of any shape (FILE or FILE:KEY)
     #[arg(long, value_name = "SPEC")]
-    pub logits: Option<String>,
+    pub logits: Vec<String>,
     /// Targets of the logits' shape, 0/1 or soft
     #[arg(long, value_name = "SPEC")]
-    pub targets: Option<String>,
+    pub targets: Vec<String>,
     /// Weights broadcast to the logits: an inline list or an array file
     #[arg(long, value_name = "LIST|SPEC", allow_hyphen_values = true)]
-    pub weight: Option<String>,
+    pub weight: Vec<String>,
     /// Positive-class weights broadcast along the last axis: an inline list or an array file
     #[arg(long, value_name = "LIST|SPEC", allow_hyphen_values = true)]
-    pub pos_weight: Option<String>,
+    pub pos_weight: Vec<String>,
     /// How the per-element losses are reduced to the value
     #[arg(long, value_enum, default_value_t = Reduction::Mean)]
     pub reduction: Reduction,
@@ -77,10 +79,10 @@ impl Loss for BceArgs {
 
     fn read(&self, sources: &Sources) -> Result<BceInputs> {
         Ok(BceInputs {
-            logits: sources.required(self.logits.as_deref(), "logits")?,
-            targets: sources.required(self.targets.as_deref(), "targets")?,
-            weight: sources.optional(self.weight.as_deref(), "weight")?,
-            pos_weight: sources.optional(self.pos_weight.as_deref(), "pos_weight")?,
+            logits: sources.required(&self.logits, "logits")?,
+            targets: sources.required(&self.targets, "targets")?,
+            weight: sources.optional(&self.weight, "weight")?,
+            pos_weight: sources.optional(&self.pos_weight, "pos_weight")?,
         })
     }
 
@@ -178,6 +180,7 @@ pub struct Bce<'a> {
 
 impl<'a> Bce<'a> {
     pub fn new(logits: &'a Tensor, targets: &'a Tensor, params: &BceParams) -> Result<Self> {
+        check_float_predictions(logits)?;
         if targets.shape != logits.shape {
             return Err(Error::input(
                 &targets.origin,
@@ -274,14 +277,41 @@ impl PerExample for Bce<'_> {
         self.eval_runs(units, tally)
     }
 
-    fn totals(&self, tally: &Tally) -> Totals {
+    fn reducer(&self) -> Reducer {
+        Reducer::Bce(BceReducer {
+            reduction: self.reduction,
+            elements: self.units() as u64,
+            baseline: self.weight.is_some() || self.pos_weight.is_some(),
+        })
+    }
+}
+
+/// How a BCE tally becomes the loss: the mean divides by every element.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BceReducer {
+    reduction: Reduction,
+    /// Elements of the logits.
+    elements: u64,
+    /// Whether the loss differs from plain BCE (weights).
+    baseline: bool,
+}
+
+impl BceReducer {
+    pub fn totals(&self, tally: &Tally) -> Totals {
         let sum = tally.total();
-        let normalizer = self.units() as f64;
-        let baseline = (self.weight.is_some() || self.pos_weight.is_some()).then(|| {
+        let normalizer = self.elements as f64;
+        let baseline = self.baseline.then(|| {
             let sum = tally.baseline_total();
             BaselineTotals { loss: "bce", value: self.reduction.apply(sum, normalizer), sum }
         });
         Totals { value: self.reduction.apply(sum, normalizer), sum, normalizer, baseline }
+    }
+    pub fn merge(&mut self, other: &BceReducer) -> Result<(), String> {
+        if (self.reduction, self.baseline) != (other.reduction, other.baseline) {
+            return Err(format!("their reductions differ ({self:?} and {other:?})"));
+        }
+        self.elements += other.elements;
+        Ok(())
     }
 }
 

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use clap::Args;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Origin, Result};
@@ -28,8 +29,9 @@ use crate::tally::findings::ExampleKind;
 use crate::tally::{Example, Grouping, Operand, Tally};
 
 use super::{
-    ClassLayout, Labels, Loss, NotClasses, PerExample, Prepared, Reduction, SoftmaxRows, argmax,
-    check_class_weights, class_labels, describe, read_row, resolve_axis, softmax_row,
+    ClassLayout, Labels, Loss, NotClasses, PerExample, Prepared, Reducer, Reduction, SoftmaxRows, argmax,
+    check_class_weights, check_float_predictions, class_labels, describe, read_row, resolve_axis,
+    softmax_row,
 };
 
 /// Cross entropy over class logits, as F.cross_entropy
@@ -41,13 +43,13 @@ pub struct CeArgs {
     pub bundle: Option<String>,
     /// Logits [N, C], [N, C, d1, …] or class-last with --class-axis -1 (FILE or FILE:KEY)
     #[arg(long, value_name = "SPEC")]
-    pub logits: Option<String>,
+    pub logits: Vec<String>,
     /// Class indices (any integer dtype) or float probabilities shaped like the logits
     #[arg(long, value_name = "SPEC")]
-    pub targets: Option<String>,
+    pub targets: Vec<String>,
     /// Per-class weights: an inline list (1,2,0.5) or an array file
     #[arg(long, value_name = "LIST|SPEC", allow_hyphen_values = true)]
-    pub weight: Option<String>,
+    pub weight: Vec<String>,
     /// Targets equal to this are skipped, as PyTorch's ignore_index
     #[arg(long, default_value_t = -100, allow_negative_numbers = true)]
     pub ignore_index: i64,
@@ -94,7 +96,7 @@ impl CePreset {
 }
 
 /// What the mean divides by.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum CeDivisor {
     /// PyTorch: `Σ w[y]` over counted targets (index targets), or the number
     /// of examples (probability targets).
@@ -135,9 +137,9 @@ impl Loss for CeArgs {
 
     fn read(&self, sources: &Sources) -> Result<CeInputs> {
         Ok(CeInputs {
-            logits: sources.required(self.logits.as_deref(), "logits")?,
-            targets: sources.required(self.targets.as_deref(), "targets")?,
-            weight: sources.optional(self.weight.as_deref(), "weight")?,
+            logits: sources.required(&self.logits, "logits")?,
+            targets: sources.required(&self.targets, "targets")?,
+            weight: sources.optional(&self.weight, "weight")?,
         })
     }
 
@@ -264,6 +266,7 @@ impl<'a> CrossEntropy<'a> {
         params: &CrossEntropyParams,
         divisor: CeDivisor,
     ) -> Result<Self> {
+        check_float_predictions(logits)?;
         if logits.shape.is_empty() {
             return Err(Error::input(&logits.origin, "is a scalar: logits need a class axis"));
         }
@@ -480,7 +483,26 @@ impl PerExample for CrossEntropy<'_> {
         matches!(self.targets, Targets::Indices(_)).then_some(self as &dyn SoftmaxRows)
     }
 
-    fn totals(&self, tally: &Tally) -> Totals {
+    fn reducer(&self) -> Reducer {
+        Reducer::Ce(CeReducer {
+            divisor: self.divisor,
+            reduction: self.reduction,
+            baseline: self.weight.is_some() || self.smoothing > 0.0,
+        })
+    }
+}
+
+/// How a CE tally becomes the loss: every figure it needs is in the tally.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CeReducer {
+    divisor: CeDivisor,
+    reduction: Reduction,
+    /// Whether the loss differs from plain CE (weights or smoothing).
+    baseline: bool,
+}
+
+impl CeReducer {
+    pub fn totals(&self, tally: &Tally) -> Totals {
         let sum = tally.total();
         let counted: u64 = tally.classes.iter().map(|c| c.all.count).sum();
         let normalizer = match self.divisor {
@@ -491,7 +513,7 @@ impl PerExample for CrossEntropy<'_> {
         };
         // Weights and smoothing change the loss; the plain CE of the same
         // examples divides by their count.
-        let baseline = (self.weight.is_some() || self.smoothing > 0.0).then(|| {
+        let baseline = (self.baseline).then(|| {
             let sum = tally.baseline_total();
             BaselineTotals { loss: "ce", value: self.reduction.apply(sum, counted as f64), sum }
         });

@@ -24,7 +24,7 @@ pub use focal::{Alpha, Focal, FocalArgs, FocalKind, FocalParams, FocalPreset, No
 pub use ssd::SsdArgs;
 
 use crate::error::{Error, Origin, Result, index_in};
-use crate::input::{NotAnIndex, Sources, Tensor, Values, size_text};
+use crate::input::{DType, NotAnIndex, Sources, Tensor, Values, size_text};
 use crate::report::{InputInfo, LossSections, Presentation, Totals};
 use crate::settings::ReportArgs;
 use crate::tally::findings::ExampleKind;
@@ -95,6 +95,11 @@ macro_rules! registry {
                 }
             }
         }
+
+        /// The subcommand named `name` and how its report reads, if it is a loss.
+        pub fn presentation(name: &str) -> Option<(&'static str, Presentation)> {
+            [$((<$args as Loss>::NAME, <$args as Loss>::PRESENTATION)),*].into_iter().find(|(n, _)| *n == name)
+        }
     };
 }
 
@@ -103,6 +108,45 @@ registry! {
     Bce(BceArgs),
     Focal(FocalArgs),
     Ssd(SsdArgs),
+}
+
+/// How a loss turns its merged tally into its value, sum and divisor: the
+/// rule, with the sizes of the inputs the rule counts. Stored in partial
+/// reports; merging two adds their sizes, the rules being the same.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Reducer {
+    Ce(cross_entropy::CeReducer),
+    Bce(bce::BceReducer),
+    Focal(focal::FocalReducer),
+    /// SSD's figures, worked out from its per-image results before the tally.
+    Ssd {
+        value: f64,
+        sum: f64,
+        normalizer: f64,
+    },
+}
+
+impl Reducer {
+    /// The reference's figures, from the merged tally.
+    pub fn totals(&self, tally: &Tally) -> Totals {
+        match self {
+            Reducer::Ce(rule) => rule.totals(tally),
+            Reducer::Bce(rule) => rule.totals(tally),
+            Reducer::Focal(rule) => rule.totals(tally),
+            &Reducer::Ssd { value, sum, normalizer } => Totals { value, sum, normalizer, baseline: None },
+        }
+    }
+
+    /// Takes in the sizes of `other`, which covers other examples of the
+    /// same loss; an error says what differs.
+    pub fn merge(&mut self, other: &Reducer) -> std::result::Result<(), String> {
+        match (self, other) {
+            (Reducer::Ce(mine), Reducer::Ce(theirs)) if mine == theirs => Ok(()),
+            (Reducer::Bce(mine), Reducer::Bce(theirs)) => mine.merge(theirs),
+            (Reducer::Focal(mine), Reducer::Focal(theirs)) => mine.merge(theirs),
+            (mine, theirs) => Err(format!("their reductions differ ({mine:?} and {theirs:?})")),
+        }
+    }
 }
 
 /// A weight as the report records it: its values when they are few (an
@@ -121,7 +165,7 @@ pub fn describe<'a>(tensors: impl IntoIterator<Item = &'a Tensor>) -> Vec<InputI
 }
 
 /// How the per-example losses are reduced to `value`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 pub enum Reduction {
     Mean,
     Sum,
@@ -154,8 +198,8 @@ pub trait PerExample: Send + Sync {
     fn grouping(&self) -> Grouping;
     /// Evaluates `units` into `tally`.
     fn eval(&self, units: Range<usize>, tally: &mut Tally);
-    /// The reference's figures, from the merged tally.
-    fn totals(&self, tally: &Tally) -> Totals;
+    /// How the merged tally becomes the reference's figures.
+    fn reducer(&self) -> Reducer;
     /// What its examples are: rows over the classes, or elements.
     fn example_kind(&self) -> ExampleKind;
     /// The shape of the example axes: what `reduction='none'` returns.
@@ -241,6 +285,32 @@ impl ClassLayout {
         let (o, s) = (i / self.inner, i % self.inner);
         (o * self.classes * self.inner + s, self.inner)
     }
+}
+
+/// Checks that predictions (logits, SSD's loc and conf) are floating point.
+/// Integer predictions are a mistake that would still give a number: most
+/// often bfloat16 saved through an integer view, since NumPy has no
+/// bfloat16, whose bits then read as large integers.
+pub fn check_float_predictions(predictions: &Tensor) -> Result<()> {
+    let dtype = predictions.dtype;
+    if dtype.is_float() {
+        return Ok(());
+    }
+    let hint = match dtype {
+        DType::I16 | DType::U16 => format!(
+            "if these are bfloat16 bits saved as {}, save them with .float() before .numpy()",
+            dtype.name()
+        ),
+        DType::I64 | DType::U64 => "save them as float32 or float64; in JSON, write at least one number \
+                                    with a decimal point (2.0), or all are read as integers"
+            .into(),
+        _ => "save the model's outputs as float32 or float64 (.float() before .numpy())".into(),
+    };
+    let role = &predictions.origin.role;
+    Err(Error::input(
+        &predictions.origin,
+        format!("{role} are {}: {role} must be floating point ({hint})", dtype.name()),
+    ))
 }
 
 /// Resolves a possibly negative axis against `rank`.

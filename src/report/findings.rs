@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use crate::error::unravel;
-use crate::format::{Chart, Plot, Section, Series, Unit, num, percent};
+use crate::format::{Cell, Chart, Plot, Section, Series, Unit, num, percent};
 use crate::tally::Accumulate;
 pub use crate::tally::findings::ExampleKind;
 use crate::tally::findings::{Calibration as CalibrationTally, Confusion as ConfusionTally, Noted};
@@ -50,6 +50,23 @@ pub struct HardExample {
     /// The class's name, when names were given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The shard holding it, in the order shards are concatenated, when the
+    /// run read several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<usize>,
+    /// That shard's first input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// One input file set of a run over several: where its examples start in
+/// the concatenation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardSpan {
+    /// Its first input, as the report names it.
+    pub source: String,
+    /// The flat index of its first example in the concatenation.
+    pub first: u64,
 }
 
 /// `confusion`: where the wrong probability goes (softmax losses).
@@ -148,7 +165,12 @@ pub fn examples(
     shape: &[usize],
     sum: f64,
     names: Option<&[String]>,
+    shards: &[ShardSpan],
 ) -> Examples {
+    // With one shard, the positions say all.
+    let shard_of = |index: u64| {
+        (shards.len() > 1).then(|| shards.partition_point(|s| s.first <= index).saturating_sub(1))
+    };
     let hardest = hardest
         .iter()
         .map(|n| {
@@ -167,6 +189,8 @@ pub fn examples(
                 loss: number(n.loss),
                 loss_share: ratio(n.loss, sum),
                 name: names.and_then(|names| names.get(n.class as usize).cloned()),
+                shard: shard_of(n.index),
+                source: shard_of(n.index).map(|s| shards[s].source.clone()),
             }
         })
         .collect();
@@ -224,10 +248,10 @@ pub fn label_issues(suspects: &[Suspect], shown: usize, shape: &[usize]) -> Labe
     }
 }
 
-fn outcome(o: &Outcome) -> String {
+fn outcome(o: &Outcome) -> Cell {
     match o {
-        Outcome::Class(c) => c.to_string(),
-        Outcome::Value(v) => num(*v),
+        Outcome::Class(c) => c.to_string().into(),
+        Outcome::Value(v) => Cell::Number(*v),
     }
 }
 
@@ -237,24 +261,38 @@ fn position_text(index: &[usize]) -> String {
 }
 
 pub fn examples_table(e: &Examples) -> Section {
+    let sharded = e.hardest.iter().any(|h| h.source.is_some());
     let rows = e
         .hardest
         .iter()
         .map(|h| {
+            let position = position_text(&h.index);
             vec![
-                position_text(&h.index),
+                match &h.source {
+                    Some(source) => format!("{position} ({source})"),
+                    None => position,
+                }
+                .into(),
                 outcome(&h.target),
                 outcome(&h.predicted),
-                h.name.clone().unwrap_or_default(),
-                num(h.p_t),
-                num(h.loss),
-                percent(h.loss_share),
+                h.name.clone().unwrap_or_default().into(),
+                Cell::Number(h.p_t),
+                Cell::Number(h.loss),
+                percent(h.loss_share).into(),
             ]
         })
         .collect();
     Section {
         title: "Hardest examples".into(),
-        header: vec!["index", "target", "predicted", "name", "p_t", "loss", "share"],
+        header: vec![
+            if sharded { "index (shard)" } else { "index" },
+            "target",
+            "predicted",
+            "name",
+            "p_t",
+            "loss",
+            "share",
+        ],
         rows,
         note: None,
     }
@@ -277,10 +315,10 @@ pub fn confusion_table(c: &Confusion, names: Option<&[String]>) -> Section {
         .take(PAIRS_SHOWN)
         .map(|p| {
             vec![
-                format!("{} → {}", class_name(p.target, names), class_name(p.predicted, names)),
-                p.count.to_string(),
-                num(p.loss_sum),
-                percent(p.loss_share),
+                format!("{} → {}", class_name(p.target, names), class_name(p.predicted, names)).into(),
+                p.count.to_string().into(),
+                Cell::Number(p.loss_sum),
+                percent(p.loss_share).into(),
             ]
         })
         .collect();
@@ -300,10 +338,10 @@ pub fn calibration_table(c: &Calibration) -> Section {
         .filter(|b| b.count > 0)
         .map(|b| {
             vec![
-                format!("{:.2}–{:.2}", b.lower, b.upper),
-                b.count.to_string(),
-                num(b.confidence),
-                num(b.accuracy),
+                format!("{:.2}–{:.2}", b.lower, b.upper).into(),
+                b.count.to_string().into(),
+                Cell::Number(b.confidence),
+                Cell::Number(b.accuracy),
             ]
         })
         .collect();
@@ -321,10 +359,10 @@ pub fn label_issues_table(l: &LabelIssues) -> Section {
         .iter()
         .map(|e| {
             vec![
-                position_text(&e.index),
-                e.given.to_string(),
-                e.suggested.to_string(),
-                num(e.self_confidence),
+                position_text(&e.index).into(),
+                e.given.to_string().into(),
+                e.suggested.to_string().into(),
+                Cell::Number(e.self_confidence),
             ]
         })
         .collect();

@@ -23,7 +23,7 @@ use crate::input::Tensor;
 use crate::tally::{Accumulate, Bucket, Grouping, Tally};
 pub use findings::{
     Calibration, CalibrationBin, Confusion, ConfusionPair, ExampleKind, Examples, HardExample, LabelIssue,
-    LabelIssues, Outcome, Suspect,
+    LabelIssues, Outcome, ShardSpan, Suspect,
 };
 
 /// Changes only when a field changes meaning or disappears.
@@ -152,7 +152,7 @@ pub struct BaselineDifficulty {
 }
 
 /// One array the loss read.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct InputInfo {
     /// What the array is for: `logits`, `targets`, `weight`, `pos_weight`.
     pub role: String,
@@ -308,6 +308,8 @@ pub struct Header {
     pub suspects: Option<Vec<Suspect>>,
     /// How many of them the report lists.
     pub suspects_listed: usize,
+    /// The shards of a run over several, in concatenation order.
+    pub shards: Vec<ShardSpan>,
 }
 
 impl Header {
@@ -326,6 +328,7 @@ impl Header {
             example_shape: Vec::new(),
             suspects: None,
             suspects_listed: 0,
+            shards: Vec::new(),
         }
     }
 }
@@ -371,6 +374,7 @@ impl Report {
             example_shape,
             suspects,
             suspects_listed,
+            shards,
         } = header;
         // Shares are of what the tally counted: the loss itself, or for SSD
         // its confidence part.
@@ -495,6 +499,7 @@ impl Report {
                     &example_shape,
                     sum,
                     class_names.as_deref(),
+                    &shards,
                 )
             }),
             confusion: tally

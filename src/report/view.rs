@@ -2,7 +2,7 @@
 //! their lines and tables.
 
 use crate::format::{
-    Chart, Document, Layout, Line, Plot, Section, Series, Unit, View, bar, exact, num, percent,
+    Cell, Chart, Document, Layout, Line, Plot, Section, Series, Unit, View, bar, exact, percent,
 };
 
 use super::{Bin, ClassRow, Report, findings};
@@ -104,12 +104,7 @@ fn classes(report: &Report, layout: Layout) -> Section {
         let share = |c: &ClassRow| c.loss_share.unwrap_or(f64::NEG_INFINITY);
         share(b).total_cmp(&share(a)).then(a.class.cmp(&b.class))
     });
-    let shown = layout.top.unwrap_or(ranked.len()).min(ranked.len());
-    let note = (shown < ranked.len()).then(|| {
-        let hidden = ranked.len() - shown;
-        let noun = if hidden == 1 { "class" } else { "classes" };
-        format!("{hidden} more {noun} not shown (--top {shown})")
-    });
+    let (shown, note) = layout.cut(ranked.len(), ("class", "classes"));
     let mut header = with_baseline(vec!["class", "name", "count", "freq", "loss sum", "share", ""], report);
     header.extend(["mean loss", "mean p_t", "accuracy", "confidence"]);
     if with_positives {
@@ -118,23 +113,28 @@ fn classes(report: &Report, layout: Layout) -> Section {
     let rows = ranked[..shown]
         .iter()
         .map(|c| {
-            let mut row = vec![
-                c.class.to_string(),
-                c.name.clone().unwrap_or_default(),
-                c.count.to_string(),
-                percent(c.frequency),
-                num(c.loss_sum),
-                percent(c.loss_share),
-                bar(c.loss_share),
+            let mut row: Vec<Cell> = vec![
+                c.class.to_string().into(),
+                c.name.clone().unwrap_or_default().into(),
+                c.count.to_string().into(),
+                percent(c.frequency).into(),
+                Cell::Number(c.loss_sum),
+                percent(c.loss_share).into(),
+                bar(c.loss_share).into(),
             ];
             if let Some(b) = baseline {
-                row.push(percent(b.classes.get(c.class).and_then(|bc| bc.loss_share)));
+                row.push(percent(b.classes.get(c.class).and_then(|bc| bc.loss_share)).into());
             }
-            row.extend([num(c.mean_loss), num(c.mean_p_t), percent(c.accuracy), percent(c.mean_confidence)]);
+            row.extend([
+                Cell::Number(c.mean_loss),
+                Cell::Number(c.mean_p_t),
+                percent(c.accuracy).into(),
+                percent(c.mean_confidence).into(),
+            ]);
             if with_positives {
-                row.push(c.positives.map_or_else(String::new, |p| p.to_string()));
-                row.push(num(c.positive_loss_sum));
-                row.push(num(c.negative_loss_sum));
+                row.push(c.positives.map_or_else(String::new, |p| p.to_string()).into());
+                row.push(Cell::Number(c.positive_loss_sum));
+                row.push(Cell::Number(c.negative_loss_sum));
             }
             row
         })
@@ -150,15 +150,15 @@ fn easy_hard(report: &Report) -> Section {
         .zip(["easy", "hard"])
         .enumerate()
         .map(|(i, (s, name))| {
-            let mut row = vec![
-                name.to_string(),
-                s.count.to_string(),
-                num(s.loss_sum),
-                percent(s.loss_share),
-                bar(s.loss_share),
+            let mut row: Vec<Cell> = vec![
+                (*name).into(),
+                s.count.to_string().into(),
+                Cell::Number(s.loss_sum),
+                percent(s.loss_share).into(),
+                bar(s.loss_share).into(),
             ];
             if let Some(b) = baseline {
-                row.push(percent(b[i].loss_share));
+                row.push(percent(b[i].loss_share).into());
             }
             row
         })
@@ -180,19 +180,19 @@ fn with_baseline(mut header: Vec<&'static str>, report: &Report) -> Vec<&'static
 }
 
 /// Rows of a histogram, with the baseline's share of each bin beside the loss's.
-fn histogram_rows(bins: &[Bin], baseline: Option<&[Bin]>) -> Vec<Vec<String>> {
+fn histogram_rows(bins: &[Bin], baseline: Option<&[Bin]>) -> Vec<Vec<Cell>> {
     bins.iter()
         .enumerate()
         .map(|(i, b)| {
-            let mut row = vec![
-                format!("{:.2}–{:.2}", b.lower, b.upper),
-                b.count.to_string(),
-                num(b.loss_sum),
-                percent(b.loss_share),
-                bar(b.loss_share),
+            let mut row: Vec<Cell> = vec![
+                format!("{:.2}–{:.2}", b.lower, b.upper).into(),
+                b.count.to_string().into(),
+                Cell::Number(b.loss_sum),
+                percent(b.loss_share).into(),
+                bar(b.loss_share).into(),
             ];
             if let Some(base) = baseline {
-                row.push(percent(base.get(i).and_then(|x| x.loss_share)));
+                row.push(percent(base.get(i).and_then(|x| x.loss_share)).into());
             }
             row
         })
@@ -226,8 +226,8 @@ fn concentration(report: &Report) -> Section {
         .iter()
         .filter_map(|(name, group)| group.as_ref().map(|g| (name, g)))
         .map(|(name, g)| {
-            let mut row = vec![name.to_string(), g.count.to_string()];
-            row.extend(g.levels.iter().map(|l| percent(l.loss_share)));
+            let mut row: Vec<Cell> = vec![(**name).into(), g.count.to_string().into()];
+            row.extend(g.levels.iter().map(|l| percent(l.loss_share).into()));
             row
         })
         .collect();

@@ -9,10 +9,12 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
+use serde::{Deserialize, Serialize};
+
 use super::{Accumulate, Plain, Sum};
 
 /// What an example of a loss is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum ExampleKind {
     /// A row over the classes (CE, softmax focal, an SSD prior): its target
     /// and prediction are classes, and its accuracy is argmax = target.
@@ -24,7 +26,7 @@ pub enum ExampleKind {
 }
 
 /// How the findings are gathered.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FindingSettings {
     pub kind: ExampleKind,
     /// How many hardest examples to keep; 0 keeps none.
@@ -61,7 +63,7 @@ pub fn linspace_edges(bins: usize) -> Vec<f64> {
 }
 
 /// One example as the findings see it.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Noted {
     /// Row-major index over the example axes.
     pub index: u64,
@@ -106,8 +108,10 @@ impl Ord for Kept {
     }
 }
 
-/// The `k` hardest examples seen.
-#[derive(Debug, Clone, Default)]
+/// The `k` hardest examples seen. Stored as the kept examples, and
+/// rebuilt from them when read back.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(into = "KeptExamples", from = "KeptExamples")]
 pub struct Hardest {
     k: usize,
     heap: BinaryHeap<Kept>,
@@ -152,11 +156,54 @@ impl Hardest {
         }
     }
 
+    /// Whether it keeps at most `k` examples of classes below `classes`.
+    pub fn fits(&self, k: usize, classes: usize) -> bool {
+        self.k == k
+            && self.heap.len() <= k
+            && self.heap.iter().all(|kept| (kept.0.class as usize) < classes.max(1))
+    }
+
+    /// Gives every kept example a new index, as when shards are put in a
+    /// new order; the order of ties follows the new indices.
+    pub fn renumber(&mut self, new_index: impl Fn(u64) -> u64) {
+        let kept: Vec<Noted> =
+            self.heap.drain().map(|k| Noted { index: new_index(k.0.index), ..k.0 }).collect();
+        self.heap.extend(kept.into_iter().map(Kept));
+    }
+
     /// The kept examples, hardest first.
     pub fn sorted(&self) -> Vec<Noted> {
         let mut all: Vec<Noted> = self.heap.iter().map(|k| k.0).collect();
         all.sort_by(Noted::harder);
         all
+    }
+}
+
+/// The stored form of [`Hardest`].
+#[derive(Serialize, Deserialize)]
+struct KeptExamples {
+    k: usize,
+    kept: Vec<Noted>,
+}
+
+impl From<Hardest> for KeptExamples {
+    fn from(hardest: Hardest) -> Self {
+        KeptExamples { k: hardest.k, kept: hardest.sorted() }
+    }
+}
+
+impl From<KeptExamples> for Hardest {
+    fn from(stored: KeptExamples) -> Self {
+        // The capacity is what was stored, not the `k` a damaged file may claim.
+        let mut hardest = Hardest {
+            k: stored.k,
+            heap: BinaryHeap::with_capacity(stored.kept.len() + 1),
+            floor: f64::NEG_INFINITY,
+        };
+        for noted in stored.kept {
+            hardest.offer(noted);
+        }
+        hardest
     }
 }
 
@@ -192,7 +239,9 @@ impl Hasher for PairHasher {
 const DENSE_CLASSES: usize = 128;
 
 /// Per (target, predicted) pair with target ≠ predicted: the count and the loss.
-#[derive(Debug, Clone, Default)]
+/// Stored as its non-empty pairs, and rebuilt from them when read back.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(into = "ConfusionPairs", from = "ConfusionPairs")]
 pub struct Confusion {
     /// `classes × classes` cells, target-major, when the classes are few.
     dense: Vec<(u64, f64)>,
@@ -208,6 +257,12 @@ impl Confusion {
 
     #[inline(always)]
     pub fn add(&mut self, target: u32, predicted: u32, loss: f64) {
+        self.add_pair(target, predicted, 1, loss);
+    }
+
+    /// Adds `count` examples of a pair whose losses sum to `loss`.
+    #[inline(always)]
+    fn add_pair(&mut self, target: u32, predicted: u32, count: u64, loss: f64) {
         if target == predicted {
             return;
         }
@@ -217,7 +272,7 @@ impl Confusion {
         } else {
             &mut self.dense[t * self.classes + p]
         };
-        entry.0 += 1;
+        entry.0 += count;
         entry.1 += loss;
     }
 
@@ -252,9 +307,32 @@ impl Confusion {
     }
 }
 
+/// The stored form of [`Confusion`].
+#[derive(Serialize, Deserialize)]
+struct ConfusionPairs {
+    classes: usize,
+    pairs: Vec<(u32, u32, u64, f64)>,
+}
+
+impl From<Confusion> for ConfusionPairs {
+    fn from(confusion: Confusion) -> Self {
+        ConfusionPairs { classes: confusion.classes, pairs: confusion.sorted() }
+    }
+}
+
+impl From<ConfusionPairs> for Confusion {
+    fn from(stored: ConfusionPairs) -> Self {
+        let mut confusion = Confusion::new(stored.classes);
+        for (target, predicted, count, loss) in stored.pairs {
+            confusion.add_pair(target, predicted, count, loss);
+        }
+        confusion
+    }
+}
+
 /// One calibration bucket: examples, and the sums of their confidence and
 /// accuracy.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Bucket {
     pub count: u64,
     // Plain sums, as torchmetrics' own scatter_add: two additions a row.
@@ -264,7 +342,7 @@ pub struct Bucket {
 
 /// Confidence against accuracy in buckets `[edge_i, edge_i+1)`, plus a last
 /// bucket for a confidence of exactly 1, as torchmetrics bins them.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Calibration {
     edges: Vec<f64>,
     pub buckets: Vec<Bucket>,
@@ -340,7 +418,7 @@ impl Calibration {
 }
 
 /// Everything a pass finds about particular examples.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Findings {
     pub hardest: Hardest,
     pub confusion: Confusion,

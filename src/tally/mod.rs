@@ -7,6 +7,8 @@ use std::ops::Range;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use serde::{Deserialize, Serialize};
+
 use crate::concentration::{self, Groups};
 use crate::output::Sink;
 
@@ -45,7 +47,7 @@ pub struct Example {
 }
 
 /// How examples are grouped for the concentration figures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Grouping {
     /// One group of all examples.
     #[default]
@@ -84,7 +86,7 @@ pub fn check_classes(classes: usize) -> Result<(), String> {
 }
 
 /// Fixed settings of a tally.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TallySettings {
     pub classes: usize,
     pub easy_threshold: f64,
@@ -93,12 +95,24 @@ pub struct TallySettings {
     /// What the pass notes about particular examples.
     pub findings: FindingSettings,
     /// Where each example's loss is written, when it is.
+    #[serde(skip)]
     pub per_example: Option<Sink>,
+}
+
+impl TallySettings {
+    /// Whether tallies made with `self` and with `other` can be merged.
+    pub fn same_layout(&self, other: &TallySettings) -> bool {
+        self.classes == other.classes
+            && self.easy_threshold.to_bits() == other.easy_threshold.to_bits()
+            && self.bins == other.bins
+            && self.grouping == other.grouping
+            && self.findings == other.findings
+    }
 }
 
 /// A compensated (Neumaier) sum: exact enough that sums of millions of
 /// examples stay within 1e-15 of the true value, whatever their order.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Sum {
     sum: f64,
     compensation: f64,
@@ -136,7 +150,7 @@ impl Sum {
 /// A plain running sum, for the diagnostic figures (histograms, easy/hard,
 /// means): one addition per term. Their shares need nowhere near the
 /// last digit that `value`, `sum` and the per-class sums are held to.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Plain(f64);
 
 /// What a bucket sums its losses with.
@@ -185,7 +199,7 @@ pub enum Operand {
 
 /// How many values of an operand are not finite, and the first of them in
 /// C order (the smallest flat index, whatever order examples are read in).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct NonFinite {
     pub count: u64,
     pub first: Option<usize>,
@@ -203,7 +217,7 @@ impl NonFinite {
 
 /// Count, loss and baseline loss of a set of examples, both summed with `L`
 /// (compensated for the per-class sums, plain elsewhere).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Bucket<L: Accumulate = Plain> {
     pub count: u64,
     pub loss: L,
@@ -243,7 +257,7 @@ fn bin_of(x: f64, bins: usize) -> usize {
     unsafe { clamped.to_int_unchecked::<u32>() as usize }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ClassTally {
     pub all: Bucket<Sum>,
     pub positives: Bucket,
@@ -264,7 +278,7 @@ struct Cell {
     easy: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Tally {
     pub settings: TallySettings,
     pub classes: Vec<ClassTally>,
@@ -285,7 +299,9 @@ pub struct Tally {
     /// The hardest examples, confusion pairs and calibration bins.
     pub findings: Findings,
     /// Scratch space of [`Tally::add_elements`].
+    #[serde(skip)]
     class_sums: elements::ClassSums,
+    #[serde(skip)]
     cell_scratch: Vec<f64>,
 }
 
@@ -456,6 +472,38 @@ impl Tally {
     #[inline]
     pub fn add_nonfinite(&mut self, operand: Operand, count: u64, at: usize) {
         self.nonfinite[operand as usize].record(count, at);
+    }
+
+    /// Merges the tally of examples that follow this one's.
+    pub fn merge(&mut self, other: &Tally) {
+        self.merge_counts(other);
+        concentration::merge_groups(&mut self.concentration, &other.concentration);
+    }
+
+    /// Checks that a tally read back from a file has the sizes its
+    /// settings give, which the figures index by.
+    pub fn check_layout(&self) -> Result<(), String> {
+        let s = &self.settings;
+        let cells = s.bins.checked_mul(GRADIENT_BINS * 2 * WAYS);
+        let edges = &s.findings.calibration_edges;
+        let problem = if self.classes.len() != s.classes || s.findings.classes != s.classes {
+            "its class rows do not match its classes"
+        } else if s.bins == 0 || cells != Some(self.cells.len()) {
+            "its difficulty table does not match its bins"
+        } else if !(edges.is_empty()
+            || edges.len() >= 2 && *edges == findings::linspace_edges(edges.len() - 1))
+        {
+            "its calibration edges are not equal bins over [0, 1]"
+        } else if self.findings.calibration.edges() != edges.as_slice()
+            || self.findings.calibration.buckets.len() != edges.len()
+        {
+            "its calibration bins do not match its edges"
+        } else if !self.findings.hardest.fits(s.findings.examples, s.classes) {
+            "its hardest examples do not match its settings"
+        } else {
+            return Ok(());
+        };
+        Err(problem.into())
     }
 
     fn merge_counts(&mut self, other: &Tally) {

@@ -15,6 +15,7 @@ use std::io::{Cursor, Read};
 
 use super::archive;
 use super::file::size_text;
+use super::names::{holdings, listed};
 use super::view::{Stored, View};
 use pickle::{Elements, Id, Object, Pickle, TensorRecord, unpickle};
 
@@ -284,6 +285,12 @@ fn resolve(pickle: &Pickle, path: &str) -> Result<Id, String> {
                 });
                 match found {
                     Some(found) => found,
+                    None if done == 0 => {
+                        return Err(format!(
+                            "no array named '{path}' ({})",
+                            holdings(path, &key_names(pickle, entries))
+                        ));
+                    }
                     None => return Err(missing(format!("holds: {}", listed(&key_names(pickle, entries))))),
                 }
             }
@@ -328,10 +335,6 @@ fn key_names(pickle: &Pickle, entries: &[(Id, Id)]) -> Vec<String> {
         }
     }
     names
-}
-
-fn listed(names: &[String]) -> String {
-    if names.is_empty() { "nothing".into() } else { names.join(", ") }
 }
 
 #[cfg(test)]

@@ -23,14 +23,15 @@ pub struct FocalArgs {
     pub bundle: Option<String>,
     /// Logits (FILE or FILE:KEY): [N, C] or [N, C, d1, …]; class-last with --class-axis -1
     #[arg(long, value_name = "SPEC")]
-    pub logits: Option<String>,
+    pub logits: Vec<String>,
     /// Sigmoid: float targets shaped like the logits, or class indices per row
     /// (expanded to one-hot); softmax: class indices
     #[arg(long, value_name = "SPEC")]
-    pub targets: Option<String>,
-    /// One sigmoid per element, or one softmax per row
-    #[arg(long, value_enum, default_value_t = FocalKind::Sigmoid)]
-    pub kind: FocalKind,
+    pub targets: Vec<String>,
+    /// One sigmoid per element, or one softmax per row [default: the preset's kind if it has
+    /// one, else sigmoid]
+    #[arg(long, value_enum)]
+    pub kind: Option<FocalKind>,
     /// Whose convention to reproduce [default: torchvision for sigmoid, kornia for softmax]
     #[arg(long, value_enum)]
     pub preset: Option<FocalPreset>,
@@ -66,10 +67,10 @@ pub struct FocalArgs {
     pub class_axis: Option<i64>,
     /// Per-class weights, a list or an array file: on the target class (softmax: kornia, mmcv, uniform), along the class axis (sigmoid kornia), on a row by its label (sigmoid mmcv)
     #[arg(long, value_name = "LIST|SPEC", allow_hyphen_values = true)]
-    pub weight: Option<String>,
+    pub weight: Vec<String>,
     /// kornia sigmoid: per-class weights of the positive term, a list or an array file
     #[arg(long, value_name = "LIST|SPEC", allow_hyphen_values = true)]
-    pub pos_weight: Option<String>,
+    pub pos_weight: Vec<String>,
     // The text is `--help`'s, where shapes read as they are written.
     #[allow(rustdoc::broken_intra_doc_links)]
     /// mmdet sigmoid: weights multiplied in before the reduction, [N] or [N, 1] (per sample) or shaped like the logits
@@ -80,6 +81,17 @@ pub struct FocalArgs {
     pub ignore_index: Option<i64>,
     #[command(flatten)]
     pub report: ReportArgs,
+}
+
+impl FocalArgs {
+    /// The kind: `--kind`, else the one the preset implies, else sigmoid;
+    /// and whether it was assumed (neither given nor implied).
+    fn kind(&self) -> (FocalKind, bool) {
+        match (self.kind, self.preset.and_then(FocalPreset::implied_kind)) {
+            (Some(kind), _) | (None, Some(kind)) => (kind, false),
+            (None, None) => (FocalKind::Sigmoid, true),
+        }
+    }
 }
 
 /// The arrays of a focal loss, and α when it is one per class.
@@ -107,10 +119,10 @@ impl Loss for FocalArgs {
     }
 
     fn read(&self, sources: &Sources) -> Result<FocalInputs> {
-        let logits = sources.required(self.logits.as_deref(), "logits")?;
-        let targets = sources.required(self.targets.as_deref(), "targets")?;
-        let weight = sources.optional(self.weight.as_deref(), "weight")?;
-        let pos_weight = sources.optional(self.pos_weight.as_deref(), "pos_weight")?;
+        let logits = sources.required(&self.logits, "logits")?;
+        let targets = sources.required(&self.targets, "targets")?;
+        let weight = sources.optional(&self.weight, "weight")?;
+        let pos_weight = sources.optional(&self.pos_weight, "pos_weight")?;
         let sample_weight = match &self.sample_weight {
             Some(text) => Some(input::load(&Spec::parse(text), "sample_weight")?),
             None => None,
@@ -129,6 +141,7 @@ impl Loss for FocalArgs {
 
     fn prepare<'a>(&'a self, inputs: &'a FocalInputs) -> Result<Prepared<'a>> {
         let FocalInputs { logits, targets, weight, pos_weight, sample_weight, alpha } = inputs;
+        let (kind, assumed) = self.kind();
         let vector = |tensor: &Option<Tensor>| -> Option<(Vec<f64>, Origin)> {
             tensor.as_ref().map(|w| (w.to_f64_vec(), w.origin.clone()))
         };
@@ -147,9 +160,23 @@ impl Loss for FocalArgs {
             weight: vector(weight),
             pos_weight: vector(pos_weight),
             ignore_index: self.ignore_index,
-            ..FocalParams::new(self.kind)
+            ..FocalParams::new(kind)
         };
         let loss = Focal::with_sample_weight(logits, targets, sample_weight.as_ref(), &params)?;
+        let mut warnings = loss.warnings.clone();
+        if assumed && loss.target_mode() == "indices" {
+            // Class indices fit both kinds: a softmax model's dump reads as a
+            // valid one-vs-all sigmoid input.
+            warnings.insert(
+                0,
+                format!(
+                    "class-index targets of shape {} with no --kind: computing sigmoid focal one-vs-all as \
+                     {} does; pass --kind softmax for a softmax model",
+                    targets.shape_text(),
+                    loss.reference()
+                ),
+            );
+        }
         let mut parameters = loss.parameters();
         if let Some(sample_weight) = sample_weight {
             parameters.insert("sample_weight".into(), crate::loss::recorded(Some(sample_weight)));
@@ -160,9 +187,9 @@ impl Loss for FocalArgs {
                 [logits, targets].into_iter().chain(weight).chain(pos_weight).chain(sample_weight),
             ),
             operands: [logits, targets],
-            warnings: loss.warnings.clone(),
+            warnings,
             positives_per_class: loss.grouping() == Grouping::PositivesNegatives
-                && self.kind == FocalKind::Sigmoid,
+                && kind == FocalKind::Sigmoid,
             sections: None,
             pass: Box::new(loss),
         })

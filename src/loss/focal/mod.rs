@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::str::FromStr;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Origin, Result};
@@ -29,7 +30,7 @@ use crate::input::Tensor;
 use crate::report::{BaselineTotals, Totals};
 use crate::tally::{Grouping, Tally};
 
-use super::{PerExample, Reduction, SoftmaxRows};
+use super::{PerExample, Reducer, Reduction, SoftmaxRows, check_float_predictions};
 use crate::tally::findings::ExampleKind;
 pub use command::FocalArgs;
 use presets::{ClassWeight, IgnoreRule, MeanOver, Precision, PresetInfo};
@@ -37,7 +38,7 @@ use sigmoid::{SigmoidFocal, SigmoidInputs};
 use softmax::SoftmaxFocal;
 
 /// Whether classes are independent binary tasks or one distribution per row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 pub enum FocalKind {
     /// One sigmoid per element (multi-label, RetinaNet)
     Sigmoid,
@@ -220,7 +221,7 @@ pub(super) struct Ignore {
 }
 
 /// The mean's divisor, resolved.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 enum Divisor {
     Elements,
     Rows,
@@ -315,6 +316,7 @@ impl<'a> Focal<'a> {
         let reduction = resolve_reduction(params, info)?;
         check_options(params, info, sample_weight.is_some())?;
         let ignore = resolve_ignore(params, info)?;
+        check_float_predictions(logits)?;
         if logits.shape.is_empty() {
             return Err(Error::input(&logits.origin, "is a scalar: a focal loss needs at least one axis"));
         }
@@ -384,6 +386,11 @@ impl<'a> Focal<'a> {
     }
 
     /// `probabilities` (targets shaped like the logits) or `indices`.
+    /// The function whose semantics the preset reproduces.
+    pub fn reference(&self) -> &'static str {
+        self.info.reference
+    }
+
     pub fn target_mode(&self) -> &'static str {
         match &self.pass {
             Pass::Sigmoid(pass) => pass.target_mode(),
@@ -703,19 +710,53 @@ impl PerExample for Focal<'_> {
         }
     }
 
-    fn totals(&self, tally: &Tally) -> Totals {
+    fn reducer(&self) -> Reducer {
+        let (classes, drops_ignored) = match &self.pass {
+            Pass::Sigmoid(pass) => (pass.classes(), pass.drops_ignored()),
+            Pass::Softmax(pass) => (pass.classes(), pass.drops_ignored()),
+        };
+        Reducer::Focal(FocalReducer {
+            kind: self.kind,
+            drops_ignored,
+            classes: classes as u64,
+            rows: self.rows() as u64,
+            elements: self.elements as u64,
+            last_axis_len: self.last_axis_len as u64,
+            divisor: self.divisor,
+            reduction: self.reduction,
+            keras_sum: self.preset == FocalPreset::Keras && self.kind == FocalKind::Sigmoid,
+        })
+    }
+}
+
+/// How a focal tally becomes the loss: the divisor's rule and the sizes it
+/// counts (rows and elements of the logits).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FocalReducer {
+    kind: FocalKind,
+    /// Whether ignored examples leave the divisor.
+    drops_ignored: bool,
+    classes: u64,
+    rows: u64,
+    elements: u64,
+    /// Keras's binary sum divides by it.
+    last_axis_len: u64,
+    divisor: Divisor,
+    reduction: Reduction,
+    /// Keras's binary loss, whose sum adds per-sample means.
+    keras_sum: bool,
+}
+
+impl FocalReducer {
+    pub fn totals(&self, tally: &Tally) -> Totals {
         let sum = tally.total();
         // Examples (softmax) or elements (sigmoid) counted, and whether
         // ignored ones leave the divisor.
         let counted: u64 = tally.classes.iter().map(|c| c.all.count).sum();
-        let (elements, rows) = match &self.pass {
-            Pass::Sigmoid(pass) if pass.drops_ignored() => {
-                (counted as f64, (self.rows() as u64 - tally.ignored / pass.classes() as u64) as f64)
-            }
-            Pass::Softmax(pass) if pass.drops_ignored() => {
-                ((counted * pass.classes() as u64) as f64, counted as f64)
-            }
-            _ => (self.elements as f64, self.rows() as f64),
+        let (elements, rows) = match (self.kind, self.drops_ignored) {
+            (FocalKind::Sigmoid, true) => (counted as f64, (self.rows - tally.ignored / self.classes) as f64),
+            (FocalKind::Softmax, true) => ((counted * self.classes) as f64, counted as f64),
+            _ => (self.elements as f64, self.rows as f64),
         };
         let normalizer = match self.divisor {
             Divisor::Elements => elements,
@@ -727,26 +768,34 @@ impl PerExample for Focal<'_> {
             Divisor::Number(n) => n,
             Divisor::AvgFactor(factor) => factor + f32::EPSILON as f64,
         };
-        let value = match (self.reduction, &self.pass) {
+        let value = match self.reduction {
             // Keras's sum adds its per-sample values, which for the binary
             // loss are means over the last axis.
-            (Reduction::Sum, Pass::Sigmoid(_)) if self.preset == FocalPreset::Keras => {
-                sum / self.last_axis_len as f64
-            }
-            (reduction, _) => reduction.apply(sum, normalizer),
+            Reduction::Sum if self.keras_sum => sum / self.last_axis_len as f64,
+            reduction => reduction.apply(sum, normalizer),
         };
         // The plain loss of the same (counted) examples, reduced as PyTorch
         // reduces it: BCE over elements, CE over rows, ignored ones left out.
-        let (loss, baseline_divisor) = match self.kind {
-            FocalKind::Sigmoid => ("bce", counted),
-            FocalKind::Softmax => ("ce", counted),
+        let loss = match self.kind {
+            FocalKind::Sigmoid => "bce",
+            FocalKind::Softmax => "ce",
         };
         let baseline_sum = tally.baseline_total();
         let baseline = BaselineTotals {
             loss,
-            value: self.reduction.apply(baseline_sum, baseline_divisor as f64),
+            value: self.reduction.apply(baseline_sum, counted as f64),
             sum: baseline_sum,
         };
         Totals { value, sum, normalizer, baseline: Some(baseline) }
+    }
+
+    pub fn merge(&mut self, other: &FocalReducer) -> Result<(), String> {
+        let sizes = |r: &FocalReducer| FocalReducer { rows: 0, elements: 0, ..r.clone() };
+        if sizes(self) != sizes(other) {
+            return Err(format!("their reductions differ ({self:?} and {other:?})"));
+        }
+        self.rows += other.rows;
+        self.elements += other.elements;
+        Ok(())
     }
 }

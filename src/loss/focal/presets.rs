@@ -269,6 +269,13 @@ impl FocalPreset {
     pub fn fits(self, kind: FocalKind) -> bool {
         self.info(kind).is_some()
     }
+
+    /// The kind the preset implies: the one kind it has, if it has one.
+    pub fn implied_kind(self) -> Option<FocalKind> {
+        let mut kinds = PRESETS.iter().filter(|row| row.preset == self).map(|row| row.kind);
+        let first = kinds.next()?;
+        kinds.all(|kind| kind == first).then_some(first)
+    }
 }
 
 #[cfg(test)]
@@ -288,6 +295,15 @@ mod tests {
             let rows: Vec<_> = PRESETS.iter().filter(|r| r.preset == *preset).collect();
             assert!(!rows.is_empty(), "{name} has no row");
             assert!(rows.iter().all(|r| r.name == name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_preset_of_one_kind_implies_it() {
+        assert_eq!(FocalPreset::Torchvision.implied_kind(), Some(FocalKind::Sigmoid));
+        assert_eq!(FocalPreset::Uniform.implied_kind(), Some(FocalKind::Softmax));
+        for both in [FocalPreset::Kornia, FocalPreset::Mmcv, FocalPreset::Keras] {
+            assert_eq!(both.implied_kind(), None, "{both:?}");
         }
     }
 }

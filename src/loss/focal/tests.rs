@@ -290,7 +290,7 @@ fn the_baseline_is_the_plain_loss_of_the_same_examples() {
     let loss = Focal::new(&x, &y, &params).unwrap();
     assert_eq!(loss.grouping(), Grouping::PositivesNegatives);
     let tally = run(&loss);
-    let baseline = loss.totals(&tally).baseline.expect("focal losses carry a baseline");
+    let baseline = loss.reducer().totals(&tally).baseline.expect("focal losses carry a baseline");
     // F.cross_entropy of the same rows (the first two rows of the notes' golden x).
     let ce = (0.43285546687876886 / 1.0 + 0.30635641424457655 / 2.0) / 2.0;
     assert_eq!(baseline.loss, "ce");
@@ -306,12 +306,12 @@ fn ignored_examples_leave_or_stay_in_the_divisor_as_the_preset_says() {
     // kornia: the ignored row adds 0 and stays in N·C.
     let kornia = Focal::new(&x, &y, &params).unwrap();
     let tally = run(&kornia);
-    assert_eq!((tally.ignored, kornia.totals(&tally).normalizer), (1, 12.0));
+    assert_eq!((tally.ignored, kornia.reducer().totals(&tally).normalizer), (1, 12.0));
     // The snippet: the ignored row is dropped, from the sum and from N.
     params.preset = Some(FocalPreset::Uniform);
     let uniform = Focal::new(&x, &y, &params).unwrap();
     let tally = run(&uniform);
-    assert_eq!((tally.ignored, uniform.totals(&tally).normalizer), (1, 3.0));
+    assert_eq!((tally.ignored, uniform.reducer().totals(&tally).normalizer), (1, 3.0));
     assert_eq!(uniform.parameters()["ignore_rule"], "dropped");
     // mmcv: every negative label is ignored, and N stays 4.
     let mut params = FocalParams::new(FocalKind::Softmax);
@@ -319,7 +319,7 @@ fn ignored_examples_leave_or_stay_in_the_divisor_as_the_preset_says() {
     let negative = labels(&[0, -1, -7, 1]);
     let mmcv = Focal::new(&x, &negative, &params).unwrap();
     let tally = run(&mmcv);
-    assert_eq!((tally.ignored, mmcv.totals(&tally).normalizer), (2, 4.0));
+    assert_eq!((tally.ignored, mmcv.reducer().totals(&tally).normalizer), (2, 4.0));
 }
 
 #[test]

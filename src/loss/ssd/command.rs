@@ -121,8 +121,8 @@ impl Loss for SsdArgs {
     }
 
     fn read(&self, sources: &Sources) -> Result<SsdInputs> {
-        let loc = sources.required(self.loc.as_deref(), "loc")?;
-        let conf = sources.required(self.conf.as_deref(), "conf")?;
+        let loc = sources.required(self.loc.as_slice(), "loc")?;
+        let conf = sources.required(self.conf.as_slice(), "conf")?;
         let priors = match self.priors.as_deref() {
             Some(text) => match PriorSet::from_name(text) {
                 Some(set) => Priors::builtin(set),
@@ -142,9 +142,9 @@ impl Loss for SsdArgs {
                     Priors::from_tensor(&input::load(&spec, "priors")?)?
                 }
             },
-            None => Priors::from_tensor(&sources.required(None, "priors")?)?,
+            None => Priors::from_tensor(&sources.required(&[], "priors")?)?,
         };
-        let truths_spec = sources.required_spec(self.truths.as_deref(), "truths")?;
+        let truths_spec = sources.required_spec(self.truths.as_slice(), "truths")?;
         let truths = load_truths(&truths_spec, loc.shape.first().copied())?;
         Ok(SsdInputs { loc, conf, priors, truths, truths_source: truths_spec.text() })
     }

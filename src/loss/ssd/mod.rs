@@ -47,11 +47,10 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::input::Tensor;
 use crate::math::max_and_finite;
-use crate::report::Totals;
 use crate::tally::findings::ExampleKind;
 use crate::tally::{Example, Grouping, Operand, Tally};
 
-use super::PerExample;
+use super::{PerExample, Reducer, check_float_predictions};
 
 pub use command::{SsdArgs, SsdConfLoss};
 pub use evaluation::SsdEvaluation;
@@ -303,6 +302,8 @@ fn check_inputs(
     priors: &Priors,
     truths: &Truths,
 ) -> Result<(usize, usize, usize)> {
+    check_float_predictions(loc)?;
+    check_float_predictions(conf)?;
     if loc.shape.len() != 3 || loc.shape[2] != 4 {
         return Err(Error::input(&loc.origin, format!("shape {} is not [B, P, 4]", loc.shape_text())));
     }
@@ -426,13 +427,12 @@ impl PerExample for Ssd {
 
     /// From the evaluation, not the tally: the tally holds the confidence
     /// part only. `value = sum / normalizer` except when N = 0 under ssd.pytorch.
-    fn totals(&self, _tally: &Tally) -> Totals {
+    fn reducer(&self) -> Reducer {
         let e = &self.evaluation;
-        Totals {
+        Reducer::Ssd {
             value: e.value,
             sum: e.conf_sum + self.loc_weight * e.loc_sum,
             normalizer: e.normalizer,
-            baseline: None,
         }
     }
 }

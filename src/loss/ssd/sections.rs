@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use crate::format::{Chart, Layout, Plot, Section, Series, Unit, bar, exact, list_or_none, num, percent};
+use crate::format::{Cell, Chart, Layout, Plot, Section, Series, Unit, bar, exact, list_or_none, percent};
 use crate::report::{ClassRow, LossSections, number, ratio};
 
 use super::evaluation::SsdEvaluation;
@@ -308,7 +308,12 @@ impl SsdSections {
             .group_rows()
             .iter()
             .map(|(name, g)| {
-                vec![name.to_string(), g.count.to_string(), num(g.conf_sum), percent(g.conf_share)]
+                vec![
+                    (*name).into(),
+                    g.count.to_string().into(),
+                    Cell::Number(g.conf_sum),
+                    percent(g.conf_share).into(),
+                ]
             })
             .collect();
         Section {
@@ -326,19 +331,19 @@ impl SsdSections {
             let share = |i: &ImageRow| i.loss_share.unwrap_or(f64::NEG_INFINITY);
             share(b).total_cmp(&share(a)).then(a.image.cmp(&b.image))
         });
-        let shown = layout.top.unwrap_or(20).min(ranked.len());
+        let (shown, note) = layout.cut(ranked.len(), ("image", "images"));
         let rows = ranked[..shown]
             .iter()
             .map(|i| {
                 vec![
-                    i.image.to_string(),
-                    i.boxes.to_string(),
-                    i.positives.to_string(),
-                    i.mined_negatives.to_string(),
-                    num(i.loc_sum),
-                    num(i.conf_sum),
-                    percent(i.loss_share),
-                    bar(i.loss_share),
+                    i.image.to_string().into(),
+                    i.boxes.to_string().into(),
+                    i.positives.to_string().into(),
+                    i.mined_negatives.to_string().into(),
+                    Cell::Number(i.loc_sum),
+                    Cell::Number(i.conf_sum),
+                    percent(i.loss_share).into(),
+                    bar(i.loss_share).into(),
                 ]
             })
             .collect();
@@ -355,7 +360,7 @@ impl SsdSections {
                 "",
             ],
             rows,
-            note: (shown < images.len()).then(|| format!("{} more images not shown", images.len() - shown)),
+            note,
         }
     }
 
@@ -365,13 +370,13 @@ impl SsdSections {
             .iter()
             .map(|h| {
                 vec![
-                    format!("[{}, {}]", h.image, h.prior),
-                    h.class.to_string(),
-                    h.status.to_string(),
-                    num(h.conf_loss),
-                    num(h.loc_loss),
-                    num(h.loss),
-                    percent(h.loss_share),
+                    format!("[{}, {}]", h.image, h.prior).into(),
+                    h.class.to_string().into(),
+                    h.status.to_string().into(),
+                    Cell::Number(h.conf_loss),
+                    Cell::Number(h.loc_loss),
+                    Cell::Number(h.loss),
+                    percent(h.loss_share).into(),
                 ]
             })
             .collect();
@@ -385,11 +390,11 @@ impl SsdSections {
 
     fn matching_table(&self) -> Section {
         let matching = &self.matching;
-        let mut rows = vec![vec!["boxes".to_string(), matching.boxes.to_string()]];
+        let mut rows: Vec<Vec<Cell>> = vec![vec!["boxes".into(), matching.boxes.to_string().into()]];
         if let Some(s) = &matching.priors_per_box {
             rows.push(vec![
                 "positive priors per box".into(),
-                format!("min {} / median {} / max {}", s.min, s.median, s.max),
+                format!("min {} / median {} / max {}", s.min, s.median, s.max).into(),
             ]);
         }
         let forced: Vec<String> = matching
@@ -397,7 +402,7 @@ impl SsdSections {
             .iter()
             .map(|f| format!("image {} box {} (best IoU {:.3})", f.image, f.box_row, f.best_iou))
             .collect();
-        rows.push(vec!["matched only by forcing".into(), list_or_none(&forced)]);
+        rows.push(vec!["matched only by forcing".into(), list_or_none(&forced).into()]);
         let displaced: Vec<String> = matching
             .displaced
             .iter()
@@ -405,11 +410,11 @@ impl SsdSections {
                 format!("image {} box {} (prior {} taken by box {})", d.image, d.box_row, d.prior, d.taken_by)
             })
             .collect();
-        rows.push(vec!["left without a prior".into(), list_or_none(&displaced)]);
+        rows.push(vec!["left without a prior".into(), list_or_none(&displaced).into()]);
         if let Some(n) = &matching.never_mined {
             rows.push(vec![
                 "negatives the global-max mining never picks".into(),
-                format!("{} here, {} had the logits been float32", n.float64, n.float32),
+                format!("{} here, {} had the logits been float32", n.float64, n.float32).into(),
             ]);
         }
         Section { title: "Matching".into(), header: vec!["name", "value"], rows, note: None }

@@ -85,7 +85,7 @@ pub fn from_json(text: &[u8], key: Option<&str>, origin: Origin) -> Result<Truth
             let key = key.unwrap_or(ROLE);
             members.get(key).ok_or_else(|| {
                 let names: Vec<&str> = members.keys().map(String::as_str).collect();
-                fail(format!("no member named '{key}' (it holds: {})", names.join(", ")))
+                fail(format!("no member named '{key}' ({})", input::holdings(key, &names)))
             })?
         }
         _ if key.is_some() => {
@@ -173,7 +173,7 @@ fn from_npz_members(path: &Path, origin: Origin, images: Option<usize>) -> Resul
             format!(
                 "expected one array per image named arr_0 … arr_{} (np.savez(f, *boxes)), or a [B, M, 5] member named '{ROLE}'; it holds: {}",
                 count.saturating_sub(1),
-                members.join(", ")
+                input::listed(&members)
             ),
         ));
     }

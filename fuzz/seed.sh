@@ -8,7 +8,7 @@ fixtures=../fixtures
 # name <file>: a corpus file name for a fixture path.
 name() { echo "${1#"$fixtures"/}" | tr '/' '_'; }
 
-mkdir -p corpus/npy corpus/npz corpus/json corpus/truths corpus/report corpus/file
+mkdir -p corpus/npy corpus/npz corpus/json corpus/truths corpus/report corpus/file corpus/torch
 find "$fixtures" -name '*.npy' | while read -r f; do cp "$f" "corpus/npy/$(name "$f")"; done
 # Archives over 64 KiB are left out: the npz target runs with -max_len=65536,
 # and a truncated archive has lost its central directory.
@@ -41,3 +41,15 @@ find "$fixtures" \( -name '*.npy' -o -name '*.npz' -o -name '*.json' \) ! -name 
         esac
         { printf "$selector"; cat "$f"; } > "corpus/file/$(name "$f")"
     done
+
+# torch: the first byte picks the key (0: none, 1: 'logits', 2: 'logits.0');
+# the rest is the data.pkl of each torch.save fixture written as a zip archive.
+python3 - "$fixtures" <<'PYTHON'
+import pathlib, sys, zipfile
+for path in sorted(pathlib.Path(sys.argv[1]).rglob("*.pt")):
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            pickle = next(n for n in archive.namelist() if n.endswith("data.pkl"))
+            name = str(path.relative_to(sys.argv[1])).replace("/", "_")
+            pathlib.Path("corpus/torch", name).write_bytes(b"\x01" + archive.read(pickle))
+PYTHON

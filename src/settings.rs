@@ -107,9 +107,10 @@ pub struct MergeArgs {
     /// Write the report to this file (atomically) instead of stdout
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Show only the N classes with the largest share (table and markdown)
-    #[arg(long, value_name = "N")]
-    pub top: Option<usize>,
+    /// Rows of the class table to show, largest share first, or all; in table, markdown and
+    /// html (JSON holds every row)
+    #[arg(long, value_name = "N|all", default_value = "20")]
+    pub top: Top,
     /// Write the merged partial state to -o FILE instead of a report (merges form a tree)
     #[arg(long, requires = "output", conflicts_with_all = ["expect", "chart"])]
     pub partial: bool,
@@ -229,6 +230,26 @@ impl Delivery {
     }
 }
 
+/// `--top`: the rows a ranked table shows, `None` for all.
+fn top_rows(top: Top) -> Result<Option<usize>> {
+    match top {
+        Top::Rows(0) => Err(Error::usage("--top must be at least 1 (or all)")),
+        Top::Rows(rows) => Ok(Some(rows)),
+        Top::All => Ok(None),
+    }
+}
+
+/// `--expect` with its tolerance, checked.
+fn expectation(expect: Option<f64>, rtol: f64, atol: f64) -> Result<Option<Expectation>> {
+    match expect {
+        Some(value) if !value.is_finite() => {
+            Err(Error::usage(format!("--expect {value} is not a finite number")))
+        }
+        Some(value) => Ok(Some(Expectation { value, tolerance: Tolerance::new(rtol, atol)? })),
+        None => Ok(None),
+    }
+}
+
 /// A value a report must match.
 #[derive(Debug, Clone, Copy)]
 pub struct Expectation {
@@ -270,25 +291,11 @@ impl ReportSettings {
     /// The settings of `losscope merge`: its delivery and check; the
     /// analysis is the partials'.
     pub fn merging(args: &MergeArgs) -> Result<Self> {
-        if args.top == Some(0) {
-            return Err(Error::usage("--top must be at least 1"));
-        }
-        let expect = match args.expect {
-            Some(value) if !value.is_finite() => {
-                return Err(Error::usage(format!("--expect {value} is not a finite number")));
-            }
-            Some(value) => Some(Expectation { value, tolerance: Tolerance::new(args.rtol, args.atol)? }),
-            None => None,
-        };
+        let layout = Layout { top: top_rows(args.top)?, width: None };
         Ok(ReportSettings {
             analysis: Analysis::default(),
-            delivery: Delivery::new(
-                args.format,
-                Layout { top: args.top },
-                args.chart.clone(),
-                args.output.clone(),
-            )?,
-            expect,
+            delivery: Delivery::new(args.format, layout, args.chart.clone(), args.output.clone())?,
+            expect: expectation(args.expect, args.rtol, args.atol)?,
             partial: args.partial,
         })
     }
@@ -315,11 +322,7 @@ impl ReportSettings {
         if args.bins == 0 || args.bins > 1000 {
             return Err(Error::usage(format!("--bins {} is outside 1..=1000", args.bins)));
         }
-        let top = match args.top {
-            Top::Rows(0) => return Err(Error::usage("--top must be at least 1 (or all)")),
-            Top::Rows(rows) => Some(rows),
-            Top::All => None,
-        };
+        let top = top_rows(args.top)?;
         if args.examples > MAX_EXAMPLES {
             return Err(Error::usage(format!(
                 "--examples {} is more than the {MAX_EXAMPLES} a report lists; write every example's loss with --per-example",
@@ -347,13 +350,7 @@ impl ReportSettings {
                 crate::tally::MAX_CHUNKS
             )));
         }
-        let expect = match args.expect {
-            Some(value) if !value.is_finite() => {
-                return Err(Error::usage(format!("--expect {value} is not a finite number")));
-            }
-            Some(value) => Some(Expectation { value, tolerance: Tolerance::new(args.rtol, args.atol)? }),
-            None => None,
-        };
+        let expect = expectation(args.expect, args.rtol, args.atol)?;
         let delivery =
             Delivery::new(args.format, Layout { top, width: None }, args.chart.clone(), args.output.clone())?;
         let class_names = args.class_names.as_deref().map(class_names).transpose()?;

@@ -10,6 +10,7 @@ mod distributed;
 mod docs;
 mod examples;
 mod focal;
+mod formats;
 mod fuzz_regressions;
 mod inputs;
 mod output;

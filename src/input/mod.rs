@@ -1,17 +1,21 @@
-//! Reading input arrays. A spec names a file and, for `.npz` files and JSON
-//! objects, a member: `dump.npz:logits`. `.npy` payloads in native layout are
-//! memory-mapped and read in place; everything else is decoded once into an
-//! owned, native, C-order buffer. Only regular files are read, never more
-//! than they hold or their headers declare (see docs/reliability.md).
+//! Reading input arrays. A spec names a file and, for files that hold
+//! several (`.npz`, `.safetensors`, `torch.save` files, JSON objects), a
+//! member: `dump.npz:logits`, `run.pt:outputs.logits`. Payloads in native
+//! layout (`.npy`, `.safetensors`, the storages of `torch.save` files) are
+//! memory-mapped and read in place; everything else is decoded once into
+//! an owned, native, C-order buffer. Only regular files are read, never
+//! more than they hold or their headers declare (see docs/reliability.md).
 
 mod archive;
 mod file;
 mod guard;
 mod json;
+mod names;
 mod npy;
 mod safetensors;
 mod sources;
 mod tensor;
+mod torch;
 mod view;
 
 use std::io::{Read, Seek, SeekFrom};
@@ -21,6 +25,7 @@ use crate::error::{Error, Origin, Result};
 use file::Opened;
 pub use file::{CHANGED, MAX_TEXT_BYTES, size_text};
 pub use guard::exit_on_truncated_input;
+pub use names::{holdings, listed};
 pub use sources::{Sources, expand};
 use tensor::Storage;
 pub use tensor::{Column, DType, Element, NotAnIndex, Tensor, Values, shape_text};
@@ -65,6 +70,7 @@ enum Format {
     Npz,
     Json,
     Safetensors,
+    Torch,
 }
 
 /// The format of an opened file: by its extension, else by its first bytes.
@@ -77,9 +83,15 @@ fn format_of(path: &Path, file: &Opened) -> Format {
         Some("npz") => Format::Npz,
         Some("json") => Format::Json,
         Some("safetensors") => Format::Safetensors,
+        Some("pt" | "pth") => Format::Torch,
         _ if npy::looks_like_npy(head) => Format::Npy,
-        _ if head.starts_with(b"PK") => Format::Npz,
+        _ if head.starts_with(b"PK") => {
+            let torch =
+                archive::open(&file.file, "zip").is_ok_and(|archive| torch::is_torch_archive(&archive));
+            if torch { Format::Torch } else { Format::Npz }
+        }
         _ if safetensors::looks_like_safetensors(head, file.len) => Format::Safetensors,
+        _ if torch::looks_like_pickle(head) => Format::Torch,
         _ => Format::Json,
     }
 }
@@ -104,12 +116,25 @@ pub fn load(spec: &Spec, role: &str) -> Result<Tensor> {
             let text = file.read_text().map_err(&fail)?;
             load_json(json_text(&text).map_err(&fail)?, spec.key.as_deref(), origin)
         }
-        Format::Safetensors => {
+        format @ (Format::Safetensors | Format::Torch) => {
             let map = guard::map(&file.file, file.len, &origin).map_err(&fail)?;
-            let key = spec.key.as_deref().unwrap_or(role);
-            let (region, view) = safetensors::locate(&map, key).map_err(&fail)?;
-            view::tensor_in_map(map, region, &view, origin)
+            let (stored, view) = locate_view(&map, format, spec.key.as_deref(), role).map_err(&fail)?;
+            view::tensor_in_map(map, stored, &view, origin)
         }
+    }
+}
+
+/// Where the tensor `key` (else the one for `role`) is in the image of a
+/// whole `.safetensors` or `torch.save` file.
+fn locate_view(
+    image: &[u8],
+    format: Format,
+    key: Option<&str>,
+    role: &str,
+) -> std::result::Result<(view::Stored, view::View), String> {
+    match format {
+        Format::Safetensors => safetensors::locate(image, key.unwrap_or(role)),
+        _ => torch::locate(image, key, role),
     }
 }
 
@@ -148,47 +173,16 @@ pub fn unreadable(path: &Path) -> Option<String> {
     (!meta.is_file()).then(|| file::not_regular(meta.file_type()))
 }
 
-/// The most member names a message lists; the rest are counted.
-const NAMES_LISTED: usize = 20;
-
-/// Member names for a message: the first twenty and how many
-/// more, or `nothing`.
-pub fn listed<S: AsRef<str>>(names: &[S]) -> String {
-    if names.is_empty() {
-        return "nothing".into();
-    }
-    let shown: Vec<&str> = names.iter().take(NAMES_LISTED).map(AsRef::as_ref).collect();
-    match names.len() - shown.len() {
-        0 => shown.join(", "),
-        more => format!("{} … {more} more", shown.join(", ")),
-    }
-}
-
-/// What a file that lacks the member `key` holds instead, for its message:
-/// `it holds: …`, and how to name arrays that `np.savez` numbered because
-/// they were passed by position.
-pub fn holdings<S: AsRef<str>>(key: &str, names: &[S]) -> String {
-    let numbered = |name: &str| {
-        name.strip_prefix("arr_").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-    };
-    let mut text = format!("it holds: {}", listed(names));
-    if !names.is_empty() && names.iter().all(|n| numbered(n.as_ref())) {
-        text.push_str(&format!(
-            "; np.savez numbers the arrays it is given by position: name them, np.savez(f, {key}=…)"
-        ));
-    }
-    text
-}
-
 /// The members a bundle (an `.npz` file or a JSON object) holds.
 pub fn bundle_members(path: &Path) -> Result<Vec<String>> {
     let origin = Origin::new("bundle", path.display().to_string());
     let fail = |message: String| Error::input(&origin, message);
     let file = file::open(path).map_err(&fail)?;
     match format_of(path, &file) {
-        Format::Safetensors => {
+        format @ (Format::Safetensors | Format::Torch) => {
             let map = guard::map(&file.file, file.len, &origin).map_err(&fail)?;
-            safetensors::names(&map).map_err(&fail)
+            let names = if format == Format::Torch { torch::names(&map) } else { safetensors::names(&map) };
+            names.map_err(&fail)
         }
         Format::Npz => {
             let archive = archive::open(file.file, ".npz").map_err(&fail)?;
@@ -309,6 +303,8 @@ pub enum Container {
     Npz,
     Json,
     Safetensors,
+    /// A `torch.save` archive.
+    Torch,
 }
 
 /// Reads an array from the bytes of a whole file: the member `key` of an
@@ -324,10 +320,11 @@ pub fn from_bytes(bytes: &[u8], container: Container, key: Option<&str>, role: &
             let text = json_text(bytes).map_err(|message| Error::input(&origin, message))?;
             load_json(text, key, origin)
         }
-        Container::Safetensors => {
-            let (region, view) = safetensors::locate(bytes, key.unwrap_or(role))
-                .map_err(|message| Error::input(&origin, message))?;
-            view::tensor_in_image(bytes, region, &view, origin)
+        Container::Safetensors | Container::Torch => {
+            let format = if container == Container::Torch { Format::Torch } else { Format::Safetensors };
+            let (stored, view) =
+                locate_view(bytes, format, key, role).map_err(|message| Error::input(&origin, message))?;
+            view::tensor_in_image(bytes, stored, &view, origin)
         }
     }
 }

@@ -8,10 +8,9 @@ use std::collections::BTreeMap;
 use safetensors::tensor::TensorInfo;
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
 
+use super::names::holdings;
 use super::tensor::DType;
-use std::ops::Range;
-
-use super::view::View;
+use super::view::{Stored, View};
 
 /// The bytes before the header: its length.
 const LENGTH_BYTES: usize = 8;
@@ -32,10 +31,10 @@ pub fn names(bytes: &[u8]) -> Result<Vec<String>, String> {
 
 /// Where the tensor `key` lies in a file's `bytes`, and how its elements
 /// sit there. The error is the message part.
-pub fn locate(bytes: &[u8], key: &str) -> Result<(Range<usize>, View), String> {
+pub fn locate(bytes: &[u8], key: &str) -> Result<(Stored, View), String> {
     let file = parse(bytes)?;
     let Ok(tensor) = file.tensor(key) else {
-        return Err(format!("no array named '{key}' (it holds: {})", stored_names(&file).join(", ")));
+        return Err(format!("no array named '{key}' ({})", holdings(key, &stored_names(&file))));
     };
     let member = |message: String| format!("member '{key}': {message}");
     let dtype = element_type(tensor.dtype()).map_err(member)?;
@@ -43,7 +42,7 @@ pub fn locate(bytes: &[u8], key: &str) -> Result<(Range<usize>, View), String> {
     let start = data.as_ptr() as usize - bytes.as_ptr() as usize;
     let view = View::contiguous(dtype, tensor.shape().to_vec());
     view.check_fits(data.len()).map_err(member)?;
-    Ok((start..start + data.len(), view))
+    Ok((Stored::Region(start..start + data.len()), view))
 }
 
 fn parse(bytes: &[u8]) -> Result<SafeTensors<'_>, String> {
@@ -154,7 +153,7 @@ mod tests {
         let bytes = image(TWO, &[0u8; 12]);
         assert!(looks_like_safetensors(&bytes, bytes.len() as u64));
         assert_eq!(names(&bytes).unwrap(), ["b", "a"]);
-        let (region, view) = locate(&bytes, "a").unwrap();
+        let (Stored::Region(region), view) = locate(&bytes, "a").unwrap() else { panic!("in place") };
         assert_eq!(region, 8 + TWO.len() + 8..8 + TWO.len() + 12);
         assert_eq!((view.dtype, view.shape), (DType::BF16, vec![1, 2]));
         assert_eq!(locate(&bytes, "c").err().unwrap(), "no array named 'c' (it holds: b, a)");

@@ -31,7 +31,7 @@ impl Sources {
             Some(text) => {
                 if let Spec { key: Some(key), .. } = Spec::parse(text) {
                     return Err(Error::usage(format!(
-                        "the bundle {text} names a member ':{key}'; a bundle is a whole .npz or JSON file \
+                        "the bundle {text} names a member ':{key}'; a bundle is a whole file (.npz, .pt, .safetensors or JSON) \
                          (pick one array with --logits FILE:KEY)"
                     )));
                 }

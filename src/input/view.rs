@@ -97,9 +97,29 @@ pub fn c_strides(shape: &[usize]) -> Vec<usize> {
     strides
 }
 
-/// The tensor `view` describes in the bytes `region` of the mapped file,
-/// read in place where it can be. The view must fit ([`View::check_fits`]).
-pub fn tensor_in_map(map: GuardedMap, region: Range<usize>, view: &View, origin: Origin) -> Result<Tensor> {
+/// Where a view's bytes are: a region of the file, or a buffer they were
+/// inflated into (a compressed archive member).
+pub enum Stored {
+    Region(Range<usize>),
+    Inflated(Vec<u8>),
+}
+
+impl Stored {
+    pub fn len(&self) -> usize {
+        match self {
+            Stored::Region(region) => region.len(),
+            Stored::Inflated(buffer) => buffer.len(),
+        }
+    }
+}
+
+/// The tensor `view` describes in `stored` bytes of the mapped file, read
+/// in place where it can be. The view must fit ([`View::check_fits`]).
+pub fn tensor_in_map(map: GuardedMap, stored: Stored, view: &View, origin: Origin) -> Result<Tensor> {
+    let region = match stored {
+        Stored::Region(region) => region,
+        Stored::Inflated(buffer) => return gathered(&buffer, view, origin),
+    };
     let size = view.dtype.size();
     // An empty view's offset may point anywhere; a non-empty one fits.
     let start = region.start + if view.numel() == 0 { 0 } else { view.offset * size };
@@ -111,10 +131,13 @@ pub fn tensor_in_map(map: GuardedMap, region: Range<usize>, view: &View, origin:
     gathered(&map[region], view, origin)
 }
 
-/// The tensor `view` describes in the bytes `region` of the file image
+/// The tensor `view` describes in `stored` bytes of the file image
 /// `image`, copied. The view must fit.
-pub fn tensor_in_image(image: &[u8], region: Range<usize>, view: &View, origin: Origin) -> Result<Tensor> {
-    gathered(&image[region], view, origin)
+pub fn tensor_in_image(image: &[u8], stored: Stored, view: &View, origin: Origin) -> Result<Tensor> {
+    match stored {
+        Stored::Region(region) => gathered(&image[region], view, origin),
+        Stored::Inflated(buffer) => gathered(&buffer, view, origin),
+    }
 }
 
 fn gathered(bytes: &[u8], view: &View, origin: Origin) -> Result<Tensor> {

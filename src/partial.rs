@@ -212,12 +212,14 @@ impl Partial {
     /// `new_first` gives the shards in a new concatenation.
     fn renumber(&mut self, new_first: &BTreeMap<Vec<String>, u64>) {
         let old_starts = starts(&self.shards);
-        self.tally.findings.hardest.renumber(|index| {
+        let new_index = |index: u64| {
             let at = old_starts.partition_point(|(_, first)| *first <= index) - 1;
             let (key, first) = &old_starts[at];
             let key: Vec<String> = key.iter().map(|s| s.to_string()).collect();
             new_first[&key] + (index - first)
-        });
+        };
+        self.tally.findings.hardest.renumber(new_index);
+        self.reducer.renumber(new_index);
     }
 
     /// Why `other` cannot be merged into this one, if it cannot.
@@ -343,8 +345,8 @@ impl MergePlan {
             let (_, mut other) = part(k)?;
             let refuse = |what: String| Error::usage(format!("merge: {} {what}", self.names[k]));
             merged.check_compatible(&other).map_err(refuse)?;
-            merged.reducer.merge(&other.reducer).map_err(refuse)?;
             other.renumber(&self.new_first);
+            merged.reducer.merge(&other.reducer).map_err(refuse)?;
             merged.tally.merge(&other.tally);
             merged.example_shape[0] += other.example_shape[0];
             for warning in other.warnings {
@@ -374,6 +376,8 @@ fn starts(shards: &[Shard]) -> Vec<(Vec<&str>, u64)> {
 /// The report of a finished tally: the totals, and the warnings about them.
 pub fn conclude(mut header: Header, reducer: &Reducer, tally: Tally) -> Report {
     let totals = reducer.totals(&tally);
+    header.sections = reducer.sections();
+    header.warnings.extend(reducer.warnings());
     let counted: u64 = tally.classes.iter().map(|c| c.all.count).sum();
     if header.example_shape.iter().product::<usize>() == 0 {
         header.warnings.push("the input holds no examples (a mean of nothing is NaN, as in PyTorch)".into());

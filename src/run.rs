@@ -78,14 +78,6 @@ impl Driver for Evaluate {
             if !several && !settings.partial {
                 return deliver(&partial::conclude(header, &reducer, tally), &settings);
             }
-            if header.sections.is_some() {
-                return Err(Error::usage(format!(
-                    "{}: a report of several shards, or a partial one, covers ce, bce and focal; \
-                     run each {} batch on its own",
-                    L::NAME,
-                    L::NAME
-                )));
-            }
             if let Some(progress) = &progress {
                 progress.advance(file_bytes(&header.inputs));
             }
@@ -189,15 +181,9 @@ fn in_pool<T: Send>(threads: Option<usize>, work: impl FnOnce() -> T + Send) -> 
 
 /// Runs the pass of a prepared loss `L`: its header, reducer and tally.
 fn examine<L: Loss>(prepared: Prepared, settings: &Analysis) -> Result<(Header, Reducer, Tally)> {
-    let Prepared { pass, parameters, inputs, operands, warnings, positives_per_class, sections } = prepared;
-    let header = Header {
-        parameters,
-        inputs,
-        warnings,
-        positives_per_class,
-        sections,
-        ..Header::new(L::NAME, L::PRESENTATION)
-    };
+    let Prepared { pass, parameters, inputs, operands, warnings, positives_per_class } = prepared;
+    let header =
+        Header { parameters, inputs, warnings, positives_per_class, ..Header::new(L::NAME, L::PRESENTATION) };
     let reducer = pass.reducer();
     let (header, tally) = tally_pass(pass.as_ref(), operands, header, settings)?;
     Ok((header, reducer, tally))

@@ -17,7 +17,7 @@ use losscope::settings::Analysis;
 use proptest::prelude::*;
 use serde_json::Value;
 
-use crate::util::{SSD_GOLDEN, f64_npy, fixtures, i64_npy, losscope};
+use crate::util::{SSD_GOLDEN, assert_fits_schema, f64_npy, fixtures, i64_npy, losscope, npy};
 
 /// Writes rows `rows` of a CE batch (`classes` wide) as `dir/name_logits.npy`
 /// and `dir/name_targets.npy`.
@@ -114,6 +114,7 @@ fn globbed_shards_repeated_flags_and_merged_partials_give_the_one_pass_report() 
     }
     let one = run_json(&["ce", "--logits", "all_logits.npy", "--targets", "all_targets.npy"], dir.path());
     let globbed = run_json(&["ce", "--logits", "s*_logits.npy", "--targets", "s*_targets.npy"], dir.path());
+    assert_fits_schema(&globbed, &["ce", "(4 shards)"]);
     assert_same_report(&one, &globbed, PLAIN_SUM_ULPS, "");
     assert_eq!(globbed["value"], one["value"]);
     assert_eq!(globbed["inputs"].as_array().unwrap().len(), 8);
@@ -242,16 +243,91 @@ fn mismatched_shards_and_partials_are_refused_naming_what_differs() {
             .unwrap();
         assert!(matches!(out.status.code(), Some(0 | 2)), "byte {at}: {out:?}");
     }
-    // SSD reports are of one batch.
-    let out = dir.path().join("ssd.lsp");
-    let mut ssd: Vec<&str> = SSD_GOLDEN.to_vec();
-    ssd.extend(["--partial", "-o", out.to_str().unwrap()]);
-    let err = refusal(&ssd, &fixtures());
-    assert!(
-        err.contains("ssd: a report of several shards, or a partial one, covers ce, bce and focal"),
-        "{err}"
-    );
-    assert!(!out.exists());
+}
+
+/// The rows of a float64 `.npy` file of shape `[B, …]`, one file each.
+fn split_images(path: &Path) -> Vec<Vec<u8>> {
+    let bytes = std::fs::read(path).unwrap();
+    let header = 10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let text = String::from_utf8_lossy(&bytes[..header]).to_string();
+    let dims = text.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
+    let shape: Vec<usize> = dims.split(',').filter_map(|d| d.trim().parse().ok()).collect();
+    let per_image = bytes[header..].len() / shape[0];
+    bytes[header..].chunks(per_image).map(|chunk| npy("<f8", &[&[1], &shape[1..]].concat(), chunk)).collect()
+}
+
+/// SSD over images in shards: every batch mines on its own, and the sums,
+/// groups, per-image rows, matching and hardest priors merge.
+#[test]
+fn ssd_shards_and_partials_give_the_one_batch_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let golden = fixtures().join("ssd/golden");
+    let truths: Value =
+        serde_json::from_str(&std::fs::read_to_string(golden.join("truths.json")).unwrap()).unwrap();
+    for (role, parts) in
+        [("loc", split_images(&golden.join("loc.npy"))), ("conf", split_images(&golden.join("conf.npy")))]
+    {
+        for (b, part) in parts.iter().enumerate() {
+            std::fs::write(dir.path().join(format!("image{b}_{role}.npy")), part).unwrap();
+        }
+    }
+    for (b, image) in truths.as_array().unwrap().iter().enumerate() {
+        std::fs::write(
+            dir.path().join(format!("image{b}_truths.json")),
+            Value::Array(vec![image.clone()]).to_string(),
+        )
+        .unwrap();
+    }
+    let priors = golden.join("priors.npy");
+    let priors = priors.to_str().unwrap();
+    let mut one_args: Vec<String> = SSD_GOLDEN.iter().map(|a| a.to_string()).collect();
+    for arg in &mut one_args[1..] {
+        if !arg.starts_with("--") {
+            *arg = fixtures().join(&*arg).display().to_string();
+        }
+    }
+    let one_args: Vec<&str> = one_args.iter().map(String::as_str).collect();
+    let one = run_json(&one_args, dir.path());
+    let shards = [
+        "ssd",
+        "--loc",
+        "image*_loc.npy",
+        "--conf",
+        "image*_conf.npy",
+        "--truths",
+        "image*_truths.json",
+        "--priors",
+        priors,
+    ];
+    let sharded = run_json(&shards, dir.path());
+    assert_same_report(&one, &sharded, 8.0, "");
+    for b in 0..2 {
+        let (loc, conf, truths, part) = (
+            format!("image{b}_loc.npy"),
+            format!("image{b}_conf.npy"),
+            format!("image{b}_truths.json"),
+            format!("image{b}.lsp"),
+        );
+        let args = [
+            "ssd",
+            "--loc",
+            &loc,
+            "--conf",
+            &conf,
+            "--truths",
+            &truths,
+            "--priors",
+            priors,
+            "--partial",
+            "-o",
+            &part,
+        ];
+        losscope().current_dir(dir.path()).args(args).assert().success();
+    }
+    assert_eq!(run_json(&["merge", "image1.lsp", "image0.lsp"], dir.path()), sharded);
+    assert_eq!(sharded["n_images"], one["n_images"]);
+    assert_eq!(sharded["images"].as_array().unwrap().len(), 2);
+    assert_fits_schema(&sharded, &shards);
 }
 
 fn tensor(role: &str, shape: Vec<usize>, column: Column) -> Tensor {

@@ -106,7 +106,6 @@ impl Loss for BceArgs {
             operands: [logits, targets],
             warnings: loss.warnings.clone(),
             positives_per_class: true,
-            sections: None,
             pass: Box::new(loss),
         })
     }

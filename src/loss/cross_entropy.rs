@@ -181,7 +181,6 @@ impl Loss for CeArgs {
             operands: [logits, targets],
             warnings: loss.warnings.clone(),
             positives_per_class: false,
-            sections: None,
             pass: Box::new(loss),
         })
     }

@@ -67,8 +67,6 @@ pub struct Prepared<'a> {
     pub warnings: Vec<String>,
     /// Whether the class rows carry positives and their loss.
     pub positives_per_class: bool,
-    /// The loss's own report sections.
-    pub sections: Option<Box<dyn LossSections>>,
 }
 
 /// Something that runs a loss, whichever it is.
@@ -118,12 +116,8 @@ pub enum Reducer {
     Ce(cross_entropy::CeReducer),
     Bce(bce::BceReducer),
     Focal(focal::FocalReducer),
-    /// SSD's figures, worked out from its per-image results before the tally.
-    Ssd {
-        value: f64,
-        sum: f64,
-        normalizer: f64,
-    },
+    /// SSD's figures, worked out from its per-image results beside the tally.
+    Ssd(Box<ssd::SsdState>),
 }
 
 impl Reducer {
@@ -133,7 +127,7 @@ impl Reducer {
             Reducer::Ce(rule) => rule.totals(tally),
             Reducer::Bce(rule) => rule.totals(tally),
             Reducer::Focal(rule) => rule.totals(tally),
-            &Reducer::Ssd { value, sum, normalizer } => Totals { value, sum, normalizer, baseline: None },
+            Reducer::Ssd(state) => state.totals(),
         }
     }
 
@@ -144,7 +138,32 @@ impl Reducer {
             (Reducer::Ce(mine), Reducer::Ce(theirs)) if mine == theirs => Ok(()),
             (Reducer::Bce(mine), Reducer::Bce(theirs)) => mine.merge(theirs),
             (Reducer::Focal(mine), Reducer::Focal(theirs)) => mine.merge(theirs),
+            (Reducer::Ssd(mine), Reducer::Ssd(theirs)) => mine.merge(theirs),
             (mine, theirs) => Err(format!("their reductions differ ({mine:?} and {theirs:?})")),
+        }
+    }
+
+    /// The loss's own report sections, when it has any.
+    pub fn sections(&self) -> Option<Box<dyn LossSections>> {
+        match self {
+            Reducer::Ssd(state) => Some(Box::new(ssd::SsdSections::new(state))),
+            _ => None,
+        }
+    }
+
+    /// What the loss's own figures tell the user.
+    pub fn warnings(&self) -> Vec<String> {
+        match self {
+            Reducer::Ssd(state) => state.warnings(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Moves what the rule holds per example to the places `new_index`
+    /// gives, as when shards are put in a new order.
+    pub fn renumber(&mut self, new_index: impl Fn(u64) -> u64) {
+        if let Reducer::Ssd(state) = self {
+            state.renumber(new_index);
         }
     }
 }

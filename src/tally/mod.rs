@@ -112,7 +112,7 @@ impl TallySettings {
 
 /// A compensated (Neumaier) sum: exact enough that sums of millions of
 /// examples stay within 1e-15 of the true value, whatever their order.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sum {
     sum: f64,
     compensation: f64,

@@ -190,7 +190,6 @@ impl Loss for FocalArgs {
             warnings,
             positives_per_class: loss.grouping() == Grouping::PositivesNegatives
                 && kind == FocalKind::Sigmoid,
-            sections: None,
             pass: Box::new(loss),
         })
     }

@@ -12,7 +12,6 @@ use crate::report::{InputInfo, Presentation};
 use crate::settings::ReportArgs;
 
 use super::super::{Loss, Prepared, describe};
-use super::sections::SsdSections;
 use super::truths::{Truths, load as load_truths};
 use super::{ConfLoss, Keep, Preset, PriorSet, Priors, Ssd, SsdParams, ZeroPositives};
 
@@ -25,17 +24,17 @@ pub struct SsdArgs {
     pub bundle: Option<String>,
     /// Predicted offsets [B, P, 4] (FILE or FILE:KEY)
     #[arg(long, value_name = "SPEC")]
-    pub loc: Option<String>,
+    pub loc: Vec<String>,
     /// Class logits [B, P, C], class 0 = background
     #[arg(long, value_name = "SPEC")]
-    pub conf: Option<String>,
+    pub conf: Vec<String>,
     /// Priors [P, 4] as (cx, cy, w, h), or a built-in set: ssd300-voc, ssd300-coco
     #[arg(long, value_name = "SPEC|SET")]
     pub priors: Option<String>,
     /// Ground truths per image, rows [xmin, ymin, xmax, ymax, label] with 0-based labels:
     /// JSON lists, .npy [B, M, 5] padded with label < 0, or .npz with one array per image
     #[arg(long, value_name = "SPEC")]
-    pub truths: Option<String>,
+    pub truths: Vec<String>,
     /// Whose semantics to reproduce
     #[arg(long, value_enum, default_value_t = Preset::SsdPytorch)]
     pub preset: Preset,
@@ -121,8 +120,8 @@ impl Loss for SsdArgs {
     }
 
     fn read(&self, sources: &Sources) -> Result<SsdInputs> {
-        let loc = sources.required(self.loc.as_slice(), "loc")?;
-        let conf = sources.required(self.conf.as_slice(), "conf")?;
+        let loc = sources.required(&self.loc, "loc")?;
+        let conf = sources.required(&self.conf, "conf")?;
         let priors = match self.priors.as_deref() {
             Some(text) => match PriorSet::from_name(text) {
                 Some(set) => Priors::builtin(set),
@@ -144,7 +143,7 @@ impl Loss for SsdArgs {
             },
             None => Priors::from_tensor(&sources.required(&[], "priors")?)?,
         };
-        let truths_spec = sources.required_spec(self.truths.as_slice(), "truths")?;
+        let truths_spec = sources.required_spec(&self.truths, "truths")?;
         let truths = load_truths(&truths_spec, loc.shape.first().copied())?;
         Ok(SsdInputs { loc, conf, priors, truths, truths_source: truths_spec.text() })
     }
@@ -154,7 +153,6 @@ impl Loss for SsdArgs {
         let params = self.params()?;
         let keep = Keep { hardest: self.report.examples, records: self.report.per_example.is_some() };
         let loss = Ssd::keeping(loc, conf, priors, truths, &params, keep)?;
-        let evaluation = loss.evaluation();
         let mut parameters = BTreeMap::new();
         parameters.insert("preset".into(), json!(self.preset.name()));
         parameters.insert("priors".into(), json!(self.priors.as_deref().unwrap_or("bundle")));
@@ -184,10 +182,21 @@ impl Loss for SsdArgs {
             inputs: described,
             // The tally reports the confidence logits' non-finite values.
             operands: [conf, loc],
-            warnings: evaluation.warnings.clone(),
+            warnings: truths_warnings(truths),
             positives_per_class: true,
-            sections: Some(Box::new(SsdSections::new(evaluation, params.loc_weight, loss.hardest()))),
             pass: Box::new(loss),
         })
+    }
+}
+
+/// What the ground truths themselves tell the user.
+fn truths_warnings(truths: &Truths) -> Vec<String> {
+    let largest = truths.images.iter().flatten().flat_map(|t| t.corners).fold(f64::NEG_INFINITY, f64::max);
+    if largest > 2.0 {
+        vec![format!(
+            "box coordinates reach {largest}: ground truths should be relative to the image size (0 to 1), like the priors"
+        )]
+    } else {
+        Vec::new()
     }
 }

@@ -2,12 +2,12 @@
 //! order: per class, per prior group, per image, and what matching and
 //! mining did. The matching figures are written into the report as they are.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::tally::Sum;
 
 /// One class's part; class 0 is the background.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClassFigures {
     /// Positive priors matched to the class (0 for the background).
     pub positives: u64,
@@ -44,7 +44,7 @@ impl ClassFigures {
 }
 
 /// A set of priors: how many, and their confidence loss.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Group {
     pub count: u64,
     pub conf_sum: Sum,
@@ -62,7 +62,7 @@ impl Group {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Groups {
     pub positives: Group,
     pub mined_negatives: Group,
@@ -82,7 +82,7 @@ impl Groups {
 }
 
 /// One image's part; the sums are not divided by N.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ImageFigures {
     pub boxes: usize,
     pub positives: u64,
@@ -91,19 +91,7 @@ pub struct ImageFigures {
     pub conf_sum: f64,
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct MatchingFigures {
-    pub boxes: usize,
-    /// Boxes whose best IoU is below the threshold: positive only because
-    /// their best prior is forced to them.
-    pub forced_only: Vec<ForcedMatch>,
-    /// Boxes left with no prior: a later box forced their best prior.
-    pub displaced: Vec<DisplacedBox>,
-    /// Priors matched per box; `None` without boxes.
-    pub priors_per_box: Option<Spread>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ForcedMatch {
     pub image: usize,
     /// The box's row in the truths input.
@@ -112,7 +100,7 @@ pub struct ForcedMatch {
     pub best_iou: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DisplacedBox {
     pub image: usize,
     /// The box's row in the truths input.
@@ -147,7 +135,7 @@ impl Spread {
 
 /// Negatives ssd.pytorch's global-max log-sum-exp scores `-inf`, so that
 /// they rank below every other prior.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NeverMined {
     /// In this float64 evaluation (logits ~745 below the batch's largest).
     pub float64: u64,

@@ -53,7 +53,7 @@ pub struct PriorRecord {
 }
 
 /// One of the hardest priors of an image.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct HardPrior {
     pub image: usize,
     pub prior: usize,

@@ -23,19 +23,19 @@
 //! by the focal loss. Everything is computed in float64.
 //!
 //! [`Ssd::new`] validates and evaluates every image in parallel; the result
-//! is the [`SsdEvaluation`], and as a [`PerExample`] the loss hands the
+//! is the [`SsdState`], and as a [`PerExample`] the loss hands the
 //! shared tally one example per counted prior (unit = image).
 
 mod boxes;
 mod command;
 mod confidence;
-mod evaluation;
 mod figures;
 mod image;
 mod matching;
 mod mining;
 mod priors;
 mod sections;
+mod state;
 #[cfg(test)]
 mod tests;
 mod truths;
@@ -53,17 +53,15 @@ use crate::tally::{Example, Grouping, Operand, Tally};
 use super::{PerExample, Reducer, check_float_predictions};
 
 pub use command::{SsdArgs, SsdConfLoss};
-pub use evaluation::SsdEvaluation;
-pub use figures::{
-    ClassFigures, DisplacedBox, ForcedMatch, Group, Groups, ImageFigures, MatchingFigures, NeverMined, Spread,
-};
+pub use figures::{ClassFigures, DisplacedBox, ForcedMatch, Group, Groups, ImageFigures, NeverMined, Spread};
 pub use image::{HardPrior, Keep, PriorRecord};
 pub use priors::{PriorSet, Priors};
 pub use sections::SsdSections;
+pub use state::SsdState;
 pub use truths::{GroundTruth, Truths, load as load_truths};
 
 /// Whose semantics the loss follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 pub enum Preset {
     /// amdegroot/ssd.pytorch's `MultiBoxLoss`.
     #[value(name = "ssd.pytorch", alias = "ssd-pytorch")]
@@ -103,7 +101,7 @@ impl ConfLoss {
 }
 
 /// The loss when no prior is positive (N = 0) under ssd.pytorch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 pub enum ZeroPositives {
     /// 0, as the SSD paper sets it.
     Zero,
@@ -178,8 +176,7 @@ impl SsdParams {
 
 /// The evaluated loss: its figures, and the examples for the shared tally.
 pub struct Ssd {
-    evaluation: SsdEvaluation,
-    loc_weight: f64,
+    state: SsdState,
     classes: usize,
     priors: usize,
     examples: Vec<Example>,
@@ -187,8 +184,6 @@ pub struct Ssd {
     image_starts: Vec<usize>,
     /// Per image: non-finite logits, and the flat index of the first.
     image_nonfinite: Vec<(u64, usize)>,
-    /// The hardest priors of the batch, hardest first.
-    hardest: Vec<HardPrior>,
     /// Every prior's record, image by image, when kept.
     records: Vec<PriorRecord>,
 }
@@ -232,44 +227,32 @@ impl Ssd {
             .into_par_iter()
             .map_init(image::Scratch::default, |scratch, b| context.evaluate(b, &truths.images[b], scratch))
             .collect();
-        let evaluation = SsdEvaluation::from_images(&results, classes, truths, params, batch_max.is_some());
+        let state =
+            SsdState::from_images(&results, classes, prior_count, params, batch_max.is_some(), keep.hardest);
 
         let mut image_starts = Vec::with_capacity(images + 1);
         let mut examples = Vec::with_capacity(results.iter().map(|r| r.examples.len()).sum());
         let mut image_nonfinite = Vec::with_capacity(images);
-        let mut hardest: Vec<HardPrior> = Vec::new();
         let mut records = Vec::with_capacity(if keep.records { images * prior_count } else { 0 });
         for result in results {
             image_starts.push(examples.len());
             examples.extend_from_slice(&result.examples);
             image_nonfinite.push(result.nonfinite_conf);
-            hardest.extend_from_slice(&result.hardest);
             records.extend_from_slice(&result.records);
         }
-        hardest.sort_by(HardPrior::harder);
-        hardest.truncate(keep.hardest);
         image_starts.push(examples.len());
-        Ok(Ssd {
-            hardest,
-            records,
-            evaluation,
-            loc_weight: params.loc_weight,
-            classes,
-            priors: prior_count,
-            examples,
-            image_starts,
-            image_nonfinite,
-        })
+        Ok(Ssd { records, state, classes, priors: prior_count, examples, image_starts, image_nonfinite })
     }
 
-    pub fn evaluation(&self) -> &SsdEvaluation {
-        &self.evaluation
+    /// The loss's figures beyond the tally.
+    pub fn state(&self) -> &SsdState {
+        &self.state
     }
 
     /// Every prior's record as an uncompressed `.npz`.
     fn records_npz(&self) -> Vec<u8> {
         use std::io::Write;
-        let shape = [self.evaluation.n_images, self.priors];
+        let shape = [self.state.images.len(), self.priors];
         let member = |descr: &str, data: &mut dyn Iterator<Item = u8>| {
             let mut bytes = crate::output::npy_header(descr, &shape);
             bytes.extend(data);
@@ -287,11 +270,6 @@ impl Ssd {
             let _ = zip.start_file(name, options).and_then(|()| zip.write_all(&bytes).map_err(Into::into));
         }
         zip.finish().map(std::io::Cursor::into_inner).unwrap_or_default()
-    }
-
-    /// The hardest priors of the batch, by conf + α · loc, hardest first.
-    pub fn hardest(&self) -> &[HardPrior] {
-        &self.hardest
     }
 }
 
@@ -395,11 +373,11 @@ impl PerExample for Ssd {
 
     /// One example per prior of each image.
     fn example_shape(&self) -> Vec<usize> {
-        vec![self.evaluation.n_images, self.priors]
+        vec![self.state.images.len(), self.priors]
     }
 
     fn units(&self) -> usize {
-        self.evaluation.n_images
+        self.state.images.len()
     }
 
     fn unit_cost(&self) -> usize {
@@ -419,20 +397,15 @@ impl PerExample for Ssd {
             for &example in &self.examples[self.image_starts[image]..self.image_starts[image + 1]] {
                 tally.add(example);
             }
-            tally.normalizer.add(self.evaluation.images[image].positives as f64);
+            tally.normalizer.add(self.state.images[image].1.positives as f64);
             let (count, first) = self.image_nonfinite[image];
             tally.add_nonfinite(Operand::Logits, count, first);
         }
     }
 
-    /// From the evaluation, not the tally: the tally holds the confidence
-    /// part only. `value = sum / normalizer` except when N = 0 under ssd.pytorch.
+    /// From the state, not the tally: the tally holds the confidence part
+    /// only. `value = sum / normalizer` except when N = 0 under ssd.pytorch.
     fn reducer(&self) -> Reducer {
-        let e = &self.evaluation;
-        Reducer::Ssd {
-            value: e.value,
-            sum: e.conf_sum + self.loc_weight * e.loc_sum,
-            normalizer: e.normalizer,
-        }
+        Reducer::Ssd(Box::new(self.state.clone()))
     }
 }

@@ -8,9 +8,8 @@ use serde::Serialize;
 use crate::format::{Cell, Chart, Layout, Plot, Section, Series, Unit, bar, exact, list_or_none, percent};
 use crate::report::{ClassRow, LossSections, number, ratio};
 
-use super::evaluation::SsdEvaluation;
 use super::figures::{DisplacedBox, ForcedMatch, Group, NeverMined, Spread};
-use super::image::HardPrior;
+use super::state::SsdState;
 
 /// The SSD parts of a report, written after the shared `difficulty`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -138,23 +137,24 @@ pub struct Matching {
 
 impl SsdSections {
     /// The sections of an evaluated SSD loss.
-    pub fn new(e: &SsdEvaluation, loc_weight: f64, hardest: &[HardPrior]) -> SsdSections {
+    pub fn new(e: &SsdState) -> SsdSections {
+        let (loc_sum, conf_sum, loc_weight) = (e.loc_sum.value(), e.conf_sum.value(), e.loc_weight);
         let group = |g: &Group| PriorGroup {
             count: g.count,
             conf_sum: number(g.conf_sum.value()),
-            conf_share: ratio(g.conf_sum.value(), e.conf_sum),
+            conf_share: ratio(g.conf_sum.value(), conf_sum),
         };
-        let total = e.conf_sum + loc_weight * e.loc_sum;
+        let total = e.sum();
         SsdSections {
             components: Components {
-                loc: number(e.loc),
-                conf: number(e.conf),
-                loc_sum: number(e.loc_sum),
-                conf_sum: number(e.conf_sum),
+                loc: number(e.divide(loc_sum)),
+                conf: number(e.divide(conf_sum)),
+                loc_sum: number(loc_sum),
+                conf_sum: number(conf_sum),
                 loc_weight,
-                num_pos: e.num_pos,
-                num_neg: e.num_neg,
-                n_images: e.n_images as u64,
+                num_pos: e.num_pos(),
+                num_neg: e.groups.mined_negatives.count,
+                n_images: e.n_images(),
             },
             groups: PriorGroups {
                 positives: group(&e.groups.positives),
@@ -165,9 +165,8 @@ impl SsdSections {
             images: e
                 .images
                 .iter()
-                .enumerate()
-                .map(|(image, f)| ImageRow {
-                    image,
+                .map(|&(image, f)| ImageRow {
+                    image: image as usize,
                     boxes: f.boxes as u64,
                     positives: f.positives,
                     mined_negatives: f.mined_negatives,
@@ -177,13 +176,14 @@ impl SsdSections {
                 })
                 .collect(),
             matching: Matching {
-                boxes: e.matching.boxes as u64,
-                forced_only: e.matching.forced_only.clone(),
-                displaced: e.matching.displaced.clone(),
-                priors_per_box: e.matching.priors_per_box,
+                boxes: e.boxes,
+                forced_only: e.forced_only.clone(),
+                displaced: e.displaced.clone(),
+                priors_per_box: e.priors_per_box(),
                 never_mined: e.never_mined,
             },
-            hardest_priors: hardest
+            hardest_priors: e
+                .hardest
                 .iter()
                 .map(|h| HardPriorRow {
                     image: h.image,

@@ -89,9 +89,9 @@ fn results_do_not_depend_on_the_thread_count() {
         pool.install(|| {
             let ssd = evaluate_case(&case["inputs"], &params_of(&case["params"])).unwrap();
             let tally = tally_of(&ssd);
-            let e = ssd.evaluation();
+            let e = ssd.state();
             (
-                e.value.to_bits(),
+                e.totals().value.to_bits(),
                 e.classes.iter().map(|c| c.conf_sum.value().to_bits()).collect::<Vec<_>>(),
                 tally.concentration,
             )
@@ -235,16 +235,16 @@ fn zero_positive_policies_and_warnings() {
     };
     let case = find("no_boxes");
     let ssd = evaluate_case(&case["inputs"], &params_of(&case["params"])).unwrap();
-    assert_eq!(ssd.evaluation().value, 0.0);
-    assert!(ssd.evaluation().warnings[0].contains("the loss is 0, as the SSD paper sets it"));
+    assert_eq!(ssd.state().totals().value, 0.0);
+    assert!(ssd.state().warnings()[0].contains("the loss is 0, as the SSD paper sets it"));
     let nan = SsdParams { zero_positives: ZeroPositives::Nan, ..params_of(&case["params"]) };
-    assert!(evaluate_case(&case["inputs"], &nan).unwrap().evaluation().value.is_nan());
+    assert!(evaluate_case(&case["inputs"], &nan).unwrap().state().totals().value.is_nan());
 
     let case = find("cap_quirk");
     let e = evaluate_case(&case["inputs"], &params_of(&case["params"])).unwrap();
-    assert!(e.evaluation().warnings.iter().any(|w| w.starts_with("1 negative priors have every logit")));
+    assert!(e.state().warnings().iter().any(|w| w.starts_with("1 negative priors have every logit")));
     let case = find("partial_double_torchvision");
     let e = evaluate_case(&case["inputs"], &params_of(&case["params"])).unwrap();
-    assert_eq!(e.evaluation().groups.positives_counted_twice.count, 2);
-    assert!(e.evaluation().warnings.iter().any(|w| w.starts_with("2 positive priors are counted twice")));
+    assert_eq!(e.state().groups.positives_counted_twice.count, 2);
+    assert!(e.state().warnings().iter().any(|w| w.starts_with("2 positive priors are counted twice")));
 }

@@ -75,7 +75,7 @@ pub struct FocalArgs {
     #[allow(rustdoc::broken_intra_doc_links)]
     /// mmdet sigmoid: weights multiplied in before the reduction, [N] or [N, 1] (per sample) or shaped like the logits
     #[arg(long, value_name = "SPEC")]
-    pub sample_weight: Option<String>,
+    pub sample_weight: Vec<String>,
     /// Targets equal to this are ignored, as the preset does it [default: -100 for kornia; mmcv softmax ignores every negative label]
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub ignore_index: Option<i64>,
@@ -123,10 +123,7 @@ impl Loss for FocalArgs {
         let targets = sources.required(&self.targets, "targets")?;
         let weight = sources.optional(&self.weight, "weight")?;
         let pos_weight = sources.optional(&self.pos_weight, "pos_weight")?;
-        let sample_weight = match &self.sample_weight {
-            Some(text) => Some(input::load(&Spec::parse(text), "sample_weight")?),
-            None => None,
-        };
+        let sample_weight = sources.optional(&self.sample_weight, "sample_weight")?;
         let alpha = match self.alpha.as_deref() {
             // A per-class α may sit in an array file.
             Some(text) if Path::new(&Spec::parse(text).path).is_file() => {

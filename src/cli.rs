@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::format::Format;
 use crate::loss::LossCommand;
-use crate::settings::{CHART_HELP, MergeArgs};
+use crate::settings::{CHART_HELP, MergeArgs, OutputArgs};
 use crate::weights::Scheme;
 
 #[derive(Debug, Parser)]
@@ -73,14 +73,8 @@ pub struct WeightsArgs {
     /// Class names: a file (one per line, or a JSON list) or an inline list a,b,c
     #[arg(long, value_name = "FILE|LIST")]
     pub class_names: Option<String>,
-    /// Output format
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
-    #[arg(long, value_name = "NAME", help = CHART_HELP)]
-    pub chart: Option<String>,
-    /// Write to this file (atomically) instead of stdout
-    #[arg(short = 'o', long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]

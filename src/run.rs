@@ -120,7 +120,7 @@ fn merge(args: MergeArgs) -> Result<Outcome> {
 }
 
 fn weights(args: WeightsArgs) -> Result<Outcome> {
-    let delivery = Delivery::new(args.format, Default::default(), args.chart, args.output)?;
+    let delivery = Delivery::of(&args.output, Default::default())?;
     let beta = settings::beta(args.beta)?;
     let mut sources = Sources::new(args.bundle.as_deref())?;
     sources.select(0)?;

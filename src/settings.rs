@@ -11,10 +11,10 @@ use crate::error::{Error, Origin, Result};
 use crate::format::{Format, Layout};
 use crate::output;
 
-/// The flags every loss subcommand shares: how the report is computed and
-/// where it goes.
+/// Where a document goes and in what form: the flags of every command that
+/// writes one.
 #[derive(Debug, Clone, Args)]
-pub struct ReportArgs {
+pub struct OutputArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -23,6 +23,28 @@ pub struct ReportArgs {
     /// Write the report to this file (atomically) instead of stdout
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+/// `--expect` and its tolerance: the flags of every command that checks a value.
+#[derive(Debug, Clone, Args)]
+pub struct ExpectArgs {
+    /// Exit 1 when the value differs from this
+    #[arg(long, value_name = "VALUE", allow_negative_numbers = true)]
+    pub expect: Option<f64>,
+    /// Relative tolerance of --expect
+    #[arg(long, default_value_t = 1e-6, requires = "expect", allow_negative_numbers = true)]
+    pub rtol: f64,
+    /// Absolute tolerance of --expect
+    #[arg(long, default_value_t = 0.0, requires = "expect", allow_negative_numbers = true)]
+    pub atol: f64,
+}
+
+/// The flags every loss subcommand shares: how the report is computed and
+/// where it goes.
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// Class names: a file (one per line, or a JSON list) or an inline list a,b,c
     #[arg(long, value_name = "FILE|LIST")]
     pub class_names: Option<String>,
@@ -36,15 +58,8 @@ pub struct ReportArgs {
     /// in table, markdown and html (JSON holds every row)
     #[arg(long, value_name = "N|all", default_value = "20")]
     pub top: Top,
-    /// Exit 1 when the value differs from this
-    #[arg(long, value_name = "VALUE", allow_negative_numbers = true)]
-    pub expect: Option<f64>,
-    /// Relative tolerance of --expect
-    #[arg(long, default_value_t = 1e-6, requires = "expect", allow_negative_numbers = true)]
-    pub rtol: f64,
-    /// Absolute tolerance of --expect
-    #[arg(long, default_value_t = 0.0, requires = "expect", allow_negative_numbers = true)]
-    pub atol: f64,
+    #[command(flatten)]
+    pub expect: ExpectArgs,
     /// Compute even when logits hold NaN or infinities (the loss may then be NaN)
     #[arg(long)]
     pub allow_nonfinite: bool,
@@ -99,14 +114,8 @@ pub struct MergeArgs {
     /// Partial report files, or quoted glob patterns ('parts/*.lsp')
     #[arg(required = true, value_name = "PARTIAL")]
     pub parts: Vec<String>,
-    /// Output format
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
-    #[arg(long, value_name = "NAME", help = CHART_HELP)]
-    pub chart: Option<String>,
-    /// Write the report to this file (atomically) instead of stdout
-    #[arg(short = 'o', long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// Rows of the class table to show, largest share first, or all; in table, markdown and
     /// html (JSON holds every row)
     #[arg(long, value_name = "N|all", default_value = "20")]
@@ -114,15 +123,8 @@ pub struct MergeArgs {
     /// Write the merged partial state to -o FILE instead of a report (merges form a tree)
     #[arg(long, requires = "output", conflicts_with_all = ["expect", "chart"])]
     pub partial: bool,
-    /// Exit 1 when the value differs from this
-    #[arg(long, value_name = "VALUE", allow_negative_numbers = true)]
-    pub expect: Option<f64>,
-    /// Relative tolerance of --expect
-    #[arg(long, default_value_t = 1e-6, requires = "expect", allow_negative_numbers = true)]
-    pub rtol: f64,
-    /// Absolute tolerance of --expect
-    #[arg(long, default_value_t = 0.0, requires = "expect", allow_negative_numbers = true)]
-    pub atol: f64,
+    #[command(flatten)]
+    pub expect: ExpectArgs,
 }
 
 /// The most hardest examples `--examples` may ask for: each is a line of the
@@ -204,6 +206,11 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// The delivery the output flags ask for.
+    pub fn of(args: &OutputArgs, layout: Layout) -> Result<Self> {
+        Delivery::new(args.format, layout, args.chart.clone(), args.output.clone())
+    }
+
     /// Checks, before any work, that the output can be written.
     pub fn new(
         format: Format,
@@ -239,14 +246,16 @@ fn top_rows(top: Top) -> Result<Option<usize>> {
     }
 }
 
-/// `--expect` with its tolerance, checked.
-fn expectation(expect: Option<f64>, rtol: f64, atol: f64) -> Result<Option<Expectation>> {
-    match expect {
-        Some(value) if !value.is_finite() => {
-            Err(Error::usage(format!("--expect {value} is not a finite number")))
+impl ExpectArgs {
+    /// `--expect` with its tolerance, checked.
+    fn checked(&self) -> Result<Option<Expectation>> {
+        match self.expect {
+            Some(value) if !value.is_finite() => {
+                Err(Error::usage(format!("--expect {value} is not a finite number")))
+            }
+            Some(value) => Ok(Some(Expectation { value, tolerance: Tolerance::new(self.rtol, self.atol)? })),
+            None => Ok(None),
         }
-        Some(value) => Ok(Some(Expectation { value, tolerance: Tolerance::new(rtol, atol)? })),
-        None => Ok(None),
     }
 }
 
@@ -294,8 +303,8 @@ impl ReportSettings {
         let layout = Layout { top: top_rows(args.top)?, width: None };
         Ok(ReportSettings {
             analysis: Analysis::default(),
-            delivery: Delivery::new(args.format, layout, args.chart.clone(), args.output.clone())?,
-            expect: expectation(args.expect, args.rtol, args.atol)?,
+            delivery: Delivery::of(&args.output, layout)?,
+            expect: args.expect.checked()?,
             partial: args.partial,
         })
     }
@@ -350,9 +359,8 @@ impl ReportSettings {
                 crate::tally::MAX_CHUNKS
             )));
         }
-        let expect = expectation(args.expect, args.rtol, args.atol)?;
-        let delivery =
-            Delivery::new(args.format, Layout { top, width: None }, args.chart.clone(), args.output.clone())?;
+        let expect = args.expect.checked()?;
+        let delivery = Delivery::of(&args.output, Layout { top, width: None })?;
         let class_names = args.class_names.as_deref().map(class_names).transpose()?;
         Ok(ReportSettings {
             analysis: Analysis {

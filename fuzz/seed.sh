@@ -53,3 +53,15 @@ for path in sorted(pathlib.Path(sys.argv[1]).rglob("*.pt")):
             name = str(path.relative_to(sys.argv[1])).replace("/", "_")
             pathlib.Path("corpus/torch", name).write_bytes(b"\x01" + archive.read(pickle))
 PYTHON
+
+# partial: partial reports of a few fixtures, written by the release build
+# when there is one (cargo build --release at the top of the repository).
+mkdir -p corpus/partial
+losscope=../target/release/losscope
+if [ -x "$losscope" ]; then
+    "$losscope" ce "$fixtures/conventions/softmax.npz" --partial -o corpus/partial/ce.lsp
+    "$losscope" bce "$fixtures/conventions/binary.npz" --partial -o corpus/partial/bce.lsp
+    "$losscope" ssd --loc "$fixtures/ssd/golden/loc.npy" --conf "$fixtures/ssd/golden/conf.npy" \
+        --priors "$fixtures/ssd/golden/priors.npy" --truths "$fixtures/ssd/golden/truths.json" \
+        --partial -o corpus/partial/ssd.lsp
+fi

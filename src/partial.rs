@@ -51,8 +51,8 @@ pub struct Partial {
 }
 
 /// The fields of [`Partial`] up to its shards: what ordering the parts of a
-/// merge needs, read without the rest.
-/// (The fields before the shards are read past, not used.)
+/// merge needs, read without the rest (the fields before the shards are
+/// read past, not used).
 #[derive(Deserialize)]
 struct Head {
     _version: String,
@@ -182,6 +182,7 @@ impl Partial {
             ));
         }
         let total = examples.unwrap_or(0);
+        self.reducer.check(total, self.tally.settings.classes)?;
         if let Some(noted) = self.tally.findings.hardest.sorted().iter().find(|n| n.index >= total) {
             return Err(format!("a hardest example's index {} is past its {total} examples", noted.index));
         }

@@ -172,7 +172,7 @@ fn render(report: &Report, input: &mut Input) {
     let format = [Format::Table, Format::Json, Format::Markdown, Format::Html, Format::Svg][(choice / 4 % 5) as usize];
     let charts = report.charts();
     let chart = charts.get(choice as usize % charts.len().max(1)).map(|c| c.name);
-    std::hint::black_box(exporter(format, Layout { top }, chart).render(report));
+    std::hint::black_box(exporter(format, Layout { top, width: None }, chart).render(report));
 }
 
 fn column_values(column: &Column) -> Vec<f64> {

@@ -159,6 +159,15 @@ impl Reducer {
         }
     }
 
+    /// Checks a rule read back from a file against the examples and classes
+    /// of its tally.
+    pub fn check(&self, examples: u64, classes: usize) -> std::result::Result<(), String> {
+        match self {
+            Reducer::Ssd(state) => state.check(examples, classes),
+            _ => Ok(()),
+        }
+    }
+
     /// Moves what the rule holds per example to the places `new_index`
     /// gives, as when shards are put in a new order.
     pub fn renumber(&mut self, new_index: impl Fn(u64) -> u64) {

@@ -201,6 +201,19 @@ impl SsdState {
         warnings
     }
 
+    /// Checks a state read back from a file: its images cover `examples`
+    /// priors, and every index it holds is within them.
+    pub fn check(&self, examples: u64, classes: usize) -> Result<(), String> {
+        let images = self.images.len() as u64;
+        let fits = self.classes.len() == classes
+            && images.checked_mul(self.priors) == Some(examples)
+            && self.images.iter().all(|(image, _)| *image < images)
+            && self.hardest.iter().all(|h| (h.image as u64) < images && (h.prior as u64) < self.priors)
+            && self.forced_only.iter().all(|f| (f.image as u64) < images)
+            && self.displaced.iter().all(|d| (d.image as u64) < images);
+        if fits { Ok(()) } else { Err("its SSD figures do not match its images and classes".into()) }
+    }
+
     /// Moves every image to the place `new_index` gives its first prior's
     /// flat index, as when shards are put in a new order.
     pub fn renumber(&mut self, new_index: impl Fn(u64) -> u64) {

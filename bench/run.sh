@@ -268,7 +268,7 @@ bench_losscope() {  # NAME ROW DATA-FOLDER
         return 1
     fi
     say "$name: losscope"
-    stat -c %s "${INPUTS[@]}" | awk '{s += $1} END {print s}' >"$RES/$name.input_bytes"
+    stat -c %s "${INPUTS[@]}" | awk '{s += $1} END {printf "%.0f\n", s}' >"$RES/$name.input_bytes"
     local status=0
     "${CMD[@]}" >"$RES/$name.out" 2>"$RES/$name.err" || status=$?
     if [[ $status -ne 0 ]]; then
@@ -312,7 +312,7 @@ for row in "${ROWS[@]}"; do
 done
 if [[ ${#SCALES[@]} -gt 0 && -f $RES/ce.losscope.json ]]; then
     for s in "${SCALES[@]}"; do
-        bench_losscope "ce-scale-$s" ce "$D/scale-$s" || true
+        bench_losscope "ce-scale-$s" ce "$DATA/scale-$s" || true
     done
 fi
 

@@ -35,29 +35,19 @@ impl Kind {
         }
     }
 
-    fn from_npy(descr: &str) -> Option<Kind> {
-        Some(match descr {
-            "<f4" => Kind::F32,
-            "<f8" => Kind::F64,
-            "<i8" | "<u8" => Kind::I64,
-            "<i4" | "<u4" => Kind::I32,
-            "<f2" | "<i2" | "<u2" => Kind::U16,
-            "|b1" | "|i1" | "|u1" => Kind::U8,
-            _ => return None,
-        })
-    }
-
-    fn from_safetensors(dtype: &str) -> Option<Kind> {
-        Some(match dtype {
-            "F32" => Kind::F32,
-            "F64" => Kind::F64,
-            "BF16" => Kind::Bf16,
-            "I64" | "U64" => Kind::I64,
-            "I32" | "U32" => Kind::I32,
-            "F16" | "I16" | "U16" => Kind::U16,
-            "BOOL" | "I8" | "U8" => Kind::U8,
-            _ => return None,
-        })
+    /// The kind of a `.npy` dtype (`<f4`) or a `.safetensors` one (`F32`);
+    /// 2-byte numbers other than bfloat16 are summed as their raw bits.
+    fn named(name: &str) -> Option<Kind> {
+        const NAMES: [(Kind, &[&str]); 7] = [
+            (Kind::F32, &["<f4", "F32"]),
+            (Kind::F64, &["<f8", "F64"]),
+            (Kind::Bf16, &["BF16"]),
+            (Kind::I64, &["<i8", "<u8", "I64", "U64"]),
+            (Kind::I32, &["<i4", "<u4", "I32", "U32"]),
+            (Kind::U16, &["<f2", "<i2", "<u2", "F16", "I16", "U16"]),
+            (Kind::U8, &["|b1", "|i1", "|u1", "BOOL", "I8", "U8"]),
+        ];
+        NAMES.iter().find(|(_, names)| names.contains(&name)).map(|(kind, _)| *kind)
     }
 
     /// The value of one element (`bytes.len() == self.size()`).
@@ -91,7 +81,7 @@ fn npy(bytes: &[u8]) -> Result<Vec<Stretch<'_>>, String> {
     let start = 8 + len_size + little_endian(&bytes[8..8 + len_size]);
     let header = String::from_utf8_lossy(&bytes[8 + len_size..start]);
     let descr = header.split("'descr':").nth(1).and_then(|s| s.split('\'').nth(1)).unwrap_or("");
-    let kind = Kind::from_npy(descr).ok_or_else(|| format!("unsupported .npy dtype in {header}"))?;
+    let kind = Kind::named(descr).ok_or_else(|| format!("unsupported .npy dtype in {header}"))?;
     Ok(vec![Stretch { bytes: &bytes[start..], kind }])
 }
 
@@ -104,8 +94,7 @@ fn safetensors(bytes: &[u8]) -> Result<Vec<Stretch<'_>>, String> {
     let mut stretches = Vec::new();
     for entry in header.split("\"dtype\"").skip(1) {
         let dtype = entry.split('"').nth(1).unwrap_or("");
-        let kind =
-            Kind::from_safetensors(dtype).ok_or_else(|| format!("unsupported safetensors dtype {dtype}"))?;
+        let kind = Kind::named(dtype).ok_or_else(|| format!("unsupported safetensors dtype {dtype}"))?;
         let offsets = entry.split("\"data_offsets\"").nth(1).ok_or("no data_offsets")?;
         let inside = offsets.split('[').nth(1).and_then(|s| s.split(']').next()).ok_or("bad data_offsets")?;
         let mut ends = inside.split(',').map(|s| s.trim().parse::<usize>());

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write the benchmark inputs of losscope (NumPy only, no PyTorch needed).
 
-Three dumps, with fixed seeds so that every run writes the same bytes:
+Six dumps, with fixed seeds so that every run writes the same bytes:
 
   ce      ce_logits.npy     [1_000_000, 100] float32   (400 MB)
           ce_targets.npy    [1_000_000]      int64, Zipf-like class imbalance
@@ -18,6 +18,19 @@ Three dumps, with fixed seeds so that every run writes the same bytes:
                             ssd.pytorch's PriorBox builds them for SSD300-VOC
           ssd_truths.json   per image a list of [xmin, ymin, xmax, ymax, label],
                             1-11 valid boxes per image, labels 0..19
+  focal4d focal4d_logits.npy  [32, 80, 128, 128] float32, classes on axis 1
+                              (168 MB), a dense detector head's output
+          focal4d_targets.npy the same shape, float32 one-hot (2% of the
+                              cells positive, as in focal)
+  ssd256  the ssd dump with batch 256 (ssd256_loc.npy, ssd256_conf.npy,
+          ssd256_priors.npy, ssd256_truths.json; 220 MB)
+  vocab   vocab_logits.npy    [8192, 128000] float32 (4.2 GB): a language
+                              model's vocabulary, Zipf-like targets
+          vocab_targets.npy   [8192] int64
+          vocab_bf16.safetensors  the same logits rounded to bfloat16 (to
+                              nearest, ties to even) as `logits` beside the
+                              targets as `targets` (2.1 GB)
+          Written only when named (--only vocab): it takes 6.3 GB of disk.
 
 plus manifest.json, which records what was written with which settings.
 
@@ -52,9 +65,20 @@ CHUNK = 1 << 16  # rows per generator call; fixed, so that the output never depe
 CE_ROWS, CE_CLASSES = 1_000_000, 100
 FOCAL_ROWS, FOCAL_CLASSES, FOCAL_POSITIVE = 1_000_000, 80, 0.02
 SSD_BATCH, SSD_CLASSES = 32, 21
+FOCAL4D_BATCH, FOCAL4D_SIDE = 32, 128  # [B, 80, side, side]
+VOCAB_ROWS, VOCAB_CLASSES = 8192, 128_000
 TINY_ROWS, TINY_BATCH = 2_000, 2
+TINY_FOCAL4D_SIDE, TINY_VOCAB_ROWS, TINY_VOCAB_CLASSES = 8, 64, 1000
 
-SEEDS = {"ce": 20240101, "focal": 20240102, "ssd": 20240103}
+SEEDS = {
+    "ce": 20240101,
+    "focal": 20240102,
+    "ssd": 20240103,
+    "focal4d": 20240104,
+    "ssd256": 20240105,
+    "vocab": 20240106,
+}
+DEFAULT_DUMPS = "ce,focal,ssd,focal4d,ssd256"  # vocab only when named
 
 
 def write_npy(path: Path, dtype, shape, fill) -> None:
@@ -68,23 +92,23 @@ def write_npy(path: Path, dtype, shape, fill) -> None:
     os.replace(partial, path)
 
 
-def chunks(rows: int):
-    for start in range(0, rows, CHUNK):
-        yield start, min(start + CHUNK, rows)
+def chunks(rows: int, chunk: int = CHUNK):
+    for start in range(0, rows, chunk):
+        yield start, min(start + chunk, rows)
 
 
 # --------------------------------------------------------------------------- CE
 
 
-def generate_ce(out: Path, rows: int) -> dict:
-    rng = np.random.default_rng(SEEDS["ce"])
-    classes = CE_CLASSES
+def generate_ce(out: Path, rows: int, classes: int = CE_CLASSES, name: str = "ce") -> dict:
+    rng = np.random.default_rng(SEEDS[name])
+    chunk = max(1, CHUNK * CE_CLASSES // classes)  # about the same bytes per call
     zipf = 1.0 / np.arange(1, classes + 1)
     zipf /= zipf.sum()
     targets = np.empty(rows, dtype=np.int64)
 
     def fill(logits):
-        for start, stop in chunks(rows):
+        for start, stop in chunks(rows, chunk):
             n = stop - start
             t = rng.choice(classes, size=n, p=zipf)
             x = rng.standard_normal((n, classes), dtype=np.float32) * np.float32(2.0)
@@ -95,39 +119,85 @@ def generate_ce(out: Path, rows: int) -> dict:
             logits[start:stop] = x
             targets[start:stop] = t
 
-    write_npy(out / "ce_logits.npy", np.float32, (rows, classes), fill)
-    write_npy(out / "ce_targets.npy", np.int64, (rows,), lambda a: a.__setitem__(slice(None), targets))
-    return {"files": ["ce_logits.npy", "ce_targets.npy"], "rows": rows, "classes": classes}
+    write_npy(out / f"{name}_logits.npy", np.float32, (rows, classes), fill)
+    write_npy(out / f"{name}_targets.npy", np.int64, (rows,), lambda a: a.__setitem__(slice(None), targets))
+    return {"files": [f"{name}_logits.npy", f"{name}_targets.npy"], "rows": rows, "classes": classes}
+
+
+def bf16_bits(x: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bit patterns, rounded to nearest, ties to even (as
+    torch's .bfloat16()); the inputs are finite."""
+    bits = x.view(np.uint32)
+    return ((bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)).astype(np.uint16)
+
+
+def generate_vocab(out: Path, rows: int, classes: int) -> dict:
+    """The CE recipe at a vocabulary's width, then the same logits as
+    bfloat16 in a .safetensors file (logits and targets), as
+    safetensors.torch.save_file lays it out."""
+    entry = generate_ce(out, rows, classes, "vocab")
+    logits = np.load(out / "vocab_logits.npy", mmap_mode="r")
+    targets = np.load(out / "vocab_targets.npy")
+    logits_bytes = rows * classes * 2
+    header = {
+        "logits": {"dtype": "BF16", "shape": [rows, classes], "data_offsets": [0, logits_bytes]},
+        "targets": {"dtype": "I64", "shape": [rows], "data_offsets": [logits_bytes, logits_bytes + targets.nbytes]},
+    }
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned
+    path = out / "vocab_bf16.safetensors"
+    partial = path.with_name(path.name + ".part")
+    with open(partial, "wb") as f:
+        f.write(len(text).to_bytes(8, "little") + text)
+        step = max(1, CHUNK * CE_CLASSES // classes)
+        for start, stop in chunks(rows, step):
+            f.write(bf16_bits(np.ascontiguousarray(logits[start:stop])).tobytes())
+        f.write(targets.tobytes())
+    os.replace(partial, path)
+    entry["files"].append(path.name)
+    return entry
 
 
 # ------------------------------------------------------------------------ focal
 
 
-def generate_focal(out: Path, rows: int) -> dict:
-    rng = np.random.default_rng(SEEDS["focal"])
-    classes = FOCAL_CLASSES
+def head_logits(rng, labels: np.ndarray, classes: int) -> np.ndarray:
+    """A detector head with the usual prior bias: background logits around
+    -4, the positive class (label >= 0) pushed up by a varying amount."""
+    x = rng.normal(-4.0, 1.5, size=(labels.size, classes)).astype(np.float32)
+    hit = np.flatnonzero(labels >= 0)
+    x[hit, labels[hit]] += rng.normal(4.5, 2.0, size=hit.size).astype(np.float32)
+    return x
+
+
+def one_hot(labels: np.ndarray, classes: int) -> np.ndarray:
+    block = np.zeros((labels.size, classes), dtype=np.float32)
+    hit = np.flatnonzero(labels >= 0)
+    block[hit, labels[hit]] = 1.0
+    return block
+
+
+def focal_labels(rng, rows: int, classes: int) -> np.ndarray:
+    """-1 (background) but for FOCAL_POSITIVE of the rows, one class each."""
     positives = round(FOCAL_POSITIVE * rows)
     labels = np.full(rows, -1, dtype=np.int64)
     labels[rng.choice(rows, size=positives, replace=False)] = rng.integers(0, classes, size=positives)
+    return labels
+
+
+def generate_focal(out: Path, rows: int) -> dict:
+    rng = np.random.default_rng(SEEDS["focal"])
+    classes = FOCAL_CLASSES
+    labels = focal_labels(rng, rows, classes)
+    positives = int((labels >= 0).sum())
 
     def fill_logits(logits):
         for start, stop in chunks(rows):
-            n = stop - start
-            # A detector head with the usual prior bias: background logits
-            # around -4, the positive class pushed up by a varying amount.
-            x = rng.normal(-4.0, 1.5, size=(n, classes)).astype(np.float32)
-            lab = labels[start:stop]
-            hit = np.flatnonzero(lab >= 0)
-            x[hit, lab[hit]] += rng.normal(4.5, 2.0, size=hit.size).astype(np.float32)
-            logits[start:stop] = x
+            logits[start:stop] = head_logits(rng, labels[start:stop], classes)
 
     def fill_onehot(onehot):
         for start, stop in chunks(rows):
-            block = np.zeros((stop - start, classes), dtype=np.float32)
-            lab = labels[start:stop]
-            hit = np.flatnonzero(lab >= 0)
-            block[hit, lab[hit]] = 1.0
-            onehot[start:stop] = block
+            onehot[start:stop] = one_hot(labels[start:stop], classes)
 
     write_npy(out / "focal_logits.npy", np.float32, (rows, classes), fill_logits)
     write_npy(out / "focal_targets.npy", np.float32, (rows, classes), fill_onehot)
@@ -137,6 +207,31 @@ def generate_focal(out: Path, rows: int) -> dict:
         "rows": rows,
         "classes": classes,
         "positive_rows": positives,
+    }
+
+
+def generate_focal4d(out: Path, batch: int, side: int) -> dict:
+    """The focal recipe per cell of a [B, C, H, W] head output: each image's
+    H*W cells drawn as rows, then the classes moved to axis 1."""
+    rng = np.random.default_rng(SEEDS["focal4d"])
+    classes, cells = FOCAL_CLASSES, side * side
+    labels = focal_labels(rng, batch * cells, classes)
+    shape = (batch, classes, side, side)
+
+    def nchw(make):
+        def fill(array):
+            for b in range(batch):
+                rows = make(labels[b * cells : (b + 1) * cells])
+                array[b] = rows.T.reshape(classes, side, side)
+
+        return fill
+
+    write_npy(out / "focal4d_logits.npy", np.float32, shape, nchw(lambda lab: head_logits(rng, lab, classes)))
+    write_npy(out / "focal4d_targets.npy", np.float32, shape, nchw(lambda lab: one_hot(lab, classes)))
+    return {
+        "files": ["focal4d_logits.npy", "focal4d_targets.npy"],
+        "shape": list(shape),
+        "positive_cells": int((labels >= 0).sum()),
     }
 
 
@@ -172,8 +267,8 @@ def ssd300_voc_priors() -> np.ndarray:
     return priors
 
 
-def generate_ssd(out: Path, batch: int) -> dict:
-    rng = np.random.default_rng(SEEDS["ssd"])
+def generate_ssd(out: Path, batch: int, name: str = "ssd") -> dict:
+    rng = np.random.default_rng(SEEDS[name])
     priors = ssd300_voc_priors()
     num_priors = priors.shape[0]
 
@@ -200,14 +295,15 @@ def generate_ssd(out: Path, batch: int) -> dict:
             x[:, 0] += np.float32(2.0)  # the background class usually wins
             conf[b] = x
 
-    write_npy(out / "ssd_loc.npy", np.float32, (batch, num_priors, 4), fill_loc)
-    write_npy(out / "ssd_conf.npy", np.float32, (batch, num_priors, SSD_CLASSES), fill_conf)
-    write_npy(out / "ssd_priors.npy", np.float32, priors.shape, lambda a: a.__setitem__(slice(None), priors))
-    partial = out / "ssd_truths.json.part"
+    files = [f"{name}_loc.npy", f"{name}_conf.npy", f"{name}_priors.npy", f"{name}_truths.json"]
+    write_npy(out / files[0], np.float32, (batch, num_priors, 4), fill_loc)
+    write_npy(out / files[1], np.float32, (batch, num_priors, SSD_CLASSES), fill_conf)
+    write_npy(out / files[2], np.float32, priors.shape, lambda a: a.__setitem__(slice(None), priors))
+    partial = out / (files[3] + ".part")
     partial.write_text(json.dumps(truths) + "\n")
-    os.replace(partial, out / "ssd_truths.json")
+    os.replace(partial, out / files[3])
     return {
-        "files": ["ssd_loc.npy", "ssd_conf.npy", "ssd_priors.npy", "ssd_truths.json"],
+        "files": files,
         "batch": batch,
         "priors": num_priors,
         "classes": SSD_CLASSES,
@@ -222,7 +318,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the row counts (default 1)")
     parser.add_argument("--tiny", action="store_true", help="small versions for a smoke test")
-    parser.add_argument("--only", default="ce,focal,ssd", help="comma-separated subset of ce,focal,ssd")
+    parser.add_argument(
+        "--only", default=DEFAULT_DUMPS, help=f"comma-separated dumps of {', '.join(SEEDS)} (default: {DEFAULT_DUMPS})"
+    )
     parser.add_argument("--out", type=Path, help="output folder (default: bench/data[/tiny|/scale-F])")
     parser.add_argument("--if-missing", action="store_true", help="skip dumps already written with these settings")
     args = parser.parse_args()
@@ -230,7 +328,7 @@ def main() -> int:
     wanted = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = set(wanted) - set(SEEDS)
     if unknown:
-        parser.error(f"unknown dump(s): {', '.join(sorted(unknown))} (choose from ce, focal, ssd)")
+        parser.error(f"unknown dump(s): {', '.join(sorted(unknown))} (choose from {', '.join(SEEDS)})")
     if args.scale <= 0:
         parser.error("--scale must be positive")
 
@@ -248,11 +346,14 @@ def main() -> int:
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
 
     for name in wanted:
+        full_rows = {"ce": CE_ROWS, "vocab": VOCAB_ROWS}.get(name, FOCAL_ROWS)
+        full_batch = {"ssd256": 8 * SSD_BATCH, "focal4d": FOCAL4D_BATCH}.get(name, SSD_BATCH)
         if args.tiny:
-            rows, batch = TINY_ROWS, TINY_BATCH
+            rows = TINY_VOCAB_ROWS if name == "vocab" else TINY_ROWS
+            batch = 2 * TINY_BATCH if name == "ssd256" else TINY_BATCH
         else:
-            rows = max(1, round(args.scale * (CE_ROWS if name == "ce" else FOCAL_ROWS)))
-            batch = max(1, round(args.scale * SSD_BATCH))
+            rows = max(1, round(args.scale * full_rows))
+            batch = max(1, round(args.scale * full_batch))
         settings = {"seed": SEEDS[name], "tiny": args.tiny, "scale": args.scale}
         previous = manifest.get(name)
         if (
@@ -268,8 +369,12 @@ def main() -> int:
             entry = generate_ce(out, rows)
         elif name == "focal":
             entry = generate_focal(out, rows)
+        elif name == "focal4d":
+            entry = generate_focal4d(out, batch, TINY_FOCAL4D_SIDE if args.tiny else FOCAL4D_SIDE)
+        elif name == "vocab":
+            entry = generate_vocab(out, rows, TINY_VOCAB_CLASSES if args.tiny else VOCAB_CLASSES)
         else:
-            entry = generate_ssd(out, batch)
+            entry = generate_ssd(out, batch, name)
         entry.update(settings)
         entry["bytes"] = sum((out / f).stat().st_size for f in entry["files"])
         manifest[name] = entry

@@ -10,21 +10,37 @@
 # Options (full run):
 #   --runs N        timed runs per command (default 10, after 1 warm-up run)
 #   --no-scaling    skip the CE scaling check (1/4, 1/2, 1 and 2x the rows)
-#   --only LIST     comma-separated subset of ce,focal,ssd (default: all)
+#   --only LIST     comma-separated benchmarks (default: all but vocab):
+#                   ce             CE 1M x 100
+#                   focal          sigmoid focal 1M x 80, one-hot targets, and
+#                                  the same with class-index targets
+#                   focal-softmax  softmax focal (kornia) on the CE dump
+#                   bce            BCE with logits on the focal dump
+#                   focal4d        sigmoid focal [32, 80, 128, 128], classes
+#                                  on axis 1
+#                   ssd            SSD300-VOC, batch 32
+#                   ssd256         SSD300-VOC, batch 256
+#                   vocab          CE [8192, 128000] float32 (4.2 GB) and the
+#                                  same as bfloat16 .safetensors (2.1 GB);
+#                                  written only when named, after a disk check
 #
-# Requirements of the full run: cargo, python3 with torch, torchvision and
-# numpy, hyperfine, GNU time (/usr/bin/time; Debian package `time`), about
-# 3 GB free in bench/data/ (generated on first use by bench/generate.py).
+# Requirements of the full run: cargo, python3 with torch, torchvision,
+# numpy (kornia and safetensors where those rows run; without kornia the
+# softmax focal peer is its formula in torch), hyperfine, GNU time
+# (/usr/bin/time; Debian package `time`), about 3.5 GB free in bench/data/
+# (generated on first use by bench/generate.py), 6.3 GB more for vocab.
 #
 # Every command is timed as a whole process with hyperfine on a warm page
 # cache; peak RSS comes from `/usr/bin/time -f %M`; the peers also report
 # their in-process compute time and its CPU time (`compute_seconds=` and
-# `compute_cpu_seconds=` on stderr), collected from every run. Raw results
+# `compute_cpu_seconds=` on stderr), collected from every run. Each row has
+# its memory floor: bench/floor maps the row's input files and sums their
+# values once, with one thread per core as losscope uses. Raw results
 # go to bench/data/results/; the summary table (with PASS/FAIL per target)
 # is printed and kept in bench/data/results/summary.md.
 #
-# `losscope focal` and `losscope ssd` rows are skipped, with a note, while
-# `target/release/losscope <sub> --help` fails.
+# A row is skipped, with a note, while `target/release/losscope <sub> --help`
+# fails.
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +48,8 @@ cd "$(dirname "$0")/.."
 MODE=full
 RUNS=10
 SCALING=1
-ONLY=ce,focal,ssd
+ONLY=ce,focal,focal-softmax,bce,focal4d,ssd,ssd256
+ROWS=(ce focal focal-labels focal-softmax bce focal4d ssd ssd256 vocab vocab-bf16)
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --tiny) MODE=tiny ;;
@@ -69,26 +86,74 @@ losscope_cmd() {
                     --kind sigmoid --preset torchvision) ;;
         focal-labels) CMD=("$LOSSCOPE" focal --logits "$d/focal_logits.npy" --targets "$d/focal_labels.npy"
                            --kind sigmoid --preset torchvision) ;;
-        ssd) CMD=("$LOSSCOPE" ssd --loc "$d/ssd_loc.npy" --conf "$d/ssd_conf.npy"
-                  --priors "$d/ssd_priors.npy" --truths "$d/ssd_truths.json") ;;
+        focal-softmax) CMD=("$LOSSCOPE" focal --logits "$d/ce_logits.npy" --targets "$d/ce_targets.npy"
+                            --kind softmax --preset kornia) ;;
+        bce) CMD=("$LOSSCOPE" bce --logits "$d/focal_logits.npy" --targets "$d/focal_targets.npy") ;;
+        focal4d) CMD=("$LOSSCOPE" focal --logits "$d/focal4d_logits.npy" --targets "$d/focal4d_targets.npy"
+                      --kind sigmoid --preset torchvision --class-axis 1) ;;
+        ssd | ssd256) CMD=("$LOSSCOPE" ssd --loc "$d/${row}_loc.npy" --conf "$d/${row}_conf.npy"
+                           --priors "$d/${row}_priors.npy" --truths "$d/${row}_truths.json") ;;
+        vocab) CMD=("$LOSSCOPE" ce --logits "$d/vocab_logits.npy" --targets "$d/vocab_targets.npy" --top 20) ;;
+        vocab-bf16) CMD=("$LOSSCOPE" ce --logits "$d/vocab_bf16.safetensors:logits"
+                         --targets "$d/vocab_bf16.safetensors:targets" --top 20) ;;
     esac
     sub=${CMD[1]}
     # No progress bar, where the subcommand has the flag.
     if "$LOSSCOPE" "$sub" --help 2>/dev/null | grep -q -- '--quiet'; then CMD+=(--quiet); fi
 }
 
-# The input files of a row (what peak RSS is compared with).
+# The input files of a row (what peak RSS is compared with, and what its
+# memory floor sums).
 row_inputs() {
     local row=$1 d=$2
     case "$row" in
-        ce) INPUTS=("$d/ce_logits.npy" "$d/ce_targets.npy") ;;
-        focal) INPUTS=("$d/focal_logits.npy" "$d/focal_targets.npy") ;;
+        ce | focal-softmax) INPUTS=("$d/ce_logits.npy" "$d/ce_targets.npy") ;;
+        focal | bce) INPUTS=("$d/focal_logits.npy" "$d/focal_targets.npy") ;;
         focal-labels) INPUTS=("$d/focal_logits.npy" "$d/focal_labels.npy") ;;
-        ssd) INPUTS=("$d/ssd_loc.npy" "$d/ssd_conf.npy" "$d/ssd_priors.npy" "$d/ssd_truths.json") ;;
+        focal4d) INPUTS=("$d/focal4d_logits.npy" "$d/focal4d_targets.npy") ;;
+        ssd | ssd256) INPUTS=("$d/${row}_loc.npy" "$d/${row}_conf.npy" "$d/${row}_priors.npy" "$d/${row}_truths.json") ;;
+        vocab) INPUTS=("$d/vocab_logits.npy" "$d/vocab_targets.npy") ;;
+        vocab-bf16) INPUTS=("$d/vocab_bf16.safetensors") ;;
     esac
 }
 
-selected() { [[ ",$ONLY," == *",${1%-labels},"* ]]; }
+# The PyTorch peer of a row: script and arguments.
+peer_cmd() {
+    local row=$1 d=$2
+    case "$row" in
+        ce) PEER=(bench/peer_ce.py --logits "$d/ce_logits.npy" --targets "$d/ce_targets.npy") ;;
+        focal) PEER=(bench/peer_focal.py --logits "$d/focal_logits.npy" --targets "$d/focal_targets.npy") ;;
+        focal-labels) PEER=(bench/peer_focal.py --logits "$d/focal_logits.npy" --targets "$d/focal_labels.npy" --labels) ;;
+        focal-softmax) PEER=(bench/peer_ce.py --logits "$d/ce_logits.npy" --targets "$d/ce_targets.npy" --loss focal) ;;
+        bce) PEER=(bench/peer_focal.py --logits "$d/focal_logits.npy" --targets "$d/focal_targets.npy" --loss bce) ;;
+        focal4d) PEER=(bench/peer_focal.py --logits "$d/focal4d_logits.npy" --targets "$d/focal4d_targets.npy"
+                       --class-axis 1) ;;
+        ssd | ssd256) PEER=(bench/peer_ssd.py --loc "$d/${row}_loc.npy" --conf "$d/${row}_conf.npy"
+                            --priors "$d/${row}_priors.npy" --truths "$d/${row}_truths.json") ;;
+        vocab) PEER=(bench/peer_ce.py --logits "$d/vocab_logits.npy" --targets "$d/vocab_targets.npy") ;;
+        vocab-bf16) PEER=(bench/peer_ce.py --bundle "$d/vocab_bf16.safetensors") ;;
+    esac
+}
+
+# The --only name of a row, and the bench/generate.py dump it reads.
+row_group() { case "$1" in focal-labels) echo focal ;; vocab-bf16) echo vocab ;; *) echo "$1" ;; esac; }
+row_dump() {
+    case "$1" in
+        ce | focal-softmax) echo ce ;;
+        focal | focal-labels | bce) echo focal ;;
+        vocab-bf16) echo vocab ;;
+        *) echo "$1" ;;
+    esac
+}
+
+selected() { [[ ",$ONLY," == *",$(row_group "$1"),"* ]]; }
+
+for group in ${ONLY//,/ }; do
+    case "$group" in
+        ce | focal | focal-softmax | bce | focal4d | ssd | ssd256 | vocab) ;;
+        *) echo "run.sh: unknown benchmark '$group' in --only (see --help)" >&2; exit 2 ;;
+    esac
+done
 
 # --------------------------------------------------------------------- tiny
 
@@ -98,7 +163,7 @@ if [[ $MODE == tiny ]]; then
     build
     built=$SECONDS
     say "tiny data"
-    python3 bench/generate.py --tiny --if-missing
+    python3 bench/generate.py --tiny --if-missing --only ce,focal,ssd,focal4d,ssd256,vocab
     # The peers must at least parse (running them needs PyTorch).
     python3 -c 'import ast, sys; [ast.parse(open(f).read(), f) for f in sys.argv[1:]]' bench/*.py
     bash -n bench/run.sh
@@ -113,8 +178,9 @@ if [[ $MODE == tiny ]]; then
         fi
     }
     say "tiny runs"
-    check "floor" "$FLOOR" "$DATA/tiny/ce_logits.npy"
-    for row in ce focal focal-labels ssd; do
+    for row in "${ROWS[@]}"; do
+        row_inputs "$row" "$DATA/tiny"
+        check "floor $row" "$FLOOR" "${INPUTS[@]}"
         losscope_cmd "$row" "$DATA/tiny"
         if has_sub "${CMD[1]}"; then
             check "losscope $row" "${CMD[@]}"
@@ -133,6 +199,9 @@ missing=()
 command -v hyperfine >/dev/null || missing+=("hyperfine (apt-get install hyperfine)")
 [[ -x /usr/bin/time ]] || missing+=("GNU time (apt-get install time)")
 python3 -c 'import torch, torchvision, numpy' 2>/dev/null || missing+=("python3 with torch, torchvision, numpy (pip install torch torchvision numpy)")
+if [[ ",$ONLY," == *,vocab,* ]]; then
+    python3 -c 'import safetensors' 2>/dev/null || missing+=("python3 with safetensors (pip install safetensors)")
+fi
 if [[ ${#missing[@]} -gt 0 ]]; then
     printf 'run.sh: missing %s\n' "${missing[@]}" >&2
     exit 1
@@ -141,7 +210,19 @@ fi
 build
 
 say "data (bench/generate.py, written once)"
-python3 bench/generate.py --if-missing --only "$ONLY"
+DUMPS=()
+for row in "${ROWS[@]}"; do
+    if selected "$row" && [[ " ${DUMPS[*]} " != *" $(row_dump "$row") "* ]]; then DUMPS+=("$(row_dump "$row")"); fi
+done
+if [[ " ${DUMPS[*]} " == *" vocab "* && ! -f $DATA/vocab_bf16.safetensors ]]; then
+    mkdir -p "$DATA"
+    free_gb=$(df -P -B1G "$DATA" | awk 'NR == 2 {print $4}')
+    if [[ ${free_gb:-0} -lt 8 ]]; then
+        echo "run.sh: vocab needs 6.3 GB in $DATA; only ${free_gb:-?} GB free" >&2
+        exit 1
+    fi
+fi
+python3 bench/generate.py --if-missing --only "$(IFS=,; echo "${DUMPS[*]}")"
 SCALES=()
 if [[ $SCALING -eq 1 ]] && selected ce; then
     SCALES=(0.25 0.5 2)
@@ -187,7 +268,7 @@ bench_losscope() {  # NAME ROW DATA-FOLDER
         return 1
     fi
     say "$name: losscope"
-    stat -c %s "${INPUTS[@]}" | awk '{s += $1} END {print s}' >"$RES/$name.input_bytes"
+    stat -c %s "${INPUTS[@]}" | awk '{s += $1} END {printf "%.0f\n", s}' >"$RES/$name.input_bytes"
     local status=0
     "${CMD[@]}" >"$RES/$name.out" 2>"$RES/$name.err" || status=$?
     if [[ $status -ne 0 ]]; then
@@ -199,10 +280,11 @@ bench_losscope() {  # NAME ROW DATA-FOLDER
     time_it "$name.losscope" "$RUNS" "$(quote "${CMD[@]}")" -N
 }
 
-bench_peer() {  # NAME PEER-SCRIPT ARGS...
-    local name=$1 script=$2; shift 2
-    local peer=(python3 "$script" "$@") log="$RES/$name.peer.log"
-    say "$name: PyTorch peer ($script)"
+bench_peer() {  # NAME ROW DATA-FOLDER
+    local name=$1 row=$2 d=$3
+    peer_cmd "$row" "$d"
+    local peer=(python3 "${PEER[@]}") log="$RES/$name.peer.log"
+    say "$name: PyTorch peer (${PEER[0]})"
     if ! "${peer[@]}" >"$RES/$name.peer.out" 2>>"$log"; then
         echo "run.sh: the peer failed: $(quote "${peer[@]}")" >&2
         tail -n 20 "$log" >&2
@@ -214,25 +296,23 @@ bench_peer() {  # NAME PEER-SCRIPT ARGS...
     sed -n 's/^compute_cpu_seconds=//p' "$log" >"$RES/$name.peer.compute_cpu"
 }
 
-D=$DATA
-if selected ce && bench_losscope ce ce "$D"; then
-    say "ce: memory floor"
-    "$FLOOR" "$D/ce_logits.npy" >"$RES/ce.floor.out"
-    peak_rss ce.floor "$FLOOR" "$D/ce_logits.npy"
-    time_it ce.floor "$RUNS" "$(quote "$FLOOR" "$D/ce_logits.npy")" -N
-    bench_peer ce bench/peer_ce.py --logits "$D/ce_logits.npy" --targets "$D/ce_targets.npy"
-fi
-if selected focal && bench_losscope focal focal "$D"; then
-    bench_peer focal bench/peer_focal.py --logits "$D/focal_logits.npy" --targets "$D/focal_targets.npy"
-    bench_losscope focal-labels focal-labels "$D" || true
-fi
-if selected ssd && bench_losscope ssd ssd "$D"; then
-    bench_peer ssd bench/peer_ssd.py --loc "$D/ssd_loc.npy" --conf "$D/ssd_conf.npy" \
-        --priors "$D/ssd_priors.npy" --truths "$D/ssd_truths.json"
-fi
+bench_floor() {  # NAME (after bench_losscope, which set INPUTS)
+    local name=$1
+    say "$name: memory floor"
+    "$FLOOR" "${INPUTS[@]}" >"$RES/$name.floor.out"
+    peak_rss "$name.floor" "$FLOOR" "${INPUTS[@]}"
+    time_it "$name.floor" "$RUNS" "$(quote "$FLOOR" "${INPUTS[@]}")" -N
+}
+
+for row in "${ROWS[@]}"; do
+    if selected "$row" && bench_losscope "$row" "$row" "$DATA"; then
+        bench_floor "$row"
+        bench_peer "$row" "$row" "$DATA"
+    fi
+done
 if [[ ${#SCALES[@]} -gt 0 && -f $RES/ce.losscope.json ]]; then
     for s in "${SCALES[@]}"; do
-        bench_losscope "ce-scale-$s" ce "$D/scale-$s" || true
+        bench_losscope "ce-scale-$s" ce "$DATA/scale-$s" || true
     done
 fi
 

@@ -355,17 +355,7 @@ pub fn read_row(
 /// torch.argmax picks it (0 when no entry equals it, as with NaN).
 #[inline(always)]
 pub fn argmax(row: &[f64], max: f64) -> usize {
-    // Blocks of eight compare as one vector; the block holding the maximum
-    // is then searched.
-    const BLOCK: usize = 8;
-    let mut blocks = row.chunks_exact(BLOCK);
-    for (b, block) in blocks.by_ref().enumerate() {
-        if block.iter().fold(false, |found, &v| found | (v == max)) {
-            return b * BLOCK + block.iter().position(|&v| v == max).unwrap_or(0);
-        }
-    }
-    let start = row.len() - blocks.remainder().len();
-    blocks.remainder().iter().position(|&v| v == max).map_or(0, |k| start + k)
+    crate::math::first_equal(row, max).unwrap_or(0)
 }
 
 /// Labels that are allowed in class-index targets without being classes,

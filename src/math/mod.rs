@@ -530,6 +530,39 @@ pub fn widen_max_and_finite(from: &[f32], to: &mut [f64]) -> (f64, bool) {
     dispatch(Level::detect(), Widen { from, to })
 }
 
+struct FirstEqual<'a> {
+    row: &'a [f64],
+    value: f64,
+}
+
+impl Kernel for FirstEqual<'_> {
+    type Output = Option<usize>;
+
+    #[inline(always)]
+    unsafe fn run<V: Lanes>(self) -> Option<usize> {
+        let FirstEqual { row, value } = self;
+        // SAFETY: the caller runs where V's instructions exist.
+        unsafe {
+            let wanted = V::splat(value);
+            for (block, chunk) in row.chunks_exact(LANES).enumerate() {
+                let bits = V::bits(V::load(chunk).equal(wanted));
+                if bits != 0 {
+                    return Some(block * LANES + bits.trailing_zeros() as usize);
+                }
+            }
+        }
+        let full = row.len() - row.len() % LANES;
+        row[full..].iter().position(|&x| x == value).map(|k| full + k)
+    }
+}
+
+/// The first index of `row` whose value equals `value`, eight values
+/// compared at a time.
+#[inline]
+pub fn first_equal(row: &[f64], value: f64) -> Option<usize> {
+    dispatch(Level::detect(), FirstEqual { row, value })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -567,6 +600,23 @@ mod tests {
     /// Every level (`dispatch` runs one this CPU lacks at the best it has).
     pub(super) fn levels() -> [Level; 3] {
         [Level::Avx512, Level::Avx2, Level::Portable]
+    }
+
+    #[test]
+    fn every_build_finds_the_first_equal_value() {
+        for len in [0, 1, 7, 8, 9, 17, 100] {
+            let row: Vec<f64> = (0..len).map(|i| [0.0, -0.0, 3.0, 4.0, 3.0][(i * 3 + 1) % 5]).collect();
+            for value in [0.0, 3.0, 4.0, 9.0, f64::NAN] {
+                let expected = row.iter().position(|&x| x == value);
+                for level in levels() {
+                    assert_eq!(
+                        dispatch(level, FirstEqual { row: &row, value }),
+                        expected,
+                        "{level:?}, {len}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -563,6 +563,50 @@ pub fn first_equal(row: &[f64], value: f64) -> Option<usize> {
     dispatch(Level::detect(), FirstEqual { row, value })
 }
 
+struct QuotientsAtLeast<'a> {
+    values: &'a mut [f64],
+    divisor: f64,
+    floors: &'a [f64],
+}
+
+impl Kernel for QuotientsAtLeast<'_> {
+    type Output = Option<(usize, bool)>;
+
+    #[inline(always)]
+    unsafe fn run<V: Lanes>(self) -> Option<(usize, bool)> {
+        let QuotientsAtLeast { values, divisor, floors } = self;
+        let mut found: Option<(usize, bool)> = None;
+        // SAFETY: the caller runs where V's instructions exist.
+        unsafe {
+            let divisor = V::splat(divisor);
+            let blocks = values.chunks_exact_mut(LANES).zip(floors.chunks_exact(LANES));
+            for (block, (chunk, floor)) in blocks.enumerate() {
+                let quotient = V::load(chunk).div(divisor);
+                quotient.store(chunk);
+                let bits = V::bits(quotient.ge(V::load(floor)));
+                // Most blocks have none: one branch, rarely taken.
+                if bits != 0 {
+                    found = Some(match found {
+                        None => (block * LANES + bits.trailing_zeros() as usize, bits & (bits - 1) != 0),
+                        Some((first, _)) => (first, true),
+                    });
+                }
+            }
+        }
+        found
+    }
+}
+
+/// Divides `values` by `divisor` in place and finds the quotients at least
+/// their floor (`q_k >= floors[k]`, false for NaN): the first of them and
+/// whether there are others, or `None`. Both slices are as long, a multiple
+/// of [`LANES`] ([`padded_len`]; floors of +inf take nothing).
+#[inline]
+pub fn quotients_at_least(values: &mut [f64], divisor: f64, floors: &[f64]) -> Option<(usize, bool)> {
+    assert!(values.len() == floors.len() && floors.len().is_multiple_of(LANES));
+    dispatch(Level::detect(), QuotientsAtLeast { values, divisor, floors })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -614,6 +658,30 @@ mod tests {
                         expected,
                         "{level:?}, {len}"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_build_divides_and_finds_the_quotients_at_least_their_floor() {
+        for len in [0, 8, 16, 104] {
+            let values: Vec<f64> =
+                (0..len).map(|i| [0.3, 1.5, f64::NAN, 2.7, 0.9][(i * 3 + 1) % 5]).collect();
+            for floor_of in [[0.3, 0.2, 0.5], [0.95, 0.6, 2.0], [2.0, 2.0, 2.0]] {
+                let floors: Vec<f64> = (0..len).map(|i| floor_of[i % 3]).collect();
+                let quotients: Vec<f64> = values.iter().map(|v| v / 3.0).collect();
+                let at_least: Vec<usize> = (0..len).filter(|&k| quotients[k] >= floors[k]).collect();
+                let expected = at_least.first().map(|&first| (first, at_least.len() > 1));
+                for level in levels() {
+                    let mut divided = values.clone();
+                    let found = dispatch(
+                        level,
+                        QuotientsAtLeast { values: &mut divided, divisor: 3.0, floors: &floors },
+                    );
+                    assert_eq!(found, expected, "{level:?}, {len}");
+                    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&divided), bits(&quotients), "{level:?}, {len}");
                 }
             }
         }

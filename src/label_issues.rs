@@ -52,23 +52,33 @@ pub fn find(rows: &dyn SoftmaxRows, classes: usize, thresholds: &[f64]) -> Vec<S
 }
 
 fn judge(rows: &dyn SoftmaxRows, range: Range<usize>, classes: usize, thresholds: &[f64]) -> Vec<Suspect> {
+    // Class k is confident when p_k ≥ t_k − MARGIN: the floors once, not
+    // per row, padded to whole vectors with floors no probability reaches.
+    let mut floors: Vec<f64> = thresholds.iter().map(|t| t - MARGIN).collect();
+    floors.resize(crate::math::padded_len(classes), f64::INFINITY);
     let mut scratch = vec![0.0; classes];
-    let mut p = vec![0.0; classes];
+    let mut terms = vec![0.0; floors.len()];
     let mut found = Vec::new();
     for i in range {
         let Some(given) = rows.label(i) else { continue };
-        rows.probabilities(i, &mut scratch, &mut p);
-        let mut confident = p.iter().zip(thresholds).enumerate().filter(|(_, (p, t))| **p >= **t - MARGIN);
-        let Some((first, _)) = confident.next() else { continue };
-        let argmax = first_argmax(&p);
-        let likely = if confident.next().is_some() { argmax } else { first };
+        let sum = rows.exps(i, &mut scratch, &mut terms);
+        // The softmax probabilities, p = exp(x - max) / Σ, in place.
+        let confident = crate::math::quotients_at_least(&mut terms, sum, &floors);
+        let p = &mut terms[..classes];
+        // With one confident class it is the likely label, with several the argmax.
+        let likely = match confident {
+            None => continue,
+            Some((only, false)) => only,
+            Some((_, true)) => first_argmax(p),
+        };
         if likely == given {
             continue;
         }
         // The model agrees with the label after all, within the margin.
+        let argmax = first_argmax(p);
         let self_confidence = p[given];
         p[given] += MARGIN;
-        if first_argmax(&p) == given {
+        if first_argmax(p) == given {
             continue;
         }
         found.push(Suspect {

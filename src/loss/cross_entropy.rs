@@ -30,8 +30,7 @@ use crate::tally::{Example, Grouping, Operand, Tally};
 
 use super::{
     ClassLayout, Labels, Loss, NotClasses, PerExample, Prepared, Reducer, Reduction, SoftmaxRows, argmax,
-    check_class_weights, check_float_predictions, class_labels, describe, read_row, resolve_axis,
-    softmax_row,
+    check_class_weights, check_float_predictions, class_labels, describe, exp_row, read_row, resolve_axis,
 };
 
 /// Cross entropy over class logits, as F.cross_entropy
@@ -532,7 +531,7 @@ impl SoftmaxRows for CrossEntropy<'_> {
         }
     }
 
-    fn probabilities(&self, row: usize, scratch: &mut [f64], out: &mut [f64]) {
-        softmax_row(&self.logits, &self.layout, row, scratch, out);
+    fn exps(&self, row: usize, scratch: &mut [f64], out: &mut [f64]) -> f64 {
+        exp_row(&self.logits, &self.layout, row, scratch, out)
     }
 }

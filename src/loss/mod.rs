@@ -255,21 +255,18 @@ pub trait SoftmaxRows: Sync {
     fn rows(&self) -> usize;
     /// The row's label, or `None` when the row is not counted (ignored).
     fn label(&self, row: usize) -> Option<usize>;
-    /// The row's softmax probabilities, one per class, into `out`
-    /// (`scratch` is of the same length).
-    fn probabilities(&self, row: usize, scratch: &mut [f64], out: &mut [f64]);
+    /// The row's terms `exp(x - max)`, one per class, into `out` (`scratch`
+    /// is as long as a row; `out` at least as long), and their sum: its
+    /// softmax probabilities are the terms divided by the sum.
+    fn exps(&self, row: usize, scratch: &mut [f64], out: &mut [f64]) -> f64;
 }
 
-/// The softmax of example `i`'s logits into `out` (`row` is scratch of the
-/// same length): `exp(x - max) / Σ exp(x - max)`, as PyTorch computes it.
-pub fn softmax_row(logits: &Values, layout: &ClassLayout, i: usize, row: &mut [f64], out: &mut [f64]) {
-    let (start, stride) = layout.row(i);
-    logits.copy_to_f64(start, stride, row);
-    let (max, _) = crate::math::max_and_finite(row);
-    let sum = crate::math::exp_into(row, max, out);
-    for p in out.iter_mut() {
-        *p /= sum;
-    }
+/// The softmax terms of example `i`'s logits into `out` (`row` is scratch
+/// of the row's length): `exp(x - max)`, and their sum `Σ exp(x - max)`,
+/// whose quotient is the softmax as PyTorch computes it.
+pub fn exp_row(logits: &Values, layout: &ClassLayout, i: usize, row: &mut [f64], out: &mut [f64]) -> f64 {
+    let (max, ..) = load_row(logits, layout, i, row);
+    crate::math::exp_into(row, max, out)
 }
 
 /// Where the classes sit in a tensor: `outer × classes × inner` elements,
@@ -353,16 +350,10 @@ pub fn resolve_axis(axis: i64, rank: usize, origin: &Origin) -> Result<usize> {
     Ok(resolved as usize)
 }
 
-/// Reads example `i`'s logits into `row` and records any that are not
-/// finite; returns the row's maximum and where the row starts and steps.
+/// Reads example `i`'s logits into `row`; returns the row's maximum,
+/// whether every value is finite, and where the row starts and steps.
 #[inline]
-pub fn read_row(
-    logits: &Values,
-    layout: &ClassLayout,
-    i: usize,
-    row: &mut [f64],
-    tally: &mut Tally,
-) -> (f64, usize, usize) {
+fn load_row(logits: &Values, layout: &ClassLayout, i: usize, row: &mut [f64]) -> (f64, bool, usize, usize) {
     let (start, stride) = layout.row(i);
     let (max, finite) = match logits {
         Values::F32(values) if stride == 1 => {
@@ -373,6 +364,20 @@ pub fn read_row(
             crate::math::max_and_finite(row)
         }
     };
+    (max, finite, start, stride)
+}
+
+/// Reads example `i`'s logits into `row` and records any that are not
+/// finite; returns the row's maximum and where the row starts and steps.
+#[inline]
+pub fn read_row(
+    logits: &Values,
+    layout: &ClassLayout,
+    i: usize,
+    row: &mut [f64],
+    tally: &mut Tally,
+) -> (f64, usize, usize) {
+    let (max, finite, start, stride) = load_row(logits, layout, i, row);
     if !finite {
         tally.record_nonfinite(Operand::Logits, row, start, stride);
     }
@@ -383,17 +388,7 @@ pub fn read_row(
 /// torch.argmax picks it (0 when no entry equals it, as with NaN).
 #[inline(always)]
 pub fn argmax(row: &[f64], max: f64) -> usize {
-    // Blocks of eight compare as one vector; the block holding the maximum
-    // is then searched.
-    const BLOCK: usize = 8;
-    let mut blocks = row.chunks_exact(BLOCK);
-    for (b, block) in blocks.by_ref().enumerate() {
-        if block.iter().fold(false, |found, &v| found | (v == max)) {
-            return b * BLOCK + block.iter().position(|&v| v == max).unwrap_or(0);
-        }
-    }
-    let start = row.len() - blocks.remainder().len();
-    blocks.remainder().iter().position(|&v| v == max).map_or(0, |k| start + k)
+    crate::math::first_equal(row, max).unwrap_or(0)
 }
 
 /// Labels that are allowed in class-index targets without being classes,

@@ -32,6 +32,8 @@ pub trait Real: Copy {
     unsafe fn floor(self) -> Self;
     unsafe fn lt(self, other: Self) -> Self::Mask;
     unsafe fn ge(self, other: Self) -> Self::Mask;
+    /// Equal (NaN equals nothing).
+    unsafe fn equal(self, other: Self) -> Self::Mask;
     unsafe fn is_nan(self) -> Self::Mask;
     /// `yes` where `mask` is set, `no` elsewhere.
     unsafe fn select(mask: Self::Mask, yes: Self, no: Self) -> Self;
@@ -48,6 +50,8 @@ pub trait Lanes: Real {
     unsafe fn load_f32(from: &[f32]) -> Self;
     unsafe fn store(self, to: &mut [f64]);
     fn to_array(self) -> [f64; 8];
+    /// The mask as bits, bit k for lane k.
+    unsafe fn bits(mask: Self::Mask) -> u32;
 }
 
 impl Real for f64 {
@@ -100,6 +104,10 @@ impl Real for f64 {
     #[inline(always)]
     unsafe fn ge(self, other: Self) -> bool {
         self >= other
+    }
+    #[inline(always)]
+    unsafe fn equal(self, other: Self) -> bool {
+        self == other
     }
     #[inline(always)]
     unsafe fn is_nan(self) -> bool {
@@ -183,6 +191,10 @@ impl Real for Portable {
         std::array::from_fn(|k| self.0[k] >= other.0[k])
     }
     #[inline(always)]
+    unsafe fn equal(self, other: Self) -> [bool; 8] {
+        std::array::from_fn(|k| self.0[k] == other.0[k])
+    }
+    #[inline(always)]
     unsafe fn is_nan(self) -> [bool; 8] {
         self.0.map(f64::is_nan)
     }
@@ -213,6 +225,10 @@ impl Lanes for Portable {
     #[inline(always)]
     fn to_array(self) -> [f64; 8] {
         self.0
+    }
+    #[inline(always)]
+    unsafe fn bits(mask: [bool; 8]) -> u32 {
+        (0..8).fold(0, |bits, k| bits | (mask[k] as u32) << k)
     }
 }
 
@@ -274,6 +290,10 @@ impl Real for Avx512 {
         unsafe { _mm512_cmp_pd_mask::<_CMP_GE_OQ>(self.0, other.0) }
     }
     #[inline(always)]
+    unsafe fn equal(self, other: Self) -> __mmask8 {
+        unsafe { _mm512_cmp_pd_mask::<_CMP_EQ_OQ>(self.0, other.0) }
+    }
+    #[inline(always)]
     unsafe fn is_nan(self) -> __mmask8 {
         unsafe { _mm512_cmp_pd_mask::<_CMP_UNORD_Q>(self.0, self.0) }
     }
@@ -315,6 +335,10 @@ impl Lanes for Avx512 {
     fn to_array(self) -> [f64; 8] {
         // SAFETY: a 512-bit register is eight f64.
         unsafe { std::mem::transmute::<__m512d, [f64; 8]>(self.0) }
+    }
+    #[inline(always)]
+    unsafe fn bits(mask: __mmask8) -> u32 {
+        mask as u32
     }
 }
 
@@ -390,6 +414,12 @@ impl Real for Avx2 {
         }
     }
     #[inline(always)]
+    unsafe fn equal(self, other: Self) -> Self::Mask {
+        unsafe {
+            (_mm256_cmp_pd::<_CMP_EQ_OQ>(self.0, other.0), _mm256_cmp_pd::<_CMP_EQ_OQ>(self.1, other.1))
+        }
+    }
+    #[inline(always)]
     unsafe fn is_nan(self) -> Self::Mask {
         unsafe {
             (_mm256_cmp_pd::<_CMP_UNORD_Q>(self.0, self.0), _mm256_cmp_pd::<_CMP_UNORD_Q>(self.1, self.1))
@@ -445,5 +475,9 @@ impl Lanes for Avx2 {
         let [low, high] =
             [self.0, self.1].map(|half| unsafe { std::mem::transmute::<__m256d, [f64; 4]>(half) });
         std::array::from_fn(|k| if k < 4 { low[k] } else { high[k - 4] })
+    }
+    #[inline(always)]
+    unsafe fn bits(mask: Self::Mask) -> u32 {
+        unsafe { (_mm256_movemask_pd(mask.0) | _mm256_movemask_pd(mask.1) << 4) as u32 }
     }
 }

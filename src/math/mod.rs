@@ -530,6 +530,83 @@ pub fn widen_max_and_finite(from: &[f32], to: &mut [f64]) -> (f64, bool) {
     dispatch(Level::detect(), Widen { from, to })
 }
 
+struct FirstEqual<'a> {
+    row: &'a [f64],
+    value: f64,
+}
+
+impl Kernel for FirstEqual<'_> {
+    type Output = Option<usize>;
+
+    #[inline(always)]
+    unsafe fn run<V: Lanes>(self) -> Option<usize> {
+        let FirstEqual { row, value } = self;
+        // SAFETY: the caller runs where V's instructions exist.
+        unsafe {
+            let wanted = V::splat(value);
+            for (block, chunk) in row.chunks_exact(LANES).enumerate() {
+                let bits = V::bits(V::load(chunk).equal(wanted));
+                if bits != 0 {
+                    return Some(block * LANES + bits.trailing_zeros() as usize);
+                }
+            }
+        }
+        let full = row.len() - row.len() % LANES;
+        row[full..].iter().position(|&x| x == value).map(|k| full + k)
+    }
+}
+
+/// The first index of `row` whose value equals `value`, eight values
+/// compared at a time.
+#[inline]
+pub fn first_equal(row: &[f64], value: f64) -> Option<usize> {
+    dispatch(Level::detect(), FirstEqual { row, value })
+}
+
+struct QuotientsAtLeast<'a> {
+    values: &'a mut [f64],
+    divisor: f64,
+    floors: &'a [f64],
+}
+
+impl Kernel for QuotientsAtLeast<'_> {
+    type Output = Option<(usize, bool)>;
+
+    #[inline(always)]
+    unsafe fn run<V: Lanes>(self) -> Option<(usize, bool)> {
+        let QuotientsAtLeast { values, divisor, floors } = self;
+        let mut found: Option<(usize, bool)> = None;
+        // SAFETY: the caller runs where V's instructions exist.
+        unsafe {
+            let divisor = V::splat(divisor);
+            let blocks = values.chunks_exact_mut(LANES).zip(floors.chunks_exact(LANES));
+            for (block, (chunk, floor)) in blocks.enumerate() {
+                let quotient = V::load(chunk).div(divisor);
+                quotient.store(chunk);
+                let bits = V::bits(quotient.ge(V::load(floor)));
+                // Most blocks have none: one branch, rarely taken.
+                if bits != 0 {
+                    found = Some(match found {
+                        None => (block * LANES + bits.trailing_zeros() as usize, bits & (bits - 1) != 0),
+                        Some((first, _)) => (first, true),
+                    });
+                }
+            }
+        }
+        found
+    }
+}
+
+/// Divides `values` by `divisor` in place and finds the quotients at least
+/// their floor (`q_k >= floors[k]`, false for NaN): the first of them and
+/// whether there are others, or `None`. Both slices are as long, a multiple
+/// of [`LANES`] ([`padded_len`]; floors of +inf take nothing).
+#[inline]
+pub fn quotients_at_least(values: &mut [f64], divisor: f64, floors: &[f64]) -> Option<(usize, bool)> {
+    assert!(values.len() == floors.len() && floors.len().is_multiple_of(LANES));
+    dispatch(Level::detect(), QuotientsAtLeast { values, divisor, floors })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -567,6 +644,47 @@ mod tests {
     /// Every level (`dispatch` runs one this CPU lacks at the best it has).
     pub(super) fn levels() -> [Level; 3] {
         [Level::Avx512, Level::Avx2, Level::Portable]
+    }
+
+    #[test]
+    fn every_build_finds_the_first_equal_value() {
+        for len in [0, 1, 7, 8, 9, 17, 100] {
+            let row: Vec<f64> = (0..len).map(|i| [0.0, -0.0, 3.0, 4.0, 3.0][(i * 3 + 1) % 5]).collect();
+            for value in [0.0, 3.0, 4.0, 9.0, f64::NAN] {
+                let expected = row.iter().position(|&x| x == value);
+                for level in levels() {
+                    assert_eq!(
+                        dispatch(level, FirstEqual { row: &row, value }),
+                        expected,
+                        "{level:?}, {len}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_build_divides_and_finds_the_quotients_at_least_their_floor() {
+        for len in [0, 8, 16, 104] {
+            let values: Vec<f64> =
+                (0..len).map(|i| [0.3, 1.5, f64::NAN, 2.7, 0.9][(i * 3 + 1) % 5]).collect();
+            for floor_of in [[0.3, 0.2, 0.5], [0.95, 0.6, 2.0], [2.0, 2.0, 2.0]] {
+                let floors: Vec<f64> = (0..len).map(|i| floor_of[i % 3]).collect();
+                let quotients: Vec<f64> = values.iter().map(|v| v / 3.0).collect();
+                let at_least: Vec<usize> = (0..len).filter(|&k| quotients[k] >= floors[k]).collect();
+                let expected = at_least.first().map(|&first| (first, at_least.len() > 1));
+                for level in levels() {
+                    let mut divided = values.clone();
+                    let found = dispatch(
+                        level,
+                        QuotientsAtLeast { values: &mut divided, divisor: 3.0, floors: &floors },
+                    );
+                    assert_eq!(found, expected, "{level:?}, {len}");
+                    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&divided), bits(&quotients), "{level:?}, {len}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -121,13 +121,21 @@ pub struct Hardest {
 
 impl Hardest {
     pub fn new(k: usize) -> Self {
-        Hardest { k, heap: BinaryHeap::with_capacity(k + 1), floor: f64::NEG_INFINITY }
+        Hardest::with_capacity(k, k)
+    }
+
+    /// Keeping `k`, with room for `capacity` before the heap grows.
+    fn with_capacity(k: usize, capacity: usize) -> Self {
+        // Keeping none, every finite loss is below the floor: one comparison
+        // turns away all but infinite and NaN losses, which `insert` refuses.
+        let floor = if k == 0 { f64::INFINITY } else { f64::NEG_INFINITY };
+        Hardest { k, heap: BinaryHeap::with_capacity(capacity + 1), floor }
     }
 
     #[inline(always)]
     pub fn offer(&mut self, noted: Noted) {
         // Most examples are below the floor; NaN losses rank above all.
-        if noted.loss < self.floor || self.k == 0 {
+        if noted.loss < self.floor {
             return;
         }
         self.insert(noted);
@@ -195,11 +203,7 @@ impl From<Hardest> for KeptExamples {
 impl From<KeptExamples> for Hardest {
     fn from(stored: KeptExamples) -> Self {
         // The capacity is what was stored, not the `k` a damaged file may claim.
-        let mut hardest = Hardest {
-            k: stored.k,
-            heap: BinaryHeap::with_capacity(stored.kept.len() + 1),
-            floor: f64::NEG_INFINITY,
-        };
+        let mut hardest = Hardest::with_capacity(stored.k, stored.kept.len());
         for noted in stored.kept {
             hardest.offer(noted);
         }
@@ -243,7 +247,9 @@ const DENSE_CLASSES: usize = 128;
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(into = "ConfusionPairs", from = "ConfusionPairs")]
 pub struct Confusion {
-    /// `classes × classes` cells, target-major, when the classes are few.
+    /// `classes × classes` cells, target-major, when the classes are few;
+    /// a cell's count and loss side by side, so that a wrong prediction
+    /// touches one cache line.
     dense: Vec<(u64, f64)>,
     classes: usize,
     pairs: HashMap<(u32, u32), (u64, f64), BuildHasherDefault<PairHasher>>,
@@ -302,7 +308,8 @@ impl Confusion {
             .filter(|(_, cell)| cell.0 > 0)
             .map(|(i, &(n, l))| ((i / self.classes) as u32, (i % self.classes) as u32, n, l));
         let mut all: Vec<_> = dense.chain(self.pairs.iter().map(|(&(t, p), &(n, l))| (t, p, n, l))).collect();
-        all.sort_by(|a, b| b.3.total_cmp(&a.3).then((a.0, a.1).cmp(&(b.0, b.1))));
+        // Pairs are distinct, so the order is total and an unstable sort gives it.
+        all.sort_unstable_by(|a, b| b.3.total_cmp(&a.3).then((a.0, a.1).cmp(&(b.0, b.1))));
         all
     }
 }
@@ -367,7 +374,9 @@ impl Calibration {
             return None;
         }
         let last = self.edges.len() - 1;
-        let mut b = ((confidence * last as f64) as usize).min(last);
+        let guess = (confidence * last as f64).min(last as f64);
+        // SAFETY: `guess` is within [0, last]: not NaN, not negative, clamped.
+        let mut b = unsafe { guess.to_int_unchecked::<usize>() };
         if confidence < self.edges[b] {
             b -= 1;
         } else if b < last && confidence >= self.edges[b + 1] {
@@ -446,7 +455,8 @@ impl Findings {
     pub fn note(&mut self, noted: Noted, accuracy: f64) {
         self.hardest.offer(noted);
         if self.confusion_on {
-            self.confusion.add(noted.target as u32, noted.predicted, noted.loss);
+            // Confusion is counted for rows, whose class is their target.
+            self.confusion.add(noted.class, noted.predicted, noted.loss);
         }
         self.calibration.add(noted.confidence, accuracy);
     }

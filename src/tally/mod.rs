@@ -331,7 +331,9 @@ impl Tally {
         ((cell.p_t_bin * GRADIENT_BINS + cell.gradient_bin) * 2 + cell.easy as usize) * WAYS + way
     }
 
-    #[inline]
+    /// Adds one example. Inlined into the passes' loops: an example handed
+    /// through memory to a call is read back before its stores have landed.
+    #[inline(always)]
     pub fn add(&mut self, example: Example) {
         self.add_all([example]);
     }

@@ -7,7 +7,7 @@
 //! clip to [1e-7, 1 - 1e-7]).
 
 use crate::loss::{
-    Labels, NotClasses, SoftmaxRows, argmax, check_class_weights, class_labels, read_row, softmax_row,
+    Labels, NotClasses, SoftmaxRows, argmax, check_class_weights, class_labels, exp_row, read_row,
 };
 use std::ops::Range;
 
@@ -257,7 +257,7 @@ impl SoftmaxRows for SoftmaxFocal<'_> {
         self.labels.class(row)
     }
 
-    fn probabilities(&self, row: usize, scratch: &mut [f64], out: &mut [f64]) {
-        softmax_row(&self.logits, &self.layout, row, scratch, out);
+    fn exps(&self, row: usize, scratch: &mut [f64], out: &mut [f64]) -> f64 {
+        exp_row(&self.logits, &self.layout, row, scratch, out)
     }
 }

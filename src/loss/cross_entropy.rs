@@ -29,8 +29,9 @@ use crate::tally::findings::ExampleKind;
 use crate::tally::{Example, Grouping, Operand, Tally};
 
 use super::{
-    ClassLayout, Labels, Loss, NotClasses, PerExample, Prepared, Reducer, Reduction, SoftmaxRows, argmax,
-    check_class_weights, check_float_predictions, class_labels, describe, exp_row, read_row, resolve_axis,
+    ClassLayout, Labels, Loss, NotClasses, PerExample, Prepared, Reducer, Reduction, SoftmaxRows,
+    check_class_weights, check_float_predictions, class_labels, describe, exp_row, prediction, read_row,
+    resolve_axis,
 };
 
 /// Cross entropy over class logits, as F.cross_entropy
@@ -406,7 +407,6 @@ impl PerExample for CrossEntropy<'_> {
             // PyTorch's order, exact also when one class dominates.
             let (ln_sum, exp_sum) = crate::math::ln_sum_exp_into(&row, max, &mut exps);
             let log_p = |c: usize| (row[c] - max) - ln_sum;
-            let predicted = argmax(&row, max);
             // The largest probability: exp(max - max) / Σ.
             let confidence = exp_sum.recip();
             match &self.targets {
@@ -415,6 +415,7 @@ impl PerExample for CrossEntropy<'_> {
                         tally.ignored += 1;
                         continue;
                     };
+                    let predicted = prediction(&row, max, exp_sum, y);
                     let w_y = self.class_weight(y);
                     let log_p_y = log_p(y);
                     let mut loss = -log_p_y * w_y;
@@ -442,6 +443,7 @@ impl PerExample for CrossEntropy<'_> {
                     targets.copy_to_f64(start, stride, &mut target_row);
                     tally.record_nonfinite(Operand::Targets, &target_row, start, stride);
                     let y = first_max(&target_row);
+                    let predicted = prediction(&row, max, exp_sum, y);
                     let mut weighted = 0.0;
                     let mut plain = 0.0;
                     for (c, &t) in target_row.iter().enumerate() {

@@ -391,6 +391,15 @@ pub fn argmax(row: &[f64], max: f64) -> usize {
     crate::math::first_equal(row, max).unwrap_or(0)
 }
 
+/// [`argmax`] of a row whose terms `exp(x - max)` sum to `exp_sum`, when
+/// `label` is the likely answer: each entry at the maximum adds exactly 1
+/// to the sum, so below 2 the maximum is the row's only one, and `label` at
+/// the maximum is the prediction without a search.
+#[inline(always)]
+pub fn prediction(row: &[f64], max: f64, exp_sum: f64, label: usize) -> usize {
+    if exp_sum < 2.0 && row[label] == max { label } else { argmax(row, max) }
+}
+
 /// Labels that are allowed in class-index targets without being classes,
 /// and what each means: ignored (left out, or counted with loss 0, as the
 /// loss decides) or background (a row of negatives, for sigmoid losses).
@@ -544,4 +553,22 @@ pub fn check_weights(weight: &[f64], shape: &[usize], origin: &Origin) -> Result
             at(i)
         )
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prediction_is_the_first_maximum_also_when_it_is_tied() {
+        let tied = [0.5, 3.0, 1.0, 3.0, -2.0, 0.0, 1.0, 2.5, 3.0];
+        let single = [0.5, -3.0, 1.0, 3.0, -2.0, 0.0, 1.0, 2.5, 1.0];
+        for (row, first) in [(tied, 1), (single, 3)] {
+            let (max, _) = crate::math::max_and_finite(&row);
+            let exp_sum = crate::math::sum_exp(&row, max);
+            for label in 0..row.len() {
+                assert_eq!(prediction(&row, max, exp_sum, label), first, "label {label} of {row:?}");
+            }
+        }
+    }
 }

@@ -375,8 +375,9 @@ impl Calibration {
         }
         let last = self.edges.len() - 1;
         let guess = (confidence * last as f64).min(last as f64);
-        // SAFETY: `guess` is within [0, last]: not NaN, not negative, clamped.
-        let mut b = unsafe { guess.to_int_unchecked::<usize>() };
+        // SAFETY: `guess` is within [0, last]: not NaN, not negative,
+        // clamped. (As i64: one instruction, where usize takes several.)
+        let mut b = unsafe { guess.to_int_unchecked::<i64>() } as usize;
         if confidence < self.edges[b] {
             b -= 1;
         } else if b < last && confidence >= self.edges[b + 1] {

@@ -7,7 +7,7 @@
 //! clip to [1e-7, 1 - 1e-7]).
 
 use crate::loss::{
-    Labels, NotClasses, SoftmaxRows, argmax, check_class_weights, class_labels, exp_row, read_row,
+    Labels, NotClasses, SoftmaxRows, check_class_weights, class_labels, exp_row, prediction, read_row,
 };
 use std::ops::Range;
 
@@ -230,7 +230,7 @@ impl<'a> SoftmaxFocal<'a> {
             // log-softmax in PyTorch's order: (x - max) - ln Σ exp(x - max).
             let log_p_y = (row[y] - max) - ln_sum;
             let p_t = log_p_y.exp();
-            let predicted = argmax(&row, max);
+            let predicted = prediction(&row, max, exp_sum, y);
             tally.add(Example {
                 class: y,
                 loss: self.row_loss(y, &row, max, ln_sum),

@@ -403,47 +403,38 @@ impl PerExample for CrossEntropy<'_> {
         let mut target_row = vec![0.0; classes];
         for i in units {
             let (max, start, stride) = read_row(&self.logits, &self.layout, i, &mut row, tally);
-            // ln Σ exp(x - max), so that log p_c = (x_c - max) - ln_sum in
-            // PyTorch's order, exact also when one class dominates.
-            let (ln_sum, exp_sum) = crate::math::ln_sum_exp_into(&row, max, &mut exps);
-            let log_p = |c: usize| (row[c] - max) - ln_sum;
-            // The largest probability: exp(max - max) / Σ.
-            let confidence = exp_sum.recip();
-            match &self.targets {
+            let y = match &self.targets {
                 Targets::Indices(labels) => {
                     let Some(y) = labels.class(i) else {
                         tally.ignored += 1;
                         continue;
                     };
-                    let predicted = prediction(&row, max, exp_sum, y);
+                    y
+                }
+                Targets::Probabilities(targets) => {
+                    targets.copy_to_f64(start, stride, &mut target_row);
+                    tally.record_nonfinite(Operand::Targets, &target_row, start, stride);
+                    first_max(&target_row)
+                }
+            };
+            // ln Σ exp(x - max), so that log p_c = (x_c - max) - ln_sum in
+            // PyTorch's order, exact also when one class dominates.
+            let (ln_sum, exp_sum) = crate::math::ln_sum_exp_into(&row, max, &mut exps);
+            let log_p = |c: usize| (row[c] - max) - ln_sum;
+            let predicted = prediction(&row, max, exp_sum, y);
+            let log_p_y = log_p(y);
+            // The loss, the plain CE beside it, and the example's share of the mean's divisor.
+            let (loss, baseline, divisor) = match &self.targets {
+                Targets::Indices(_) => {
                     let w_y = self.class_weight(y);
-                    let log_p_y = log_p(y);
                     let mut loss = -log_p_y * w_y;
                     if eps > 0.0 {
                         let smooth: f64 = -(0..classes).map(|c| log_p(c) * self.class_weight(c)).sum::<f64>();
                         loss = (1.0 - eps) * loss + smooth * (eps / classes as f64);
                     }
-                    let p_t = log_p_y.exp();
-                    tally.normalizer.add(w_y);
-                    tally.add(Example {
-                        class: y,
-                        loss,
-                        p_t,
-                        correct: predicted == y,
-                        positive: false,
-                        baseline: -log_p_y,
-                        grad_norm: 1.0 - p_t,
-                        index: i as u64,
-                        target: y as f64,
-                        predicted: predicted as u32,
-                        confidence,
-                    });
+                    (loss, -log_p_y, w_y)
                 }
-                Targets::Probabilities(targets) => {
-                    targets.copy_to_f64(start, stride, &mut target_row);
-                    tally.record_nonfinite(Operand::Targets, &target_row, start, stride);
-                    let y = first_max(&target_row);
-                    let predicted = prediction(&row, max, exp_sum, y);
+                Targets::Probabilities(_) => {
                     let mut weighted = 0.0;
                     let mut plain = 0.0;
                     for (c, &t) in target_row.iter().enumerate() {
@@ -451,23 +442,25 @@ impl PerExample for CrossEntropy<'_> {
                         let t = if eps > 0.0 { t * (1.0 - eps) + eps / classes as f64 } else { t };
                         weighted += log_p(c) * t * self.class_weight(c);
                     }
-                    let p_t = log_p(y).exp();
-                    tally.normalizer.add(1.0);
-                    tally.add(Example {
-                        class: y,
-                        loss: -weighted,
-                        p_t,
-                        correct: predicted == y,
-                        positive: false,
-                        baseline: -plain,
-                        grad_norm: 1.0 - p_t,
-                        index: i as u64,
-                        target: y as f64,
-                        predicted: predicted as u32,
-                        confidence,
-                    });
+                    (-weighted, -plain, 1.0)
                 }
-            }
+            };
+            let p_t = log_p_y.exp();
+            tally.normalizer.add(divisor);
+            tally.add(Example {
+                class: y,
+                loss,
+                p_t,
+                correct: predicted == y,
+                positive: false,
+                baseline,
+                grad_norm: 1.0 - p_t,
+                index: i as u64,
+                target: y as f64,
+                predicted: predicted as u32,
+                // The largest probability: exp(max - max) / Σ.
+                confidence: exp_sum.recip(),
+            });
         }
     }
 

@@ -1,11 +1,14 @@
 //! The tally of elementwise losses (BCE, sigmoid focal) with the classes on
 //! the last axis, eight elements at a time: a block of consecutive elements
 //! is a run of row segments, and the classes of a segment are consecutive,
-//! so the per-class sums are vector additions into per-class arrays. The
-//! difficulty-table cell of each element is computed in the same pass; the
-//! scattered updates (table cells, concentration) follow in a plain loop.
+//! so the per-class sums are vector additions into per-class arrays. Each
+//! element's difficulty-table cell and calibration bucket are computed in
+//! the same vector pass; the scattered updates (table cells, concentration,
+//! calibration) follow, one short loop per table.
 
 use crate::math::{Kernel, LANES, Lanes, Level, Real, dispatch, padded_tail};
+
+use super::findings::NotedElements;
 
 use super::{ClassTally, Example, GRADIENT_BINS, Grouping, Sum, Tally, WAYS};
 
@@ -37,10 +40,11 @@ pub(super) struct ClassSums {
     positives: Vec<f64>,
     positive_loss: Vec<f64>,
     positive_baseline: Vec<f64>,
+    confidence: Vec<f64>,
 }
 
 impl ClassSums {
-    fn arrays(&mut self) -> [&mut Vec<f64>; 10] {
+    fn arrays(&mut self) -> [&mut Vec<f64>; 11] {
         [
             &mut self.count,
             &mut self.loss,
@@ -52,6 +56,7 @@ impl ClassSums {
             &mut self.positives,
             &mut self.positive_loss,
             &mut self.positive_baseline,
+            &mut self.confidence,
         ]
     }
 
@@ -74,6 +79,7 @@ impl ClassSums {
             row.positives.count += self.positives[c] as u64;
             row.positives.loss.0 += self.positive_loss[c];
             row.positives.baseline.0 += self.positive_baseline[c];
+            row.confidence.0 += self.confidence[c];
             for array in self.arrays() {
                 array[c] = 0.0;
             }
@@ -102,6 +108,10 @@ struct BlockPass<'a> {
     sums: &'a mut ClassSums,
     /// Out: each element's difficulty-table cell, before the way is added.
     cells: &'a mut [f64],
+    /// The calibration bins, 0 for none.
+    calibration_bins: usize,
+    /// Out: each element's calibration slot (see `Calibration::add_slots`).
+    slots: &'a mut [f64],
 }
 
 impl BlockPass<'_> {
@@ -144,6 +154,7 @@ impl BlockPass<'_> {
             error.store(&mut s.baseline_error[class..]);
             at_class(&s.count).add(exists).store(&mut s.count[class..]);
             at_class(&s.p_t).add(p_t.mul(exists)).store(&mut s.p_t[class..]);
+            at_class(&s.confidence).add(p.mul(exists)).store(&mut s.confidence[class..]);
             at_class(&s.correct).add(correct).store(&mut s.correct[class..]);
             at_class(&s.positives).add(is_positive).store(&mut s.positives[class..]);
             at_class(&s.positive_loss)
@@ -169,7 +180,41 @@ impl BlockPass<'_> {
             } else {
                 self.cells[at..at + valid].copy_from_slice(&cell.to_array()[..valid]);
             }
+            if self.calibration_bins > 0 {
+                let slot = calibration_slot(p, self.calibration_bins);
+                if valid == LANES {
+                    slot.store(&mut self.slots[at..]);
+                } else {
+                    self.slots[at..at + valid].copy_from_slice(&slot.to_array()[..valid]);
+                }
+            }
         }
+    }
+}
+
+/// The calibration bucket of each confidence times [`WAYS`], or -1 for NaN
+/// and negatives: the bucket `Calibration::bucket_of` finds, with the edges
+/// of `linspace_edges(bins)` computed in place, by the same operations.
+#[inline(always)]
+unsafe fn calibration_slot<V: Real>(confidence: V, bins: usize) -> V {
+    // SAFETY: the caller runs where V's instructions exist.
+    unsafe {
+        let (zero, one) = (V::splat(0.0), V::splat(1.0));
+        let last = V::splat(bins as f64);
+        let step = V::splat(1.0 / bins as f64);
+        let half = V::splat(bins.div_ceil(2) as f64);
+        let guess = confidence.mul(last).min(last).floor();
+        let next = guess.add(one);
+        // Edge i: the first half counts up from 0, the rest down from 1.
+        let edge_guess = V::select(guess.lt(half), guess.mul(step), one.sub(last.sub(guess).mul(step)));
+        let edge_next = V::select(next.lt(half), next.mul(step), one.sub(last.sub(next).mul(step)));
+        let edge_next = V::select(guess.lt(last), edge_next, V::splat(f64::INFINITY));
+        let bucket = V::select(
+            confidence.lt(edge_guess),
+            guess.sub(one),
+            V::select(confidence.ge(edge_next), next, guess),
+        );
+        V::select(confidence.ge(zero), bucket.mul(V::splat(WAYS as f64)), V::splat(-1.0))
     }
 }
 
@@ -213,6 +258,9 @@ impl Tally {
         sums.ready(classes);
         let mut cells = std::mem::take(&mut self.cell_scratch);
         cells.resize(elements.x.len(), 0.0);
+        let mut slots = std::mem::take(&mut self.slot_scratch);
+        slots.resize(elements.x.len(), 0.0);
+        let calibration_bins = self.settings.findings.calibration_edges.len().saturating_sub(1);
         let pass = BlockPass {
             elements,
             classes,
@@ -220,28 +268,49 @@ impl Tally {
             threshold: self.settings.easy_threshold,
             sums: &mut sums,
             cells: &mut cells,
+            calibration_bins,
+            slots: &mut slots,
         };
         dispatch(Level::detect(), pass);
         let n = elements.x.len();
         let touched = (0..n.min(classes)).map(|k| (elements.first_class + k) % classes);
         sums.settle(&mut self.classes, touched);
-        let by_sign = self.settings.grouping == Grouping::PositivesNegatives;
-        let [negatives, positives] = &mut self.concentration;
-        let updates = cells.iter().zip(elements.loss).zip(elements.baseline).zip(elements.t);
-        for (k, (((&cell, &loss), &baseline), &t)) in updates.enumerate() {
+        // The scattered updates, one table at a time: each loop is short
+        // enough to keep its pointers in registers.
+        for (k, ((&cell, &loss), &baseline)) in
+            cells.iter().zip(elements.loss).zip(elements.baseline).enumerate()
+        {
             // SAFETY: cells are whole numbers below the table's length.
             let index = unsafe { cell.to_int_unchecked::<u32>() } as usize + k % WAYS;
             self.cells[index].add(loss, baseline);
-            if by_sign && t > 0.5 { positives.add(loss) } else { negatives.add(loss) }
+        }
+        let [negatives, positives] = &mut self.concentration;
+        if self.settings.grouping == Grouping::PositivesNegatives {
+            for (&loss, &t) in elements.loss.iter().zip(elements.t) {
+                if t > 0.5 { positives.add(loss) } else { negatives.add(loss) }
+            }
+        } else {
+            for &loss in elements.loss {
+                negatives.add(loss);
+            }
+        }
+        self.findings.note_elements(NotedElements {
+            first_index: elements.first_index as u64,
+            first_class: elements.first_class,
+            classes,
+            target: elements.t,
+            confidence: elements.p,
+            loss: elements.loss,
+            slots: &slots[..n],
+        });
+        if let Some(sink) = &self.settings.per_example {
+            for (k, &loss) in elements.loss.iter().enumerate() {
+                sink.write((elements.first_index + k) as u64, loss);
+            }
         }
         self.class_sums = sums;
         self.cell_scratch = cells;
-        for k in 0..n {
-            let example = elements.example(k);
-            let class = example.class % classes;
-            self.classes[class].confidence.0 += example.confidence;
-            self.note(&Example { class, ..example });
-        }
+        self.slot_scratch = slots;
     }
 }
 
@@ -288,6 +357,13 @@ mod tests {
             easy_threshold: 0.5,
             bins: 7,
             grouping: Grouping::PositivesNegatives,
+            findings: crate::tally::findings::FindingSettings {
+                kind: crate::tally::findings::ExampleKind::Element,
+                examples: 6,
+                calibration_edges: crate::tally::findings::linspace_edges(15),
+                confusion: false,
+                classes,
+            },
             ..Default::default()
         };
         let [x, t, p, loss, baseline] = block(n);
@@ -329,6 +405,16 @@ mod tests {
                 assert!(close(a.loss.0, b.loss.0) && close(a.baseline.0, b.baseline.0));
             }
             assert_eq!(lanes.concentration, one_by_one.concentration);
+            assert_eq!(lanes.findings.hardest.sorted(), one_by_one.findings.hardest.sorted());
+            let (a, b) = (&lanes.findings.calibration.buckets, &one_by_one.findings.calibration.buckets);
+            for (a, b) in a.iter().zip(b) {
+                assert_eq!(a.count, b.count);
+                assert!(close(a.confidence.0, b.confidence.0));
+                assert!(close(a.accuracy.0, b.accuracy.0));
+            }
+            for (a, b) in lanes.classes.iter().zip(&one_by_one.classes) {
+                assert!(close(a.confidence.0, b.confidence.0));
+            }
             assert!(close(lanes.total(), one_by_one.total()));
         }
     }
@@ -349,6 +435,7 @@ mod tests {
             let mut sums = ClassSums::default();
             sums.ready(13);
             let mut cells = vec![0.0; 1000];
+            let mut slots = vec![0.0; 1000];
             let pass = BlockPass {
                 elements: &elements,
                 classes: 13,
@@ -356,12 +443,53 @@ mod tests {
                 threshold: 0.5,
                 sums: &mut sums,
                 cells: &mut cells,
+                calibration_bins: 15,
+                slots: &mut slots,
             };
             dispatch(level, pass);
-            (sums.loss.iter().chain(&sums.loss_error).map(|v| v.to_bits()).collect::<Vec<_>>(), cells)
+            (sums.loss.iter().chain(&sums.loss_error).map(|v| v.to_bits()).collect::<Vec<_>>(), cells, slots)
         };
         let portable = run(Level::Portable);
         assert_eq!(run(Level::detect()), portable);
         assert_eq!(run(Level::Avx2), portable);
+    }
+
+    #[test]
+    fn calibration_slots_are_the_buckets_of_the_edges() {
+        use crate::tally::findings::{Calibration, linspace_edges};
+        for bins in [1, 2, 3, 7, 10, 15, 16, 100] {
+            let edges = linspace_edges(bins);
+            let calibration = Calibration::new(&edges);
+            let mut values = vec![0.0, 1.0, -0.0, -1e-300, f64::NAN, 0.5, 1.0 - f64::EPSILON / 2.0];
+            for &e in &edges {
+                values.extend([e, e.next_up(), e.next_down()]);
+            }
+            values.extend((0..997).map(|i| (i as f64 * 0.618_033_988_749_895) % 1.0));
+            let expected: Vec<f64> = values
+                .iter()
+                .map(|&v| calibration.bucket_of(v).map_or(-1.0, |b| (b * WAYS) as f64))
+                .collect();
+            for level in [Level::Portable, Level::detect()] {
+                struct Slots<'a>(&'a [f64], usize);
+                impl Kernel for Slots<'_> {
+                    type Output = Vec<f64>;
+                    unsafe fn run<V: Lanes>(self) -> Vec<f64> {
+                        let mut out = Vec::new();
+                        for chunk in self.0.chunks(LANES) {
+                            let lanes: [f64; LANES] =
+                                std::array::from_fn(|k| chunk.get(k).copied().unwrap_or(0.0));
+                            // SAFETY: `dispatch` runs this where V's instructions exist.
+                            let slots = unsafe { calibration_slot(V::load(&lanes), self.1) };
+                            out.extend(&slots.to_array()[..chunk.len()]);
+                        }
+                        out
+                    }
+                }
+                let got = dispatch(level, Slots(&values, bins));
+                for ((v, g), e) in values.iter().zip(&got).zip(&expected) {
+                    assert_eq!(g, e, "{bins} bins, confidence {v:e}, {level:?}");
+                }
+            }
+        }
     }
 }

@@ -11,7 +11,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Accumulate, Plain, Sum};
+use super::{Accumulate, Plain, Sum, WAYS};
 
 /// What an example of a loss is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -139,6 +139,15 @@ impl Hardest {
             return;
         }
         self.insert(noted);
+    }
+
+    /// Offers an example built only if its loss can enter.
+    #[inline(always)]
+    fn offer_with(&mut self, loss: f64, noted: impl FnOnce() -> Noted) {
+        if loss < self.floor {
+            return;
+        }
+        self.insert(noted());
     }
 
     #[cold]
@@ -369,7 +378,7 @@ impl Calibration {
     /// edges are within an ulp of i / bins, so the guess from the product
     /// is right but for a step at an edge.
     #[inline]
-    fn bucket_of(&self, confidence: f64) -> Option<usize> {
+    pub(super) fn bucket_of(&self, confidence: f64) -> Option<usize> {
         if confidence.is_nan() || confidence < 0.0 {
             return None;
         }
@@ -396,6 +405,35 @@ impl Calibration {
             bucket.count += 1;
             bucket.confidence.add(confidence);
             bucket.accuracy.add(accuracy);
+        }
+    }
+
+    /// Adds a block of elements: element k goes to slot `slots[k]` of
+    /// `copies` (its bucket times [`WAYS`], negative for none) plus k mod
+    /// [`WAYS`]. Consecutive elements mostly share a bucket, and with one
+    /// copy each addition would wait for the one before.
+    fn add_slots(&mut self, copies: &mut [Bucket], slots: &[f64], confidence: &[f64], accuracy: &[f64]) {
+        for (k, ((&slot, &confidence), &accuracy)) in slots.iter().zip(confidence).zip(accuracy).enumerate() {
+            if slot >= 0.0 {
+                // SAFETY: a slot that is not negative is a whole number below `copies.len()`.
+                let bucket = &mut copies[unsafe { slot.to_int_unchecked::<u32>() } as usize + k % WAYS];
+                bucket.count += 1;
+                bucket.confidence.add(confidence);
+                bucket.accuracy.add(accuracy);
+            }
+        }
+        self.settle(copies);
+    }
+
+    /// Adds the copies into the buckets, in a fixed order, and empties them.
+    fn settle(&mut self, copies: &mut [Bucket]) {
+        for (bucket, ways) in self.buckets.iter_mut().zip(copies.chunks_exact_mut(WAYS)) {
+            for way in ways {
+                bucket.count += way.count;
+                bucket.confidence.merge(&way.confidence);
+                bucket.accuracy.merge(&way.accuracy);
+                *way = Bucket::default();
+            }
         }
     }
 
@@ -427,6 +465,17 @@ impl Calibration {
     }
 }
 
+/// A block of elements as [`Findings::note_elements`] takes it.
+pub struct NotedElements<'a> {
+    pub first_index: u64,
+    pub first_class: usize,
+    pub classes: usize,
+    pub target: &'a [f64],
+    pub confidence: &'a [f64],
+    pub loss: &'a [f64],
+    pub slots: &'a [f64],
+}
+
 /// Everything a pass finds about particular examples.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Findings {
@@ -434,6 +483,10 @@ pub struct Findings {
     pub confusion: Confusion,
     pub calibration: Calibration,
     confusion_on: bool,
+    /// Scratch space of [`Findings::note_elements`]: [`WAYS`] copies of
+    /// each calibration bucket.
+    #[serde(skip)]
+    element_buckets: Vec<Bucket>,
 }
 
 impl Findings {
@@ -447,6 +500,7 @@ impl Findings {
             },
             calibration: Calibration::new(&settings.calibration_edges),
             confusion_on: settings.confusion,
+            element_buckets: vec![Bucket::default(); settings.calibration_edges.len() * WAYS],
         }
     }
 
@@ -460,6 +514,37 @@ impl Findings {
             self.confusion.add(noted.class, noted.predicted, noted.loss);
         }
         self.calibration.add(noted.confidence, accuracy);
+    }
+
+    /// Notes a block of elements of a sigmoid loss, the first of flat index
+    /// `first_index` and of class `first_class` out of `classes`, the rest
+    /// following in row-major order. An element's accuracy is its target
+    /// (calibration's binary case); `slots` are its calibration buckets as
+    /// [`Calibration::add_slots`] takes them. Class and `p_t` are worked out
+    /// only for an element among the hardest so far.
+    pub fn note_elements(&mut self, block: NotedElements) {
+        let NotedElements { first_index, first_class, classes, target, confidence, loss, slots } = block;
+        // One test for the block, which the compiler turns into vector
+        // compares: once the heap is full, most blocks hold nothing that enters.
+        let floor = self.hardest.floor;
+        let any_enters = loss.iter().fold(false, |any, &l| any | (l >= floor) | l.is_nan());
+        for (k, &l) in loss.iter().enumerate().filter(|_| any_enters) {
+            self.hardest.offer_with(l, || {
+                let (t, p) = (target[k], confidence[k]);
+                Noted {
+                    index: first_index + k as u64,
+                    class: ((first_class + k) % classes) as u32,
+                    target: t,
+                    predicted: 0,
+                    confidence: p,
+                    p_t: p * t + (1.0 - p) * (1.0 - t),
+                    loss: l,
+                }
+            });
+        }
+        if !self.calibration.edges.is_empty() {
+            self.calibration.add_slots(&mut self.element_buckets, slots, confidence, target);
+        }
     }
 
     pub fn merge(&mut self, other: &Findings) {

@@ -303,6 +303,8 @@ pub struct Tally {
     class_sums: elements::ClassSums,
     #[serde(skip)]
     cell_scratch: Vec<f64>,
+    #[serde(skip)]
+    slot_scratch: Vec<f64>,
 }
 
 impl Tally {
@@ -321,6 +323,7 @@ impl Tally {
             concentration,
             class_sums: elements::ClassSums::default(),
             cell_scratch: Vec::new(),
+            slot_scratch: Vec::new(),
             findings: Findings::new(&settings.findings),
             settings: settings.clone(),
         }

@@ -19,7 +19,7 @@ use crate::input::{Sources, Tensor, Values, shape_text};
 use crate::report::{BaselineTotals, Presentation, Totals};
 use crate::settings::ReportArgs;
 use crate::tally::findings::ExampleKind;
-use crate::tally::{Elements, Example, Grouping, Operand, Tally};
+use crate::tally::{Elements, Grouping, Operand, Tally};
 
 use super::{
     ClassLayout, Loss, PerExample, Prepared, Reducer, Reduction, check_float_predictions, check_weights,
@@ -368,7 +368,8 @@ impl Bce<'_> {
                 bces[k] = positive + negative;
             }
             let elements = Elements {
-                first_class: first,
+                first_class: if along_run { first } else { run_class },
+                one_class: !along_run,
                 first_index: start,
                 x: &x[..len],
                 t: &t[..len],
@@ -376,11 +377,7 @@ impl Bce<'_> {
                 loss: &losses[..len],
                 baseline: &bces[..len],
             };
-            if along_run {
-                tally.add_elements(&elements);
-            } else {
-                tally.add_all((0..len).map(|k| Example { class: run_class, ..elements.example(k) }));
-            }
+            tally.add_elements(&elements);
             start = end;
         }
     }

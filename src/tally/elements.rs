@@ -13,9 +13,11 @@ use super::findings::NotedElements;
 use super::{ClassTally, Example, GRADIENT_BINS, Grouping, Sum, Tally, WAYS};
 
 /// One block of an elementwise loss, element k of class
-/// `(first_class + k) mod classes`.
+/// `(first_class + k) mod classes`, or of `first_class` alone when
+/// `one_class` is set (the classes on an earlier axis).
 pub struct Elements<'a> {
     pub first_class: usize,
+    pub one_class: bool,
     /// The flat index of the block's first element.
     pub first_index: usize,
     /// Logits, targets, σ(logit), loss and baseline (plain BCE), per element.
@@ -70,20 +72,35 @@ impl ClassSums {
     /// and zeroes them for the next block.
     fn settle(&mut self, rows: &mut [ClassTally], touched: impl Iterator<Item = usize>) {
         for c in touched {
-            let row = &mut rows[c];
-            row.all.count += self.count[c] as u64;
-            row.all.loss.merge(&Sum { sum: self.loss[c], compensation: self.loss_error[c] });
-            row.all.baseline.merge(&Sum { sum: self.baseline[c], compensation: self.baseline_error[c] });
-            row.p_t.0 += self.p_t[c];
-            row.correct += self.correct[c] as u64;
-            row.positives.count += self.positives[c] as u64;
-            row.positives.loss.0 += self.positive_loss[c];
-            row.positives.baseline.0 += self.positive_baseline[c];
-            row.confidence.0 += self.confidence[c];
+            self.add_slot(c, &mut rows[c]);
             for array in self.arrays() {
                 array[c] = 0.0;
             }
         }
+    }
+
+    /// Adds the first [`LANES`] slots, a block's lane sums of one class,
+    /// to `row` in lane order, and zeroes them.
+    fn settle_lanes(&mut self, row: &mut ClassTally) {
+        for lane in 0..LANES {
+            self.add_slot(lane, row);
+        }
+        for array in self.arrays() {
+            array[..LANES].fill(0.0);
+        }
+    }
+
+    #[inline(always)]
+    fn add_slot(&self, c: usize, row: &mut ClassTally) {
+        row.all.count += self.count[c] as u64;
+        row.all.loss.merge(&Sum { sum: self.loss[c], compensation: self.loss_error[c] });
+        row.all.baseline.merge(&Sum { sum: self.baseline[c], compensation: self.baseline_error[c] });
+        row.p_t.0 += self.p_t[c];
+        row.correct += self.correct[c] as u64;
+        row.positives.count += self.positives[c] as u64;
+        row.positives.loss.0 += self.positive_loss[c];
+        row.positives.baseline.0 += self.positive_baseline[c];
+        row.confidence.0 += self.confidence[c];
     }
 }
 
@@ -120,19 +137,15 @@ impl BlockPass<'_> {
     #[inline(always)]
     unsafe fn lanes<V: Lanes>(&mut self, at: usize, valid: usize, class: usize) {
         let e = self.elements;
-        let read = |from: &[f64]| -> V {
-            // SAFETY: the caller runs where V's instructions exist.
-            unsafe {
-                if valid == LANES {
-                    V::load(&from[at..])
-                } else {
-                    V::load(&padded_tail(&from[at..at + valid], 0.0).unwrap_or([0.0; LANES]))
-                }
-            }
-        };
-        // SAFETY: the caller runs where V's instructions exist.
+        // SAFETY: the caller runs where V's instructions exist. (Helpers are
+        // functions, not closures: a closure does not take the vector
+        // instructions of the function it is written in, and may not inline them.)
         unsafe {
-            let (x, t, p, loss, baseline) = (read(e.x), read(e.t), read(e.p), read(e.loss), read(e.baseline));
+            let x: V = read_lanes(e.x, at, valid);
+            let t: V = read_lanes(e.t, at, valid);
+            let p: V = read_lanes(e.p, at, valid);
+            let loss: V = read_lanes(e.loss, at, valid);
+            let baseline: V = read_lanes(e.baseline, at, valid);
             let lane_exists: [f64; LANES] = std::array::from_fn(|k| if k < valid { 1.0 } else { 0.0 });
             let exists = V::load(&lane_exists);
             let (zero, one) = (V::splat(0.0), V::splat(1.0));
@@ -145,33 +158,29 @@ impl BlockPass<'_> {
             let correct = exists.sub(said_positive.sub(is_positive).abs());
 
             let s = &mut *self.sums;
-            let at_class = |array: &[f64]| V::load(&array[class..]);
-            let (sum, error) = neumaier(at_class(&s.loss), at_class(&s.loss_error), loss);
+            let (sum, error) = neumaier(V::load(&s.loss[class..]), V::load(&s.loss_error[class..]), loss);
             sum.store(&mut s.loss[class..]);
             error.store(&mut s.loss_error[class..]);
-            let (sum, error) = neumaier(at_class(&s.baseline), at_class(&s.baseline_error), baseline);
+            let (sum, error) =
+                neumaier(V::load(&s.baseline[class..]), V::load(&s.baseline_error[class..]), baseline);
             sum.store(&mut s.baseline[class..]);
             error.store(&mut s.baseline_error[class..]);
-            at_class(&s.count).add(exists).store(&mut s.count[class..]);
-            at_class(&s.p_t).add(p_t.mul(exists)).store(&mut s.p_t[class..]);
-            at_class(&s.confidence).add(p.mul(exists)).store(&mut s.confidence[class..]);
-            at_class(&s.correct).add(correct).store(&mut s.correct[class..]);
-            at_class(&s.positives).add(is_positive).store(&mut s.positives[class..]);
-            at_class(&s.positive_loss)
+            V::load(&s.count[class..]).add(exists).store(&mut s.count[class..]);
+            V::load(&s.p_t[class..]).add(p_t.mul(exists)).store(&mut s.p_t[class..]);
+            V::load(&s.confidence[class..]).add(p.mul(exists)).store(&mut s.confidence[class..]);
+            V::load(&s.correct[class..]).add(correct).store(&mut s.correct[class..]);
+            V::load(&s.positives[class..]).add(is_positive).store(&mut s.positives[class..]);
+            V::load(&s.positive_loss[class..])
                 .add(V::select(positive, loss, zero))
                 .store(&mut s.positive_loss[class..]);
-            at_class(&s.positive_baseline)
+            V::load(&s.positive_baseline[class..])
                 .add(V::select(positive, baseline, zero))
                 .store(&mut s.positive_baseline[class..]);
 
-            // The same bins as `bin_of`: NaN to the first, the rest clamped.
-            let bin = |v: V, bins: usize| {
-                v.mul(V::splat(bins as f64)).max(zero).floor().min(V::splat((bins - 1) as f64))
-            };
             let easy = V::select(V::splat(self.threshold).lt(p_t), one, zero);
-            let cell = bin(p_t, self.bins)
+            let cell = bin_lanes(p_t, self.bins)
                 .mul(V::splat(GRADIENT_BINS as f64))
-                .add(bin(grad_norm, GRADIENT_BINS))
+                .add(bin_lanes(grad_norm, GRADIENT_BINS))
                 .mul(V::splat(2.0))
                 .add(easy)
                 .mul(V::splat(WAYS as f64));
@@ -190,6 +199,26 @@ impl BlockPass<'_> {
             }
         }
     }
+}
+
+/// Eight values from `at` on, of which `valid` exist, the rest read as 0.
+#[inline(always)]
+unsafe fn read_lanes<V: Lanes>(from: &[f64], at: usize, valid: usize) -> V {
+    // SAFETY: the caller runs where V's instructions exist.
+    unsafe {
+        if valid == LANES {
+            V::load(&from[at..])
+        } else {
+            V::load(&padded_tail(&from[at..at + valid], 0.0).unwrap_or([0.0; LANES]))
+        }
+    }
+}
+
+/// The same bins as `bin_of`: NaN to the first, the rest clamped.
+#[inline(always)]
+unsafe fn bin_lanes<V: Real>(v: V, bins: usize) -> V {
+    // SAFETY: the caller runs where V's instructions exist.
+    unsafe { v.mul(V::splat(bins as f64)).max(V::splat(0.0)).floor().min(V::splat((bins - 1) as f64)) }
 }
 
 /// The calibration bucket of each confidence times [`WAYS`], or -1 for NaN
@@ -224,6 +253,15 @@ impl Kernel for BlockPass<'_> {
     #[inline(always)]
     unsafe fn run<V: Lanes>(mut self) {
         let n = self.elements.x.len();
+        if self.elements.one_class {
+            // Lane k sums into slot k; `ClassSums::settle_lanes` adds the
+            // slots up into the one class.
+            for at in (0..n).step_by(LANES) {
+                // SAFETY: `dispatch` runs this where V's instructions exist.
+                unsafe { self.lanes::<V>(at, (n - at).min(LANES), 0) };
+            }
+            return;
+        }
         let mut at = 0;
         let mut class = self.elements.first_class;
         while at < n {
@@ -247,7 +285,7 @@ impl Tally {
     /// for lanes and the examples go through [`Tally::add_all`].
     pub fn add_elements(&mut self, elements: &Elements) {
         let classes = self.classes.len();
-        if classes < LANES {
+        if classes < LANES && !elements.one_class {
             self.add_all((0..elements.x.len()).map(|k| {
                 let example = elements.example(k);
                 Example { class: example.class % classes, ..example }
@@ -273,8 +311,12 @@ impl Tally {
         };
         dispatch(Level::detect(), pass);
         let n = elements.x.len();
-        let touched = (0..n.min(classes)).map(|k| (elements.first_class + k) % classes);
-        sums.settle(&mut self.classes, touched);
+        if elements.one_class {
+            sums.settle_lanes(&mut self.classes[elements.first_class]);
+        } else {
+            let touched = (0..n.min(classes)).map(|k| (elements.first_class + k) % classes);
+            sums.settle(&mut self.classes, touched);
+        }
         // The scattered updates, one table at a time: each loop is short
         // enough to keep its pointers in registers.
         for (k, ((&cell, &loss), &baseline)) in
@@ -297,6 +339,7 @@ impl Tally {
         self.findings.note_elements(NotedElements {
             first_index: elements.first_index as u64,
             first_class: elements.first_class,
+            one_class: elements.one_class,
             classes,
             target: elements.t,
             confidence: elements.p,
@@ -314,7 +357,21 @@ impl Tally {
     }
 }
 
-impl Elements<'_> {
+impl<'a> Elements<'a> {
+    /// Elements `range` of the block, all of class `class`.
+    pub fn slice(&self, range: std::ops::Range<usize>, class: usize) -> Elements<'a> {
+        Elements {
+            first_class: class,
+            one_class: true,
+            first_index: self.first_index + range.start,
+            x: &self.x[range.clone()],
+            t: &self.t[range.clone()],
+            p: &self.p[range.clone()],
+            loss: &self.loss[range.clone()],
+            baseline: &self.baseline[range],
+        }
+    }
+
     /// Element k as an [`Example`] of class `first_class + k`: the figures
     /// the lanes derive, computed one by one.
     pub fn example(&self, k: usize) -> Example {
@@ -351,7 +408,9 @@ mod tests {
         [x, t, p, loss, baseline]
     }
 
-    fn tallies(classes: usize, first_class: usize, n: usize) -> (Tally, Tally) {
+    /// The block through the lanes and one by one; with `one_class`, every
+    /// element is of `first_class`.
+    fn tallies(classes: usize, first_class: usize, n: usize, one_class: bool) -> (Tally, Tally) {
         let settings = TallySettings {
             classes,
             easy_threshold: 0.5,
@@ -367,14 +426,23 @@ mod tests {
             ..Default::default()
         };
         let [x, t, p, loss, baseline] = block(n);
-        let elements =
-            Elements { first_class, first_index: 0, x: &x, t: &t, p: &p, loss: &loss, baseline: &baseline };
+        let elements = Elements {
+            first_class,
+            one_class,
+            first_index: 0,
+            x: &x,
+            t: &t,
+            p: &p,
+            loss: &loss,
+            baseline: &baseline,
+        };
         let mut lanes = Tally::new(&settings);
         lanes.add_elements(&elements);
         let mut one_by_one = Tally::new(&settings);
         one_by_one.add_all((0..n).map(|k| {
             let example = elements.example(k);
-            Example { class: example.class % classes, ..example }
+            let class = if one_class { first_class } else { example.class % classes };
+            Example { class, ..example }
         }));
         (lanes, one_by_one)
     }
@@ -382,9 +450,12 @@ mod tests {
     #[test]
     fn lanes_agree_with_examples_one_by_one() {
         let close = |a: f64, b: f64| (a - b).abs() <= 1e-14 * a.abs().max(b.abs()) || a == b;
-        for &(classes, first_class, n) in &[(8, 0, 64), (11, 5, 1024), (80, 79, 333), (100, 3, 7), (3, 1, 50)]
+        let cases =
+            [(8, 0, 64), (11, 5, 1024), (80, 79, 333), (100, 3, 7), (3, 1, 50), (1, 0, 1000), (5, 4, 13)];
+        for (&(classes, first_class, n), one_class) in
+            cases.iter().flat_map(|case| [(case, false), (case, true)])
         {
-            let (lanes, one_by_one) = tallies(classes, first_class, n);
+            let (lanes, one_by_one) = tallies(classes, first_class, n, one_class);
             for (a, b) in lanes.classes.iter().zip(&one_by_one.classes) {
                 assert_eq!(a.all.count, b.all.count);
                 assert_eq!(a.correct, b.correct);
@@ -424,6 +495,7 @@ mod tests {
         let [x, t, p, loss, baseline] = block(1000);
         let elements = Elements {
             first_class: 4,
+            one_class: false,
             first_index: 0,
             x: &x,
             t: &t,

@@ -469,6 +469,8 @@ impl Calibration {
 pub struct NotedElements<'a> {
     pub first_index: u64,
     pub first_class: usize,
+    /// Every element of class `first_class` (else they cycle through the classes).
+    pub one_class: bool,
     pub classes: usize,
     pub target: &'a [f64],
     pub confidence: &'a [f64],
@@ -518,12 +520,13 @@ impl Findings {
 
     /// Notes a block of elements of a sigmoid loss, the first of flat index
     /// `first_index` and of class `first_class` out of `classes`, the rest
-    /// following in row-major order. An element's accuracy is its target
+    /// following in row-major order (or all of that class, `one_class`). An element's accuracy is its target
     /// (calibration's binary case); `slots` are its calibration buckets as
     /// [`Calibration::add_slots`] takes them. Class and `p_t` are worked out
     /// only for an element among the hardest so far.
     pub fn note_elements(&mut self, block: NotedElements) {
-        let NotedElements { first_index, first_class, classes, target, confidence, loss, slots } = block;
+        let NotedElements { first_index, first_class, one_class, classes, target, confidence, loss, slots } =
+            block;
         // One test for the block, which the compiler turns into vector
         // compares: once the heap is full, most blocks hold nothing that enters.
         let floor = self.hardest.floor;
@@ -533,7 +536,7 @@ impl Findings {
                 let (t, p) = (target[k], confidence[k]);
                 Noted {
                     index: first_index + k as u64,
-                    class: ((first_class + k) % classes) as u32,
+                    class: if one_class { first_class } else { (first_class + k) % classes } as u32,
                     target: t,
                     predicted: 0,
                     confidence: p,

@@ -600,6 +600,7 @@ impl<'a> SigmoidFocal<'a> {
             }
             let elements = Elements {
                 first_class,
+                one_class: false,
                 first_index: start,
                 x: &x[..len],
                 t: &t[..len],
@@ -618,7 +619,13 @@ impl<'a> SigmoidFocal<'a> {
             } else if class_last {
                 tally.add_elements(&elements);
             } else {
-                tally.add_all((0..len).map(|k| Example { class: class[k], ..elements.example(k) }));
+                // Classes on an earlier axis: the block is runs of one class.
+                let mut from = 0;
+                while from < len {
+                    let to = from + class[from..len].iter().take_while(|&&c| c == class[from]).count();
+                    tally.add_elements(&elements.slice(from..to, class[from]));
+                    from = to;
+                }
             }
             start += len;
         }

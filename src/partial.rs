@@ -212,12 +212,15 @@ impl Partial {
     /// Moves the hardest examples of this part's shards to the places
     /// `new_first` gives the shards in a new concatenation.
     fn renumber(&mut self, new_first: &BTreeMap<Vec<String>, u64>) {
-        let old_starts = starts(&self.shards);
+        // Each shard's first index here and in the concatenation, looked up
+        // once per shard rather than once per example moved.
+        let moves: Vec<(u64, u64)> = starts(&self.shards)
+            .into_iter()
+            .map(|(key, first)| (first, new_first[&key.into_iter().map(String::from).collect::<Vec<_>>()]))
+            .collect();
         let new_index = |index: u64| {
-            let at = old_starts.partition_point(|(_, first)| *first <= index) - 1;
-            let (key, first) = &old_starts[at];
-            let key: Vec<String> = key.iter().map(|s| s.to_string()).collect();
-            new_first[&key] + (index - first)
+            let (old, new) = moves[moves.partition_point(|&(first, _)| first <= index) - 1];
+            new + (index - old)
         };
         self.tally.findings.hardest.renumber(new_index);
         self.reducer.renumber(new_index);
@@ -342,6 +345,7 @@ impl MergePlan {
     fn fold(self, mut part: impl FnMut(usize) -> Result<(String, Partial)>) -> Result<Partial> {
         let (_, mut merged) = part(self.order[0])?;
         merged.renumber(&self.new_first);
+        let mut seen: BTreeSet<String> = merged.warnings.iter().cloned().collect();
         for &k in &self.order[1..] {
             let (_, mut other) = part(k)?;
             let refuse = |what: String| Error::usage(format!("merge: {} {what}", self.names[k]));
@@ -351,7 +355,7 @@ impl MergePlan {
             merged.tally.merge(&other.tally);
             merged.example_shape[0] += other.example_shape[0];
             for warning in other.warnings {
-                if !merged.warnings.contains(&warning) {
+                if seen.insert(warning.clone()) {
                     merged.warnings.push(warning);
                 }
             }

@@ -61,22 +61,19 @@ impl ClassSums {
         }
     }
 
-    /// Adds the block's sums of `touched` classes to the tally's class rows
-    /// and zeroes them for the next block.
-    fn settle(&mut self, rows: &mut [ClassTally], touched: impl Iterator<Item = usize>) {
-        for c in touched {
-            let row = &mut rows[c];
-            row.all.count += self.count[c] as u64;
-            row.all.loss.merge(&Sum { sum: self.loss[c], compensation: self.loss_error[c] });
-            row.all.baseline.merge(&Sum { sum: self.baseline[c], compensation: self.baseline_error[c] });
-            row.p_t.0 += self.p_t[c];
-            row.correct += self.correct[c] as u64;
-            row.positives.count += self.positives[c] as u64;
-            row.positives.loss.0 += self.positive_loss[c];
-            row.positives.baseline.0 += self.positive_baseline[c];
-            for array in self.arrays() {
-                array[c] = 0.0;
-            }
+    /// Adds the block's sums of class `c` to its row and zeroes them for the
+    /// next block.
+    fn settle(&mut self, c: usize, row: &mut ClassTally) {
+        row.all.count += self.count[c] as u64;
+        row.all.loss.merge(&Sum { sum: self.loss[c], compensation: self.loss_error[c] });
+        row.all.baseline.merge(&Sum { sum: self.baseline[c], compensation: self.baseline_error[c] });
+        row.p_t.0 += self.p_t[c];
+        row.correct += self.correct[c] as u64;
+        row.positives.count += self.positives[c] as u64;
+        row.positives.loss.0 += self.positive_loss[c];
+        row.positives.baseline.0 += self.positive_baseline[c];
+        for array in self.arrays() {
+            array[c] = 0.0;
         }
     }
 }
@@ -201,7 +198,7 @@ impl Tally {
     /// axis. With fewer classes than a vector holds, the rows are too short
     /// for lanes and the examples go through [`Tally::add_all`].
     pub fn add_elements(&mut self, elements: &Elements) {
-        let classes = self.classes.len();
+        let classes = self.settings.classes;
         if classes < LANES {
             self.add_all((0..elements.x.len()).map(|k| {
                 let example = elements.example(k);
@@ -223,8 +220,10 @@ impl Tally {
         };
         dispatch(Level::detect(), pass);
         let n = elements.x.len();
-        let touched = (0..n.min(classes)).map(|k| (elements.first_class + k) % classes);
-        sums.settle(&mut self.classes, touched);
+        for k in 0..n.min(classes) {
+            let c = (elements.first_class + k) % classes;
+            sums.settle(c, self.row(c));
+        }
         let by_sign = self.settings.grouping == Grouping::PositivesNegatives;
         let [negatives, positives] = &mut self.concentration;
         let updates = cells.iter().zip(elements.loss).zip(elements.baseline).zip(elements.t);
@@ -239,7 +238,7 @@ impl Tally {
         for k in 0..n {
             let example = elements.example(k);
             let class = example.class % classes;
-            self.classes[class].confidence.0 += example.confidence;
+            self.row(class).confidence.0 += example.confidence;
             self.note(&Example { class, ..example });
         }
     }

@@ -775,6 +775,42 @@ mod tests {
         assert_eq!(s.value(), 1000.0);
     }
 
+    /// Example k of a test pass, spread unevenly over `classes` classes.
+    fn example(k: usize, classes: usize) -> Example {
+        let x = ((k * 7919) % 1013) as f64 / 1013.0;
+        Example {
+            class: (k * k + 3 * k) % classes,
+            loss: -x.max(1e-3).ln() * 1e-3f64.powi((k % 3) as i32),
+            p_t: x,
+            correct: k.is_multiple_of(3),
+            positive: k.is_multiple_of(5),
+            baseline: x + 1e-9 * k as f64,
+            grad_norm: 1.0 - x,
+            index: k as u64,
+            target: 0.0,
+            predicted: 0,
+            confidence: x,
+        }
+    }
+
+    #[test]
+    fn chunks_with_rows_of_their_classes_merge_as_full_tables_do() {
+        for classes in [3, 100, 5000] {
+            let settings = TallySettings { classes, easy_threshold: 0.5, bins: 10, ..Default::default() };
+            let eval =
+                |range: Range<usize>, tally: &mut Tally| tally.add_all(range.map(|k| example(k, classes)));
+            let merged = run(3000, 100, &settings, &|_| {}, eval);
+            let mut full = Tally::new(&settings);
+            for range in chunks(3000, 100) {
+                let mut chunk = Tally::new(&settings);
+                eval(range, &mut chunk);
+                full.merge_counts(&chunk);
+            }
+            let rows = |t: &Tally| serde_json::to_string(&t.classes).expect("rows serialise");
+            assert_eq!(rows(&merged), rows(&full), "{classes} classes");
+        }
+    }
+
     #[test]
     fn chunks_cover_every_unit_once_and_ignore_threads() {
         for &(units, cost) in &[(0usize, 3usize), (1, 1), (10_007, 37), (1_000_000, 100), (7, 100_000)] {

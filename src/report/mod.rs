@@ -353,6 +353,9 @@ pub fn number(x: f64) -> Option<f64> {
     (!x.is_nan()).then_some(x)
 }
 
+/// How many of the tally's class rows [`Report::build`] lets go of at a time.
+const RELEASED_ROWS: usize = 1 << 14;
+
 /// `part / whole`: `None` when `whole` is 0 (undefined) or the ratio is NaN.
 pub fn ratio(part: f64, whole: f64) -> Option<f64> {
     if whole == 0.0 { None } else { number(part / whole) }
@@ -360,7 +363,7 @@ pub fn ratio(part: f64, whole: f64) -> Option<f64> {
 
 impl Report {
     /// The report of a pass: the header, the loss's totals and its tally.
-    pub fn build(header: Header, totals: Totals, tally: Tally) -> Report {
+    pub fn build(header: Header, totals: Totals, mut tally: Tally) -> Report {
         let Header {
             loss,
             presentation,
@@ -380,37 +383,52 @@ impl Report {
         // its confidence part.
         let sum = tally.total();
         let counted: u64 = tally.classes.iter().map(|c| c.all.count).sum();
-        let mut classes: Vec<ClassRow> = tally
-            .classes
-            .iter()
-            .enumerate()
-            .map(|(class, row)| {
-                let loss_sum = row.all.loss.value();
-                let count = row.all.count;
-                // Exact at the ends: a class of positives only has no negative loss.
-                let negatives_loss = match row.positives.count {
-                    0 => loss_sum,
-                    n if n == count => 0.0,
-                    _ => loss_sum - row.positives.loss.value(),
-                };
-                ClassRow {
+        let baseline_sum = totals.baseline.as_ref().map(|b| b.sum);
+        // The tally's rows are let go as the report's are made, from the last
+        // class down: with a vocabulary-sized class axis, both tables at once
+        // would be most of what a run holds beside its input.
+        let mut rows = std::mem::take(&mut tally.classes);
+        let mut classes = Vec::with_capacity(rows.len());
+        let mut baseline_classes = Vec::with_capacity(if baseline_sum.is_some() { rows.len() } else { 0 });
+        while let Some(row) = rows.pop() {
+            let class = rows.len();
+            let loss_sum = row.all.loss.value();
+            let count = row.all.count;
+            // Exact at the ends: a class of positives only has no negative loss.
+            let negatives_loss = match row.positives.count {
+                0 => loss_sum,
+                n if n == count => 0.0,
+                _ => loss_sum - row.positives.loss.value(),
+            };
+            classes.push(ClassRow {
+                class,
+                name: class_names.as_ref().and_then(|names| names.get(class).cloned()),
+                count,
+                frequency: ratio(count as f64, counted as f64),
+                loss_sum: number(loss_sum),
+                loss_share: ratio(loss_sum, sum),
+                mean_loss: ratio(loss_sum, count as f64),
+                mean_p_t: ratio(row.p_t.value(), count as f64),
+                accuracy: ratio(row.correct as f64, count as f64),
+                mean_confidence: ratio(row.confidence.value(), count as f64),
+                positives: with_positives.then_some(row.positives.count),
+                positive_loss_sum: if with_positives { number(row.positives.loss.value()) } else { None },
+                negative_loss_sum: if with_positives { number(negatives_loss) } else { None },
+                loc_loss_sum: None,
+            });
+            if let Some(base_sum) = baseline_sum {
+                baseline_classes.push(BaselineClass {
                     class,
-                    name: class_names.as_ref().and_then(|names| names.get(class).cloned()),
-                    count,
-                    frequency: ratio(count as f64, counted as f64),
-                    loss_sum: number(loss_sum),
-                    loss_share: ratio(loss_sum, sum),
-                    mean_loss: ratio(loss_sum, count as f64),
-                    mean_p_t: ratio(row.p_t.value(), count as f64),
-                    accuracy: ratio(row.correct as f64, count as f64),
-                    mean_confidence: ratio(row.confidence.value(), count as f64),
-                    positives: with_positives.then_some(row.positives.count),
-                    positive_loss_sum: if with_positives { number(row.positives.loss.value()) } else { None },
-                    negative_loss_sum: if with_positives { number(negatives_loss) } else { None },
-                    loc_loss_sum: None,
-                }
-            })
-            .collect();
+                    loss_sum: number(row.all.baseline.value()),
+                    loss_share: ratio(row.all.baseline.value(), base_sum),
+                });
+            }
+            if class.is_multiple_of(RELEASED_ROWS) {
+                rows.shrink_to_fit();
+            }
+        }
+        classes.reverse();
+        baseline_classes.reverse();
         if let Some(sections) = &sections {
             sections.amend_classes(&mut classes);
         }
@@ -431,16 +449,7 @@ impl Report {
                 loss: b.loss.to_string(),
                 value: number(b.value),
                 sum: number(b.sum),
-                classes: tally
-                    .classes
-                    .iter()
-                    .enumerate()
-                    .map(|(class, row)| BaselineClass {
-                        class,
-                        loss_sum: number(row.all.baseline.value()),
-                        loss_share: ratio(row.all.baseline.value(), b.sum),
-                    })
-                    .collect(),
+                classes: baseline_classes,
                 difficulty: BaselineDifficulty {
                     easy: base_share(&tally.easy()),
                     hard: base_share(&tally.hard()),

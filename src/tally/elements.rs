@@ -68,14 +68,12 @@ impl ClassSums {
         }
     }
 
-    /// Adds the block's sums of `touched` classes to the tally's class rows
-    /// and zeroes them for the next block.
-    fn settle(&mut self, rows: &mut [ClassTally], touched: impl Iterator<Item = usize>) {
-        for c in touched {
-            self.add_slot(c, &mut rows[c]);
-            for array in self.arrays() {
-                array[c] = 0.0;
-            }
+    /// Adds the block's sums of class `c` to its row and zeroes them for the
+    /// next block.
+    fn settle(&mut self, c: usize, row: &mut ClassTally) {
+        self.add_slot(c, row);
+        for array in self.arrays() {
+            array[c] = 0.0;
         }
     }
 
@@ -284,7 +282,7 @@ impl Tally {
     /// axis. With fewer classes than a vector holds, the rows are too short
     /// for lanes and the examples go through [`Tally::add_all`].
     pub fn add_elements(&mut self, elements: &Elements) {
-        let classes = self.classes.len();
+        let classes = self.settings.classes;
         if classes < LANES && !elements.one_class {
             self.add_all((0..elements.x.len()).map(|k| {
                 let example = elements.example(k);
@@ -312,10 +310,12 @@ impl Tally {
         dispatch(Level::detect(), pass);
         let n = elements.x.len();
         if elements.one_class {
-            sums.settle_lanes(&mut self.classes[elements.first_class]);
+            sums.settle_lanes(self.row(elements.first_class));
         } else {
-            let touched = (0..n.min(classes)).map(|k| (elements.first_class + k) % classes);
-            sums.settle(&mut self.classes, touched);
+            for k in 0..n.min(classes) {
+                let c = (elements.first_class + k) % classes;
+                sums.settle(c, self.row(c));
+            }
         }
         // The scattered updates, one table at a time: each loop is short
         // enough to keep its pointers in registers.

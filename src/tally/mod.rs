@@ -57,9 +57,10 @@ pub enum Grouping {
 }
 
 /// The most classes a pass tallies: four times the largest vocabulary
-/// language models use (256,000 tokens). Every class takes a row of each
-/// chunk tally in flight (a few per worker, 80 bytes a row), of the merged
-/// tally and of the report, whose rendering repeats it: at least
+/// language models use (256,000 tokens). Every class takes a row of the
+/// merged tally (88 bytes), of each chunk tally in flight that touches it
+/// (elementwise losses touch every class), a slot of each worker's class
+/// index (4 bytes), and a row of the report, whose rendering repeats it: at least
 /// [`BYTES_PER_CLASS`] in all (measured: about 0.5 KiB a class as JSON, 4 KiB
 /// as a full table), so at the limit the per-class part of a run stays
 /// within about 0.5 GiB as JSON. A class axis longer than that is a mistake
@@ -267,6 +268,72 @@ pub struct ClassTally {
     pub confidence: Plain,
 }
 
+impl ClassTally {
+    fn merge(&mut self, other: &ClassTally) {
+        self.all.merge(&other.all);
+        self.positives.merge(&other.positives);
+        self.p_t.merge(&other.p_t);
+        self.correct += other.correct;
+        self.confidence.merge(&other.confidence);
+    }
+}
+
+/// Marks a class without a row in [`Touched::slots`].
+const UNTOUCHED: u32 = u32::MAX;
+
+/// The class rows of a chunk's tally: only the classes its examples touch,
+/// in the order first touched. A chunk of a long class axis (a language
+/// model's vocabulary) touches a few classes of it, and every chunk tally
+/// in flight would otherwise hold a row of each.
+#[derive(Debug, Clone, Default)]
+struct Touched {
+    /// Per class, its row, or [`UNTOUCHED`]: lent by the worker from chunk
+    /// to chunk, and all untouched again between chunks.
+    slots: Vec<u32>,
+    /// The class of each row.
+    classes: Vec<u32>,
+    rows: Vec<ClassTally>,
+}
+
+impl Touched {
+    #[inline(always)]
+    fn row(&mut self, class: usize) -> &mut ClassTally {
+        let slot = self.slots[class];
+        if slot != UNTOUCHED {
+            return &mut self.rows[slot as usize];
+        }
+        self.first_touch(class)
+    }
+
+    #[cold]
+    fn first_touch(&mut self, class: usize) -> &mut ClassTally {
+        let slot = self.rows.len();
+        self.slots[class] = slot as u32;
+        self.classes.push(class as u32);
+        self.rows.push(ClassTally::default());
+        &mut self.rows[slot]
+    }
+
+    /// Gives the slots back, all untouched, for the worker's next chunk.
+    fn release_slots(&mut self) -> Vec<u32> {
+        let mut slots = std::mem::take(&mut self.slots);
+        for &class in &self.classes {
+            slots[class as usize] = UNTOUCHED;
+        }
+        slots
+    }
+}
+
+/// What a worker lends each of its chunk tallies in turn: scratch space
+/// sized by the classes, which a tally waiting to be merged does not need.
+#[derive(Default)]
+struct Lent {
+    histograms: Groups,
+    slots: Vec<u32>,
+    class_sums: elements::ClassSums,
+    cell_scratch: Vec<f64>,
+}
+
 /// Where an example falls in the difficulty table: its p_t bin, its
 /// gradient-norm bin and whether it is easy. The p_t histogram, the
 /// gradient-norm histogram and the easy/hard split are the table's margins,
@@ -281,7 +348,11 @@ struct Cell {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Tally {
     pub settings: TallySettings,
+    /// One row per class, in class order; empty in a chunk's tally, whose
+    /// rows are in `touched`.
     pub classes: Vec<ClassTally>,
+    #[serde(skip)]
+    touched: Option<Touched>,
     /// The mean's divisor, as each loss defines it (`Σ w[y]` for weighted CE).
     pub normalizer: Sum,
     /// The difficulty table: `WAYS` copies of each [`Cell`], see [`Tally::cell_index`].
@@ -309,12 +380,15 @@ pub struct Tally {
 
 impl Tally {
     pub fn new(settings: &TallySettings) -> Self {
-        Tally::with_histograms(settings, concentration::new_groups())
+        Tally::with_rows(settings, concentration::new_groups(), None)
     }
 
-    fn with_histograms(settings: &TallySettings, concentration: Groups) -> Self {
+    /// A tally with a row of each class, or with `touched` rows only.
+    fn with_rows(settings: &TallySettings, concentration: Groups, touched: Option<Touched>) -> Self {
+        let rows = if touched.is_some() { 0 } else { settings.classes };
         Tally {
-            classes: vec![ClassTally::default(); settings.classes],
+            classes: vec![ClassTally::default(); rows],
+            touched,
             normalizer: Sum::default(),
             cells: vec![Bucket::default(); settings.bins * GRADIENT_BINS * 2 * WAYS],
             ignored: 0,
@@ -326,6 +400,36 @@ impl Tally {
             slot_scratch: Vec::new(),
             findings: Findings::new(&settings.findings),
             settings: settings.clone(),
+        }
+    }
+
+    /// A chunk's tally, with rows for the classes it touches only.
+    fn for_chunk(settings: &TallySettings, lent: Lent) -> Self {
+        let Lent { histograms, mut slots, class_sums, cell_scratch } = lent;
+        slots.resize(settings.classes, UNTOUCHED);
+        let touched = Touched { slots, ..Touched::default() };
+        let mut tally = Tally::with_rows(settings, histograms, Some(touched));
+        tally.class_sums = class_sums;
+        tally.cell_scratch = cell_scratch;
+        tally
+    }
+
+    /// Takes back what [`Tally::for_chunk`] lent, once the chunk is tallied.
+    fn give_back(&mut self) -> Lent {
+        Lent {
+            histograms: std::mem::take(&mut self.concentration),
+            slots: self.touched.as_mut().map(Touched::release_slots).unwrap_or_default(),
+            class_sums: std::mem::take(&mut self.class_sums),
+            cell_scratch: std::mem::take(&mut self.cell_scratch),
+        }
+    }
+
+    /// The row of `class`.
+    #[inline(always)]
+    fn row(&mut self, class: usize) -> &mut ClassTally {
+        match &mut self.touched {
+            None => &mut self.classes[class],
+            Some(touched) => touched.row(class),
         }
     }
 
@@ -349,7 +453,7 @@ impl Tally {
         let bins = self.settings.bins;
         for (k, example) in examples.into_iter().enumerate() {
             let Example { class, loss, p_t, correct, positive, baseline, grad_norm, .. } = example;
-            let row = &mut self.classes[class];
+            let row = self.row(class);
             row.all.add(loss, baseline);
             if positive {
                 row.positives.add(loss, baseline);
@@ -512,12 +616,20 @@ impl Tally {
     }
 
     fn merge_counts(&mut self, other: &Tally) {
-        for (mine, theirs) in self.classes.iter_mut().zip(&other.classes) {
-            mine.all.merge(&theirs.all);
-            mine.positives.merge(&theirs.positives);
-            mine.p_t.merge(&theirs.p_t);
-            mine.correct += theirs.correct;
-            mine.confidence.merge(&theirs.confidence);
+        match &other.touched {
+            // A class the chunk did not touch has an empty row: merging it
+            // would change nothing but the compensation of a sum already
+            // infinite, which no figure reads.
+            Some(touched) => {
+                for (&class, theirs) in touched.classes.iter().zip(&touched.rows) {
+                    self.classes[class as usize].merge(theirs);
+                }
+            }
+            None => {
+                for (mine, theirs) in self.classes.iter_mut().zip(&other.classes) {
+                    mine.merge(theirs);
+                }
+            }
         }
         self.findings.merge(&other.findings);
         self.normalizer.merge(&other.normalizer);
@@ -537,7 +649,7 @@ impl Tally {
 }
 
 /// The most chunks one pass is cut into: enough to keep both cores busy, few
-/// enough that per-chunk class tables stay small with 10,000 classes.
+/// enough that merging them stays cheap.
 pub const MAX_CHUNKS: usize = 64;
 /// The least work, in input elements, worth a chunk of its own.
 const MIN_CHUNK_ELEMENTS: usize = 1 << 16;
@@ -576,20 +688,22 @@ where
     let state = Mutex::new(Merge {
         next: 0,
         pending: BTreeMap::new(),
-        merged: Tally::with_histograms(settings, Groups::default()),
+        merged: Tally::with_rows(settings, Groups::default(), None),
     });
     let lock = || state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let work = || {
         // The concentration histograms hold integers, whose sums do not
-        // depend on the order: each worker keeps one set for all its chunks.
-        let mut histograms = concentration::new_groups();
+        // depend on the order: each worker keeps one set for all its chunks,
+        // and its scratch space, so that a chunk waiting to be merged holds
+        // its figures only.
+        let mut lent = Lent { histograms: concentration::new_groups(), ..Lent::default() };
         loop {
             let index = taken.fetch_add(1, Ordering::Relaxed);
             let Some(range) = chunks.get(index) else { break };
-            let mut tally = Tally::with_histograms(settings, histograms);
+            let mut tally = Tally::for_chunk(settings, lent);
             eval(range.clone(), &mut tally);
             on_chunk(range.len() as u64);
-            histograms = std::mem::take(&mut tally.concentration);
+            lent = tally.give_back();
             let mut guard = lock();
             let state = &mut *guard;
             state.pending.insert(index, tally);
@@ -598,7 +712,7 @@ where
                 state.next += 1;
             }
         }
-        concentration::merge_groups(&mut lock().merged.concentration, &histograms);
+        concentration::merge_groups(&mut lock().merged.concentration, &lent.histograms);
     };
     rayon::scope(|scope| {
         for _ in 0..rayon::current_num_threads().min(chunks.len()) {
@@ -662,6 +776,42 @@ mod tests {
         }
         s.add(-1e16);
         assert_eq!(s.value(), 1000.0);
+    }
+
+    /// Example k of a test pass, spread unevenly over `classes` classes.
+    fn example(k: usize, classes: usize) -> Example {
+        let x = ((k * 7919) % 1013) as f64 / 1013.0;
+        Example {
+            class: (k * k + 3 * k) % classes,
+            loss: -x.max(1e-3).ln() * 1e-3f64.powi((k % 3) as i32),
+            p_t: x,
+            correct: k.is_multiple_of(3),
+            positive: k.is_multiple_of(5),
+            baseline: x + 1e-9 * k as f64,
+            grad_norm: 1.0 - x,
+            index: k as u64,
+            target: 0.0,
+            predicted: 0,
+            confidence: x,
+        }
+    }
+
+    #[test]
+    fn chunks_with_rows_of_their_classes_merge_as_full_tables_do() {
+        for classes in [3, 100, 5000] {
+            let settings = TallySettings { classes, easy_threshold: 0.5, bins: 10, ..Default::default() };
+            let eval =
+                |range: Range<usize>, tally: &mut Tally| tally.add_all(range.map(|k| example(k, classes)));
+            let merged = run(3000, 100, &settings, &|_| {}, eval);
+            let mut full = Tally::new(&settings);
+            for range in chunks(3000, 100) {
+                let mut chunk = Tally::new(&settings);
+                eval(range, &mut chunk);
+                full.merge_counts(&chunk);
+            }
+            let rows = |t: &Tally| serde_json::to_string(&t.classes).expect("rows serialise");
+            assert_eq!(rows(&merged), rows(&full), "{classes} classes");
+        }
     }
 
     #[test]

@@ -102,6 +102,8 @@ pub struct Scratch {
     mined: Vec<bool>,
     /// Smooth L1 per prior (0 for negatives).
     loc: Vec<f64>,
+    /// Every prior as a candidate for the hardest.
+    candidates: Vec<HardPrior>,
 }
 
 /// Everything one image contributes, merged in image order by the loss.
@@ -245,7 +247,7 @@ impl Context<'_> {
     }
 
     /// The image's hardest priors and, when kept, every prior's record.
-    fn keep_priors(&self, image: usize, s: &Scratch) -> (Vec<HardPrior>, Vec<PriorRecord>) {
+    fn keep_priors(&self, image: usize, s: &mut Scratch) -> (Vec<HardPrior>, Vec<PriorRecord>) {
         let alpha = self.params.loc_weight;
         let selected = |j: usize| s.class_of[j] > 0 || s.mined[j];
         let records = if self.keep.records {
@@ -255,27 +257,29 @@ impl Context<'_> {
         } else {
             Vec::new()
         };
-        let mut hardest: Vec<HardPrior> = Vec::new();
-        if self.keep.hardest > 0 {
-            hardest = (0..self.priors.len())
-                .map(|j| HardPrior {
-                    image,
-                    prior: j,
-                    class: s.class_of[j],
-                    conf: s.conf[j].loss,
-                    loc: s.loc[j],
-                    loss: s.conf[j].loss + alpha * s.loc[j],
-                    positive: s.class_of[j] > 0,
-                    mined: s.class_of[j] == 0 && s.mined[j],
-                })
-                .collect();
-            let k = self.keep.hardest.min(hardest.len());
-            if k < hardest.len() {
-                hardest.select_nth_unstable_by(k, HardPrior::harder);
-                hardest.truncate(k);
-            }
-            hardest.sort_by(HardPrior::harder);
+        if self.keep.hardest == 0 {
+            return (Vec::new(), records);
         }
+        // Every prior is a candidate, in scratch space: what the image keeps
+        // is sized to the few it keeps, since every image's result lives
+        // until the batch is merged.
+        s.candidates.clear();
+        s.candidates.extend((0..self.priors.len()).map(|j| HardPrior {
+            image,
+            prior: j,
+            class: s.class_of[j],
+            conf: s.conf[j].loss,
+            loc: s.loc[j],
+            loss: s.conf[j].loss + alpha * s.loc[j],
+            positive: s.class_of[j] > 0,
+            mined: s.class_of[j] == 0 && s.mined[j],
+        }));
+        let k = self.keep.hardest.min(s.candidates.len());
+        if k < s.candidates.len() {
+            s.candidates.select_nth_unstable_by(k, HardPrior::harder);
+        }
+        let mut hardest = s.candidates[..k].to_vec();
+        hardest.sort_by(HardPrior::harder);
         (hardest, records)
     }
 

@@ -408,6 +408,11 @@ mod tests {
         [x, t, p, loss, baseline]
     }
 
+    fn elements_of(parts: &[Vec<f64>; 5], first_class: usize, one_class: bool) -> Elements<'_> {
+        let [x, t, p, loss, baseline] = parts;
+        Elements { first_class, one_class, first_index: 0, x, t, p, loss, baseline }
+    }
+
     /// The block through the lanes and one by one; with `one_class`, every
     /// element is of `first_class`.
     fn tallies(classes: usize, first_class: usize, n: usize, one_class: bool) -> (Tally, Tally) {
@@ -425,17 +430,8 @@ mod tests {
             },
             ..Default::default()
         };
-        let [x, t, p, loss, baseline] = block(n);
-        let elements = Elements {
-            first_class,
-            one_class,
-            first_index: 0,
-            x: &x,
-            t: &t,
-            p: &p,
-            loss: &loss,
-            baseline: &baseline,
-        };
+        let parts = block(n);
+        let elements = elements_of(&parts, first_class, one_class);
         let mut lanes = Tally::new(&settings);
         lanes.add_elements(&elements);
         let mut one_by_one = Tally::new(&settings);
@@ -492,17 +488,8 @@ mod tests {
 
     #[test]
     fn every_build_gives_the_same_sums() {
-        let [x, t, p, loss, baseline] = block(1000);
-        let elements = Elements {
-            first_class: 4,
-            one_class: false,
-            first_index: 0,
-            x: &x,
-            t: &t,
-            p: &p,
-            loss: &loss,
-            baseline: &baseline,
-        };
+        let parts = block(1000);
+        let elements = elements_of(&parts, 4, false);
         let run = |level| {
             let mut sums = ClassSums::default();
             sums.ready(13);

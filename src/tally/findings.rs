@@ -522,7 +522,7 @@ impl Findings {
     /// `first_index` and of class `first_class` out of `classes`, the rest
     /// following in row-major order (or all of that class, `one_class`). An element's accuracy is its target
     /// (calibration's binary case); `slots` are its calibration buckets as
-    /// [`Calibration::add_slots`] takes them. Class and `p_t` are worked out
+    /// `Calibration::add_slots` takes them. Class and `p_t` are worked out
     /// only for an element among the hardest so far.
     pub fn note_elements(&mut self, block: NotedElements) {
         let NotedElements { first_index, first_class, one_class, classes, target, confidence, loss, slots } =

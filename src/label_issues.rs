@@ -17,7 +17,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use crate::loss::SoftmaxRows;
+use crate::loss::{SoftmaxRows, first_max};
 use crate::report::Suspect;
 use crate::tally::{Accumulate, Tally, chunks};
 
@@ -69,16 +69,16 @@ fn judge(rows: &dyn SoftmaxRows, range: Range<usize>, classes: usize, thresholds
         let likely = match confident {
             None => continue,
             Some((only, false)) => only,
-            Some((_, true)) => first_argmax(p),
+            Some((_, true)) => first_max(p),
         };
         if likely == given {
             continue;
         }
         // The model agrees with the label after all, within the margin.
-        let argmax = first_argmax(p);
+        let argmax = first_max(p);
         let self_confidence = p[given];
         p[given] += MARGIN;
-        if first_argmax(p) == given {
+        if first_max(p) == given {
             continue;
         }
         found.push(Suspect {
@@ -89,15 +89,4 @@ fn judge(rows: &dyn SoftmaxRows, range: Range<usize>, classes: usize, thresholds
         });
     }
     found
-}
-
-/// The first index of the largest entry (NaN never wins).
-fn first_argmax(p: &[f64]) -> usize {
-    let mut best = 0;
-    for (k, &v) in p.iter().enumerate().skip(1) {
-        if v > p[best] {
-            best = k;
-        }
-    }
-    best
 }

@@ -30,8 +30,8 @@ use crate::tally::{Example, Grouping, Operand, Tally};
 
 use super::{
     ClassLayout, Labels, Loss, NotClasses, PerExample, Prepared, Reducer, Reduction, SoftmaxRows,
-    check_class_weights, check_float_predictions, class_labels, describe, exp_row, prediction, read_row,
-    resolve_axis,
+    check_class_weights, check_float_predictions, class_labels, describe, exp_row, first_max, prediction,
+    read_row, resolve_axis,
 };
 
 /// Cross entropy over class logits, as F.cross_entropy
@@ -366,16 +366,6 @@ impl<'a> CrossEntropy<'a> {
     fn class_weight(&self, class: usize) -> f64 {
         self.weight.as_ref().map_or(1.0, |w| w[class])
     }
-}
-
-fn first_max(row: &[f64]) -> usize {
-    let mut best = 0;
-    for (c, &v) in row.iter().enumerate().skip(1) {
-        if v > row[best] {
-            best = c;
-        }
-    }
-    best
 }
 
 impl PerExample for CrossEntropy<'_> {

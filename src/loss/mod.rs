@@ -384,6 +384,17 @@ pub fn read_row(
     (max, start, stride)
 }
 
+/// The first index of the largest entry of `values` (NaN never wins).
+pub fn first_max(values: &[f64]) -> usize {
+    let mut best = 0;
+    for (k, &v) in values.iter().enumerate().skip(1) {
+        if v > values[best] {
+            best = k;
+        }
+    }
+    best
+}
+
 /// The prediction of a row whose maximum is `max`: its first maximum, as
 /// torch.argmax picks it (0 when no entry equals it, as with NaN).
 #[inline(always)]

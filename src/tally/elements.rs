@@ -8,8 +8,6 @@
 
 use crate::math::{Kernel, LANES, Lanes, Level, Real, dispatch, padded_tail};
 
-use super::findings::NotedElements;
-
 use super::{ClassTally, Example, GRADIENT_BINS, Grouping, Sum, Tally, WAYS};
 
 /// One block of an elementwise loss, element k of class
@@ -28,10 +26,19 @@ pub struct Elements<'a> {
     pub baseline: &'a [f64],
 }
 
+/// What [`Tally::add_elements`] works in, kept from block to block: the
+/// per-class sums, and each element's difficulty cell and calibration slot.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Scratch {
+    sums: ClassSums,
+    cells: Vec<f64>,
+    slots: Vec<f64>,
+}
+
 /// Per-class sums of one block, one array per figure, each padded by a
 /// vector's width past the last class. All zero between blocks.
 #[derive(Debug, Clone, Default)]
-pub(super) struct ClassSums {
+struct ClassSums {
     count: Vec<f64>,
     loss: Vec<f64>,
     loss_error: Vec<f64>,
@@ -284,17 +291,12 @@ impl Tally {
     pub fn add_elements(&mut self, elements: &Elements) {
         let classes = self.settings.classes;
         if classes < LANES && !elements.one_class {
-            self.add_all((0..elements.x.len()).map(|k| {
-                let example = elements.example(k);
-                Example { class: example.class % classes, ..example }
-            }));
+            self.add_all((0..elements.x.len()).map(|k| elements.example_of(k, classes)));
             return;
         }
-        let mut sums = std::mem::take(&mut self.class_sums);
+        let Scratch { mut sums, mut cells, mut slots } = std::mem::take(&mut self.blocks);
         sums.ready(classes);
-        let mut cells = std::mem::take(&mut self.cell_scratch);
         cells.resize(elements.x.len(), 0.0);
-        let mut slots = std::mem::take(&mut self.slot_scratch);
         slots.resize(elements.x.len(), 0.0);
         let calibration_bins = self.settings.findings.calibration_edges.len().saturating_sub(1);
         let pass = BlockPass {
@@ -336,24 +338,13 @@ impl Tally {
                 negatives.add(loss);
             }
         }
-        self.findings.note_elements(NotedElements {
-            first_index: elements.first_index as u64,
-            first_class: elements.first_class,
-            one_class: elements.one_class,
-            classes,
-            target: elements.t,
-            confidence: elements.p,
-            loss: elements.loss,
-            slots: &slots[..n],
-        });
+        self.findings.note_elements(elements, classes, &slots[..n]);
         if let Some(sink) = &self.settings.per_example {
             for (k, &loss) in elements.loss.iter().enumerate() {
                 sink.write((elements.first_index + k) as u64, loss);
             }
         }
-        self.class_sums = sums;
-        self.cell_scratch = cells;
-        self.slot_scratch = slots;
+        self.blocks = Scratch { sums, cells, slots };
     }
 }
 
@@ -370,6 +361,12 @@ impl<'a> Elements<'a> {
             loss: &self.loss[range.clone()],
             baseline: &self.baseline[range],
         }
+    }
+
+    /// Element k as an [`Example`] of its class among `classes`.
+    pub fn example_of(&self, k: usize, classes: usize) -> Example {
+        let class = if self.one_class { self.first_class } else { (self.first_class + k) % classes };
+        Example { class, ..self.example(k) }
     }
 
     /// Element k as an [`Example`] of class `first_class + k`: the figures

@@ -11,7 +11,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Accumulate, Plain, Sum, WAYS};
+use super::{Accumulate, Elements, Plain, Sum, WAYS};
 
 /// What an example of a loss is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -356,6 +356,14 @@ pub struct Bucket {
     pub accuracy: Plain,
 }
 
+impl Bucket {
+    fn merge(&mut self, other: &Bucket) {
+        self.count += other.count;
+        self.confidence.merge(&other.confidence);
+        self.accuracy.merge(&other.accuracy);
+    }
+}
+
 /// Confidence against accuracy in buckets `[edge_i, edge_i+1)`, plus a last
 /// bucket for a confidence of exactly 1, as torchmetrics bins them.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -429,9 +437,7 @@ impl Calibration {
     fn settle(&mut self, copies: &mut [Bucket]) {
         for (bucket, ways) in self.buckets.iter_mut().zip(copies.chunks_exact_mut(WAYS)) {
             for way in ways {
-                bucket.count += way.count;
-                bucket.confidence.merge(&way.confidence);
-                bucket.accuracy.merge(&way.accuracy);
+                bucket.merge(way);
                 *way = Bucket::default();
             }
         }
@@ -443,9 +449,7 @@ impl Calibration {
             return;
         }
         for (mine, theirs) in self.buckets.iter_mut().zip(&other.buckets) {
-            mine.count += theirs.count;
-            mine.confidence.merge(&theirs.confidence);
-            mine.accuracy.merge(&theirs.accuracy);
+            mine.merge(theirs);
         }
     }
 
@@ -463,19 +467,6 @@ impl Calibration {
         }
         (ece.value(), mce)
     }
-}
-
-/// A block of elements as [`Findings::note_elements`] takes it.
-pub struct NotedElements<'a> {
-    pub first_index: u64,
-    pub first_class: usize,
-    /// Every element of class `first_class` (else they cycle through the classes).
-    pub one_class: bool,
-    pub classes: usize,
-    pub target: &'a [f64],
-    pub confidence: &'a [f64],
-    pub loss: &'a [f64],
-    pub slots: &'a [f64],
 }
 
 /// Everything a pass finds about particular examples.
@@ -502,7 +493,10 @@ impl Findings {
             },
             calibration: Calibration::new(&settings.calibration_edges),
             confusion_on: settings.confusion,
-            element_buckets: vec![Bucket::default(); settings.calibration_edges.len() * WAYS],
+            element_buckets: match settings.kind {
+                ExampleKind::Element => vec![Bucket::default(); settings.calibration_edges.len() * WAYS],
+                ExampleKind::Row => Vec::new(),
+            },
         }
     }
 
@@ -518,35 +512,21 @@ impl Findings {
         self.calibration.add(noted.confidence, accuracy);
     }
 
-    /// Notes a block of elements of a sigmoid loss, the first of flat index
-    /// `first_index` and of class `first_class` out of `classes`, the rest
-    /// following in row-major order (or all of that class, `one_class`). An element's accuracy is its target
-    /// (calibration's binary case); `slots` are its calibration buckets as
-    /// `Calibration::add_slots` takes them. Class and `p_t` are worked out
-    /// only for an element among the hardest so far.
-    pub fn note_elements(&mut self, block: NotedElements) {
-        let NotedElements { first_index, first_class, one_class, classes, target, confidence, loss, slots } =
-            block;
+    /// Notes a block of elements of a sigmoid loss out of `classes`
+    /// classes. An element's accuracy is its target (calibration's binary
+    /// case); `slots` are its calibration buckets as `Calibration::add_slots`
+    /// takes them. An element is made an example only when it is among the
+    /// hardest so far.
+    pub fn note_elements(&mut self, elements: &Elements, classes: usize, slots: &[f64]) {
         // One test for the block, which the compiler turns into vector
         // compares: once the heap is full, most blocks hold nothing that enters.
         let floor = self.hardest.floor;
-        let any_enters = loss.iter().fold(false, |any, &l| any | (l >= floor) | l.is_nan());
-        for (k, &l) in loss.iter().enumerate().filter(|_| any_enters) {
-            self.hardest.offer_with(l, || {
-                let (t, p) = (target[k], confidence[k]);
-                Noted {
-                    index: first_index + k as u64,
-                    class: if one_class { first_class } else { (first_class + k) % classes } as u32,
-                    target: t,
-                    predicted: 0,
-                    confidence: p,
-                    p_t: p * t + (1.0 - p) * (1.0 - t),
-                    loss: l,
-                }
-            });
+        let any_enters = elements.loss.iter().fold(false, |any, &l| any | (l >= floor) | l.is_nan());
+        for (k, &l) in elements.loss.iter().enumerate().filter(|_| any_enters) {
+            self.hardest.offer_with(l, || Noted::from(&elements.example_of(k, classes)));
         }
         if !self.calibration.edges.is_empty() {
-            self.calibration.add_slots(&mut self.element_buckets, slots, confidence, target);
+            self.calibration.add_slots(&mut self.element_buckets, slots, elements.p, elements.t);
         }
     }
 

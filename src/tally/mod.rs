@@ -46,6 +46,20 @@ pub struct Example {
     pub confidence: f64,
 }
 
+impl From<&Example> for Noted {
+    fn from(example: &Example) -> Noted {
+        Noted {
+            index: example.index,
+            class: example.class as u32,
+            target: example.target,
+            predicted: example.predicted,
+            confidence: example.confidence,
+            p_t: example.p_t,
+            loss: example.loss,
+        }
+    }
+}
+
 /// How examples are grouped for the concentration figures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Grouping {
@@ -330,8 +344,7 @@ impl Touched {
 struct Lent {
     histograms: Groups,
     slots: Vec<u32>,
-    class_sums: elements::ClassSums,
-    cell_scratch: Vec<f64>,
+    blocks: elements::Scratch,
 }
 
 /// Where an example falls in the difficulty table: its p_t bin, its
@@ -371,11 +384,7 @@ pub struct Tally {
     pub findings: Findings,
     /// Scratch space of [`Tally::add_elements`].
     #[serde(skip)]
-    class_sums: elements::ClassSums,
-    #[serde(skip)]
-    cell_scratch: Vec<f64>,
-    #[serde(skip)]
-    slot_scratch: Vec<f64>,
+    blocks: elements::Scratch,
 }
 
 impl Tally {
@@ -395,9 +404,7 @@ impl Tally {
             nonfinite: [NonFinite::default(); 2],
             outside_unit: NonFinite::default(),
             concentration,
-            class_sums: elements::ClassSums::default(),
-            cell_scratch: Vec::new(),
-            slot_scratch: Vec::new(),
+            blocks: elements::Scratch::default(),
             findings: Findings::new(&settings.findings),
             settings: settings.clone(),
         }
@@ -405,12 +412,11 @@ impl Tally {
 
     /// A chunk's tally, with rows for the classes it touches only.
     fn for_chunk(settings: &TallySettings, lent: Lent) -> Self {
-        let Lent { histograms, mut slots, class_sums, cell_scratch } = lent;
+        let Lent { histograms, mut slots, blocks } = lent;
         slots.resize(settings.classes, UNTOUCHED);
         let touched = Touched { slots, ..Touched::default() };
         let mut tally = Tally::with_rows(settings, histograms, Some(touched));
-        tally.class_sums = class_sums;
-        tally.cell_scratch = cell_scratch;
+        tally.blocks = blocks;
         tally
     }
 
@@ -419,8 +425,7 @@ impl Tally {
         Lent {
             histograms: std::mem::take(&mut self.concentration),
             slots: self.touched.as_mut().map(Touched::release_slots).unwrap_or_default(),
-            class_sums: std::mem::take(&mut self.class_sums),
-            cell_scratch: std::mem::take(&mut self.cell_scratch),
+            blocks: std::mem::take(&mut self.blocks),
         }
     }
 
@@ -480,16 +485,7 @@ impl Tally {
             ExampleKind::Row => example.correct as u8 as f64,
             ExampleKind::Element => example.target,
         };
-        let noted = Noted {
-            index: example.index,
-            class: example.class as u32,
-            target: example.target,
-            predicted: example.predicted,
-            confidence: example.confidence,
-            p_t: example.p_t,
-            loss: example.loss,
-        };
-        self.findings.note(noted, accuracy);
+        self.findings.note(Noted::from(example), accuracy);
         if let Some(sink) = &self.settings.per_example {
             sink.write(example.index, example.loss);
         }

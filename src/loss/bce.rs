@@ -245,7 +245,7 @@ impl<'a> Bce<'a> {
     }
 }
 
-const BLOCK: usize = 1024;
+const BLOCK: usize = 4096;
 
 impl PerExample for Bce<'_> {
     fn example_kind(&self) -> ExampleKind {

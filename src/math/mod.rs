@@ -59,8 +59,7 @@ unsafe fn exp<V: Real>(x: V) -> V {
         let shifted = clamped.mul_add(V::splat(LOG2_E), V::splat(ROUND));
         let n = shifted.sub(V::splat(ROUND));
         // x = n·ln2 + r with |r| ≤ ln2/2 (n·LN2_HI is exact).
-        let minus_n = V::splat(0.0).sub(n);
-        let r = minus_n.mul_add(V::splat(LN2_LO), minus_n.mul_add(V::splat(LN2_HI), clamped));
+        let r = n.mul_add(V::splat(-LN2_LO), n.mul_add(V::splat(-LN2_HI), clamped));
         // exp(r) - 1 = r + r²·Σ r^k/(k+2)!, its Taylor series to degree 13
         // (error below 2e-17).
         const TAYLOR: [f64; 12] = [

@@ -481,7 +481,7 @@ impl<'a> SigmoidFocal<'a> {
     }
 
     pub(super) fn eval(&self, units: Range<usize>, tally: &mut Tally) {
-        const BLOCK: usize = 1024;
+        const BLOCK: usize = 4096;
         let mut x = [0.0; BLOCK];
         let mut t = [0.0; BLOCK];
         let mut class = [0usize; BLOCK];

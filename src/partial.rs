@@ -25,8 +25,9 @@ use crate::tally::findings::ExampleKind;
 
 /// The first bytes of every partial file.
 pub const MAGIC: &[u8; 16] = b"losscope-partial";
-/// The layout's version; a file of another version is refused.
-pub const FORMAT_VERSION: u32 = 1;
+/// The layout's version; a file of another version is refused. Version 2
+/// keeps eight copies of each difficulty cell (version 1 kept four).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The mergeable state of a run.
 #[derive(Debug, Clone, Serialize, Deserialize)]

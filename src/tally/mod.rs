@@ -259,8 +259,9 @@ pub const GRADIENT_BINS: usize = 10;
 /// Each cell of the difficulty table is kept this many times over, example
 /// k of a batch going to copy k mod WAYS: most examples of a batch often
 /// fall in one cell, and with one copy each addition would wait for the
-/// previous one.
-const WAYS: usize = 4;
+/// previous one to be stored and read back. Eight copies keep that wait off
+/// the critical path of the elementwise losses (four left it on).
+const WAYS: usize = 8;
 
 /// The bin of `x` among `bins` equal bins over [0, 1]; values outside go to
 /// the nearest end, NaN to the first bin.

@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 
 use crate::error::{Error, Origin, Result};
 use crate::input::{Sources, Tensor, Values, shape_text};
+use crate::math::Row;
 use crate::report::{BaselineTotals, Presentation, Totals};
 use crate::settings::{self, ReportArgs};
 use crate::tally::findings::ExampleKind;
@@ -30,8 +31,8 @@ use crate::tally::{Example, Grouping, Operand, Tally};
 
 use super::{
     ClassLayout, Labels, Loss, NotClasses, PerExample, Prepared, Reducer, Reduction, SoftmaxRows,
-    check_class_weights, check_float_predictions, class_labels, describe, exp_row, first_max, prediction,
-    read_row, resolve_axis,
+    check_class_weights, check_float_predictions, class_labels, describe, exp_row, first_max, mapped_f32_row,
+    prediction, read_row, resolve_axis,
 };
 
 /// Cross entropy over class logits, as F.cross_entropy
@@ -362,10 +363,85 @@ impl<'a> CrossEntropy<'a> {
         }
     }
 
+    /// Adds example `i`, whose logits are `row` with maximum `max`.
+    #[inline(always)]
+    fn add_row<R: Row>(&self, i: usize, row: R, max: f64, scratch: &mut RowScratch, tally: &mut Tally) {
+        let classes = self.layout.classes;
+        let eps = self.smoothing;
+        let RowScratch { exps, targets: target_row } = scratch;
+        let y = match &self.targets {
+            Targets::Indices(labels) => {
+                let Some(y) = labels.class(i) else {
+                    tally.ignored += 1;
+                    return;
+                };
+                y
+            }
+            Targets::Probabilities(targets) => {
+                let (start, stride) = self.layout.row(i);
+                targets.copy_to_f64(start, stride, target_row);
+                tally.record_nonfinite(Operand::Targets, target_row, start, stride);
+                first_max(target_row)
+            }
+        };
+        // ln Σ exp(x - max), so that log p_c = (x_c - max) - ln_sum in
+        // PyTorch's order, exact also when one class dominates.
+        let (ln_sum, exp_sum) = crate::math::ln_sum_exp_into(row, max, exps);
+        let log_p = |c: usize| (row.at(c) - max) - ln_sum;
+        let predicted = prediction(row, max, exp_sum, y);
+        let log_p_y = log_p(y);
+        // The loss, the plain CE beside it, and the example's share of the mean's divisor.
+        let (loss, baseline, divisor) = match &self.targets {
+            Targets::Indices(_) => {
+                let w_y = self.class_weight(y);
+                let mut loss = -log_p_y * w_y;
+                if eps > 0.0 {
+                    let smooth: f64 = -(0..classes).map(|c| log_p(c) * self.class_weight(c)).sum::<f64>();
+                    loss = (1.0 - eps) * loss + smooth * (eps / classes as f64);
+                }
+                (loss, -log_p_y, w_y)
+            }
+            Targets::Probabilities(_) => {
+                let mut weighted = 0.0;
+                let mut plain = 0.0;
+                for (c, &t) in target_row.iter().enumerate() {
+                    plain += log_p(c) * t;
+                    let t = if eps > 0.0 { t * (1.0 - eps) + eps / classes as f64 } else { t };
+                    weighted += log_p(c) * t * self.class_weight(c);
+                }
+                (-weighted, -plain, 1.0)
+            }
+        };
+        let p_t = log_p_y.exp();
+        tally.normalizer.add(divisor);
+        tally.add(Example {
+            class: y,
+            loss,
+            p_t,
+            correct: predicted == y,
+            positive: false,
+            baseline,
+            grad_norm: 1.0 - p_t,
+            index: i as u64,
+            target: y as f64,
+            predicted: predicted as u32,
+            // The largest probability: exp(max - max) / Σ.
+            confidence: exp_sum.recip(),
+        });
+    }
+
     #[inline(always)]
     fn class_weight(&self, class: usize) -> f64 {
         self.weight.as_ref().map_or(1.0, |w| w[class])
     }
+}
+
+/// What [`CrossEntropy::add_row`] works in, kept from row to row.
+struct RowScratch {
+    /// `exp(x_c - max)` of a row.
+    exps: Vec<f64>,
+    /// A row of probability targets.
+    targets: Vec<f64>,
 }
 
 impl PerExample for CrossEntropy<'_> {
@@ -387,70 +463,21 @@ impl PerExample for CrossEntropy<'_> {
 
     fn eval(&self, units: Range<usize>, tally: &mut Tally) {
         let classes = self.layout.classes;
-        let eps = self.smoothing;
         let mut row = vec![0.0; classes];
-        let mut exps = vec![0.0; crate::math::padded_len(classes)];
-        let mut target_row = vec![0.0; classes];
+        let mut scratch =
+            RowScratch { exps: vec![0.0; crate::math::padded_len(classes)], targets: vec![0.0; classes] };
         for i in units {
-            let (max, start, stride) = read_row(&self.logits, &self.layout, i, &mut row, tally);
-            let y = match &self.targets {
-                Targets::Indices(labels) => {
-                    let Some(y) = labels.class(i) else {
-                        tally.ignored += 1;
-                        continue;
-                    };
-                    y
+            // A float32 row is read in place; other rows are copied to float64.
+            if let Some(values) = mapped_f32_row(&self.logits, &self.layout, i) {
+                let (max, finite) = crate::math::max_and_finite(values);
+                if !finite {
+                    read_row(&self.logits, &self.layout, i, &mut row, tally);
                 }
-                Targets::Probabilities(targets) => {
-                    targets.copy_to_f64(start, stride, &mut target_row);
-                    tally.record_nonfinite(Operand::Targets, &target_row, start, stride);
-                    first_max(&target_row)
-                }
-            };
-            // ln Σ exp(x - max), so that log p_c = (x_c - max) - ln_sum in
-            // PyTorch's order, exact also when one class dominates.
-            let (ln_sum, exp_sum) = crate::math::ln_sum_exp_into(&row, max, &mut exps);
-            let log_p = |c: usize| (row[c] - max) - ln_sum;
-            let predicted = prediction(&row, max, exp_sum, y);
-            let log_p_y = log_p(y);
-            // The loss, the plain CE beside it, and the example's share of the mean's divisor.
-            let (loss, baseline, divisor) = match &self.targets {
-                Targets::Indices(_) => {
-                    let w_y = self.class_weight(y);
-                    let mut loss = -log_p_y * w_y;
-                    if eps > 0.0 {
-                        let smooth: f64 = -(0..classes).map(|c| log_p(c) * self.class_weight(c)).sum::<f64>();
-                        loss = (1.0 - eps) * loss + smooth * (eps / classes as f64);
-                    }
-                    (loss, -log_p_y, w_y)
-                }
-                Targets::Probabilities(_) => {
-                    let mut weighted = 0.0;
-                    let mut plain = 0.0;
-                    for (c, &t) in target_row.iter().enumerate() {
-                        plain += log_p(c) * t;
-                        let t = if eps > 0.0 { t * (1.0 - eps) + eps / classes as f64 } else { t };
-                        weighted += log_p(c) * t * self.class_weight(c);
-                    }
-                    (-weighted, -plain, 1.0)
-                }
-            };
-            let p_t = log_p_y.exp();
-            tally.normalizer.add(divisor);
-            tally.add(Example {
-                class: y,
-                loss,
-                p_t,
-                correct: predicted == y,
-                positive: false,
-                baseline,
-                grad_norm: 1.0 - p_t,
-                index: i as u64,
-                target: y as f64,
-                predicted: predicted as u32,
-                // The largest probability: exp(max - max) / Σ.
-                confidence: exp_sum.recip(),
-            });
+                self.add_row(i, values, max, &mut scratch, tally);
+            } else {
+                let (max, _, _) = read_row(&self.logits, &self.layout, i, &mut row, tally);
+                self.add_row(i, &row[..], max, &mut scratch, tally);
+            }
         }
     }
 

@@ -25,6 +25,7 @@ pub use ssd::SsdArgs;
 
 use crate::error::{Error, Origin, Result, index_in};
 use crate::input::{DType, NotAnIndex, Sources, Tensor, Values, size_text};
+use crate::math::Row;
 use crate::report::{InputInfo, LossSections, Presentation, Totals};
 use crate::settings::ReportArgs;
 use crate::tally::findings::ExampleKind;
@@ -266,7 +267,7 @@ pub trait SoftmaxRows: Sync {
 /// whose quotient is the softmax as PyTorch computes it.
 pub fn exp_row(logits: &Values, layout: &ClassLayout, i: usize, row: &mut [f64], out: &mut [f64]) -> f64 {
     let (max, ..) = load_row(logits, layout, i, row);
-    crate::math::exp_into(row, max, out)
+    crate::math::exp_into(&*row, max, out)
 }
 
 /// Where the classes sit in a tensor: `outer × classes × inner` elements,
@@ -361,10 +362,21 @@ fn load_row(logits: &Values, layout: &ClassLayout, i: usize, row: &mut [f64]) ->
         }
         _ => {
             logits.copy_to_f64(start, stride, row);
-            crate::math::max_and_finite(row)
+            crate::math::max_and_finite(&*row)
         }
     };
     (max, finite, start, stride)
+}
+
+/// Example `i`'s logits where they can be read in place, without a copy:
+/// float32 with the classes on the last axis.
+#[inline(always)]
+pub fn mapped_f32_row<'a>(logits: &Values<'a>, layout: &ClassLayout, i: usize) -> Option<&'a [f32]> {
+    let (start, stride) = layout.row(i);
+    match logits {
+        Values::F32(values) if stride == 1 => Some(&values[start..][..layout.classes]),
+        _ => None,
+    }
 }
 
 /// Reads example `i`'s logits into `row` and records any that are not
@@ -398,7 +410,7 @@ pub fn first_max(values: &[f64]) -> usize {
 /// The prediction of a row whose maximum is `max`: its first maximum, as
 /// torch.argmax picks it (0 when no entry equals it, as with NaN).
 #[inline(always)]
-pub fn argmax(row: &[f64], max: f64) -> usize {
+pub fn argmax<R: Row>(row: R, max: f64) -> usize {
     crate::math::first_equal(row, max).unwrap_or(0)
 }
 
@@ -407,8 +419,8 @@ pub fn argmax(row: &[f64], max: f64) -> usize {
 /// to the sum, so below 2 the maximum is the row's only one, and `label` at
 /// the maximum is the prediction without a search.
 #[inline(always)]
-pub fn prediction(row: &[f64], max: f64, exp_sum: f64, label: usize) -> usize {
-    if exp_sum < 2.0 && row[label] == max { label } else { argmax(row, max) }
+pub fn prediction<R: Row>(row: R, max: f64, exp_sum: f64, label: usize) -> usize {
+    if exp_sum < 2.0 && row.at(label) == max { label } else { argmax(row, max) }
 }
 
 /// Labels that are allowed in class-index targets without being classes,
@@ -575,10 +587,10 @@ mod tests {
         let tied = [0.5, 3.0, 1.0, 3.0, -2.0, 0.0, 1.0, 2.5, 3.0];
         let single = [0.5, -3.0, 1.0, 3.0, -2.0, 0.0, 1.0, 2.5, 1.0];
         for (row, first) in [(tied, 1), (single, 3)] {
-            let (max, _) = crate::math::max_and_finite(&row);
-            let exp_sum = crate::math::sum_exp(&row, max);
+            let (max, _) = crate::math::max_and_finite(&row[..]);
+            let exp_sum = crate::math::sum_exp(&row[..], max);
             for label in 0..row.len() {
-                assert_eq!(prediction(&row, max, exp_sum, label), first, "label {label} of {row:?}");
+                assert_eq!(prediction(&row[..], max, exp_sum, label), first, "label {label} of {row:?}");
             }
         }
     }

@@ -233,17 +233,78 @@ pub fn dispatch<K: Kernel>(level: Level, kernel: K) -> K::Output {
 
 /// The last `len % 8` values of a row, padded to eight lanes with `pad`.
 #[inline(always)]
-pub fn padded_tail(row: &[f64], pad: f64) -> Option<[f64; LANES]> {
-    let tail = &row[row.len() - row.len() % LANES..];
-    (!tail.is_empty()).then(|| std::array::from_fn(|k| tail.get(k).copied().unwrap_or(pad)))
+pub fn padded_tail<R: Row>(row: R, pad: f64) -> Option<[f64; LANES]> {
+    let full = row.len() - row.len() % LANES;
+    (full < row.len())
+        .then(|| std::array::from_fn(|k| if full + k < row.len() { row.at(full + k) } else { pad }))
 }
 
-struct SumExp<'a> {
-    row: &'a [f64],
+/// A row of logits as the kernels read it, eight values at a time, in
+/// float64: a float64 row, or a float32 one (a mapped file's, read in
+/// place) widened exactly as it is read. Either way the kernels see the
+/// same values and give the same bits.
+pub trait Row: Copy {
+    fn len(self) -> usize;
+    fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+    /// Value k, in float64.
+    fn at(self, k: usize) -> f64;
+    /// Values `range` of the row.
+    fn part(self, range: std::ops::Range<usize>) -> Self;
+    /// Eight values from `at` on.
+    ///
+    /// # Safety
+    /// The caller runs where V's instructions exist.
+    unsafe fn lanes<V: Lanes>(self, at: usize) -> V;
+}
+
+impl Row for &[f64] {
+    #[inline(always)]
+    fn len(self) -> usize {
+        <[f64]>::len(self)
+    }
+    #[inline(always)]
+    fn at(self, k: usize) -> f64 {
+        self[k]
+    }
+    #[inline(always)]
+    fn part(self, range: std::ops::Range<usize>) -> Self {
+        &self[range]
+    }
+    #[inline(always)]
+    unsafe fn lanes<V: Lanes>(self, at: usize) -> V {
+        // SAFETY: the caller runs where V's instructions exist.
+        unsafe { V::load(&self[at..]) }
+    }
+}
+
+impl Row for &[f32] {
+    #[inline(always)]
+    fn len(self) -> usize {
+        <[f32]>::len(self)
+    }
+    #[inline(always)]
+    fn at(self, k: usize) -> f64 {
+        self[k] as f64
+    }
+    #[inline(always)]
+    fn part(self, range: std::ops::Range<usize>) -> Self {
+        &self[range]
+    }
+    #[inline(always)]
+    unsafe fn lanes<V: Lanes>(self, at: usize) -> V {
+        // SAFETY: the caller runs where V's instructions exist.
+        unsafe { V::load_f32(&self[at..]) }
+    }
+}
+
+struct SumExp<R> {
+    row: R,
     shift: f64,
 }
 
-impl Kernel for SumExp<'_> {
+impl<R: Row> Kernel for SumExp<R> {
     type Output = f64;
 
     #[inline(always)]
@@ -252,8 +313,9 @@ impl Kernel for SumExp<'_> {
         unsafe {
             let shift = V::splat(self.shift);
             let mut acc = V::splat(0.0);
-            for chunk in self.row.chunks_exact(LANES) {
-                acc = acc.add(exp(V::load(chunk).sub(shift)));
+            let full = self.row.len() - self.row.len() % LANES;
+            for at in (0..full).step_by(LANES) {
+                acc = acc.add(exp(self.row.lanes::<V>(at).sub(shift)));
             }
             // exp(-inf) is exactly 0: padding leaves the other lanes as they are.
             if let Some(tail) = padded_tail(self.row, f64::NEG_INFINITY) {
@@ -266,17 +328,17 @@ impl Kernel for SumExp<'_> {
 
 /// Σ exp(x - shift) over `row`, for a shift at least the row's maximum.
 #[inline]
-pub fn sum_exp(row: &[f64], shift: f64) -> f64 {
+pub fn sum_exp<R: Row>(row: R, shift: f64) -> f64 {
     dispatch(Level::detect(), SumExp { row, shift })
 }
 
-struct ExpInto<'a> {
-    row: &'a [f64],
+struct ExpInto<'a, R> {
+    row: R,
     shift: f64,
     out: &'a mut [f64],
 }
 
-impl Kernel for ExpInto<'_> {
+impl<R: Row> Kernel for ExpInto<'_, R> {
     type Output = f64;
 
     #[inline(always)]
@@ -287,9 +349,9 @@ impl Kernel for ExpInto<'_> {
         unsafe {
             let shift = V::splat(shift);
             let mut acc = V::splat(0.0);
-            for (chunk, to) in row.chunks_exact(LANES).zip(out.chunks_exact_mut(LANES)) {
-                let e = exp(V::load(chunk).sub(shift));
-                e.store(to);
+            for at in (0..full).step_by(LANES) {
+                let e = exp(row.lanes::<V>(at).sub(shift));
+                e.store(&mut out[at..]);
                 acc = acc.add(e);
             }
             if let Some(tail) = padded_tail(row, f64::NEG_INFINITY) {
@@ -313,7 +375,7 @@ impl Kernel for ExpInto<'_> {
 /// the row; one padded to a multiple of [`LANES`] ([`padded_len`]) takes
 /// the last vector whole, its padding set to 0.
 #[inline]
-pub fn exp_into(row: &[f64], shift: f64, out: &mut [f64]) -> f64 {
+pub fn exp_into<R: Row>(row: R, shift: f64, out: &mut [f64]) -> f64 {
     assert!(out.len() >= row.len());
     dispatch(Level::detect(), ExpInto { row, shift, out })
 }
@@ -424,13 +486,13 @@ pub const LN_SUM_DIRECT_BELOW: f64 = 1.125;
 /// maximum and its `ln_1p` taken. Log-probabilities `(x_c - max) - ln Σ` are
 /// then exact for every class, and `1 - p_c = -expm1(log p_c)` too.
 #[inline]
-pub fn ln_sum_exp(row: &[f64], max: f64, exp_sum: f64) -> f64 {
+pub fn ln_sum_exp<R: Row>(row: R, max: f64, exp_sum: f64) -> f64 {
     // Every term is at most 1 and the maximum's is exactly 1: with the sum
     // below 2 the maximum is the row's only one. A NaN sum stays NaN.
     if exp_sum < LN_SUM_DIRECT_BELOW
-        && let Some(top) = row.iter().position(|&x| x == max)
+        && let Some(top) = first_equal(row, max)
     {
-        return (sum_exp(&row[..top], max) + sum_exp(&row[top + 1..], max)).ln_1p();
+        return (sum_exp(row.part(0..top), max) + sum_exp(row.part(top + 1..row.len()), max)).ln_1p();
     }
     exp_sum.ln()
 }
@@ -441,7 +503,7 @@ pub fn ln_sum_exp(row: &[f64], max: f64, exp_sum: f64) -> f64 {
 /// class. The sum of the terms is [`sum_exp`]'s, to the bit, and is returned
 /// beside the logarithm: `1 / sum` is the largest probability.
 #[inline]
-pub fn ln_sum_exp_into(row: &[f64], max: f64, exps: &mut [f64]) -> (f64, f64) {
+pub fn ln_sum_exp_into<R: Row>(row: R, max: f64, exps: &mut [f64]) -> (f64, f64) {
     // A long row's terms would stream through the caches to be read back
     // only for a dominant maximum: they are computed again in that case.
     let keep = row.len() <= KEEP_TERMS_UP_TO;
@@ -488,8 +550,8 @@ impl<V: Lanes> RowScan<V> {
     /// Scans the row's last `len % 8` values (padding with a value of the
     /// row changes neither answer) and gives the row's maximum and finiteness.
     #[inline(always)]
-    unsafe fn finish(mut self, row: &[f64]) -> (f64, bool) {
-        if let Some(tail) = padded_tail(row, row[0]) {
+    unsafe fn finish<R: Row>(mut self, row: R) -> (f64, bool) {
+        if let Some(tail) = padded_tail(row, row.at(0)) {
             // SAFETY: the caller runs where V's instructions exist.
             unsafe { self.step(V::load(&tail)) };
         }
@@ -498,11 +560,11 @@ impl<V: Lanes> RowScan<V> {
     }
 }
 
-struct MaxAndFinite<'a> {
-    row: &'a [f64],
+struct MaxAndFinite<R> {
+    row: R,
 }
 
-impl Kernel for MaxAndFinite<'_> {
+impl<R: Row> Kernel for MaxAndFinite<R> {
     type Output = (f64, bool);
 
     #[inline(always)]
@@ -510,8 +572,9 @@ impl Kernel for MaxAndFinite<'_> {
         // SAFETY: the caller runs where V's instructions exist.
         unsafe {
             let mut scan = RowScan::<V>::new();
-            for chunk in self.row.chunks_exact(LANES) {
-                scan.step(V::load(chunk));
+            let full = self.row.len() - self.row.len() % LANES;
+            for at in (0..full).step_by(LANES) {
+                scan.step(self.row.lanes::<V>(at));
             }
             scan.finish(self.row)
         }
@@ -541,7 +604,7 @@ impl Kernel for Widen<'_> {
             for (to, &from) in to[full..].iter_mut().zip(&from[full..]) {
                 *to = from as f64;
             }
-            scan.finish(to)
+            scan.finish(&*to)
         }
     }
 }
@@ -550,7 +613,7 @@ impl Kernel for Widen<'_> {
 /// finite. With a NaN in the row the maximum is unspecified; callers treat
 /// such rows as non-finite (their loss is NaN whatever the maximum).
 #[inline]
-pub fn max_and_finite(row: &[f64]) -> (f64, bool) {
+pub fn max_and_finite<R: Row>(row: R) -> (f64, bool) {
     dispatch(Level::detect(), MaxAndFinite { row })
 }
 
@@ -562,36 +625,36 @@ pub fn widen_max_and_finite(from: &[f32], to: &mut [f64]) -> (f64, bool) {
     dispatch(Level::detect(), Widen { from, to })
 }
 
-struct FirstEqual<'a> {
-    row: &'a [f64],
+struct FirstEqual<R> {
+    row: R,
     value: f64,
 }
 
-impl Kernel for FirstEqual<'_> {
+impl<R: Row> Kernel for FirstEqual<R> {
     type Output = Option<usize>;
 
     #[inline(always)]
     unsafe fn run<V: Lanes>(self) -> Option<usize> {
         let FirstEqual { row, value } = self;
+        let full = row.len() - row.len() % LANES;
         // SAFETY: the caller runs where V's instructions exist.
         unsafe {
             let wanted = V::splat(value);
-            for (block, chunk) in row.chunks_exact(LANES).enumerate() {
-                let bits = V::bits(V::load(chunk).equal(wanted));
+            for at in (0..full).step_by(LANES) {
+                let bits = V::bits(row.lanes::<V>(at).equal(wanted));
                 if bits != 0 {
-                    return Some(block * LANES + bits.trailing_zeros() as usize);
+                    return Some(at + bits.trailing_zeros() as usize);
                 }
             }
         }
-        let full = row.len() - row.len() % LANES;
-        row[full..].iter().position(|&x| x == value).map(|k| full + k)
+        (full..row.len()).find(|&k| row.at(k) == value)
     }
 }
 
 /// The first index of `row` whose value equals `value`, eight values
 /// compared at a time.
 #[inline]
-pub fn first_equal(row: &[f64], value: f64) -> Option<usize> {
+pub fn first_equal<R: Row>(row: R, value: f64) -> Option<usize> {
     dispatch(Level::detect(), FirstEqual { row, value })
 }
 
@@ -686,7 +749,7 @@ mod tests {
                 let expected = row.iter().position(|&x| x == value);
                 for level in levels() {
                     assert_eq!(
-                        dispatch(level, FirstEqual { row: &row, value }),
+                        dispatch(level, FirstEqual { row: &row[..], value }),
                         expected,
                         "{level:?}, {len}"
                     );
@@ -723,22 +786,22 @@ mod tests {
     fn every_build_gives_the_same_bits() {
         for len in [0, 1, 7, 8, 9, 100, 1003] {
             let row: Vec<f64> = (0..len).map(|i| -((i * 7919 % 1000) as f64) / 17.0).collect();
-            let portable = dispatch(Level::Portable, SumExp { row: &row, shift: 0.5 });
+            let portable = dispatch(Level::Portable, SumExp { row: &row[..], shift: 0.5 });
             for level in levels() {
-                let built = dispatch(level, SumExp { row: &row, shift: 0.5 });
+                let built = dispatch(level, SumExp { row: &row[..], shift: 0.5 });
                 assert_eq!(built.to_bits(), portable.to_bits(), "{level:?}, {len} values");
             }
             let exact: f64 = row.iter().map(|&x| (x - 0.5).exp()).sum();
             assert!((portable - exact).abs() <= 1e-14 * exact);
             for level in levels() {
                 let mut out = vec![0.0; len];
-                let sum = dispatch(level, ExpInto { row: &row, shift: 0.5, out: &mut out });
+                let sum = dispatch(level, ExpInto { row: &row[..], shift: 0.5, out: &mut out });
                 assert_eq!(sum.to_bits(), portable.to_bits());
                 let each: Vec<u64> = row.iter().map(|&x| exp_nonpositive(x - 0.5).to_bits()).collect();
                 assert_eq!(out.iter().map(|e| e.to_bits()).collect::<Vec<_>>(), each, "{level:?}");
                 // A padded buffer: the same terms, then zeros.
                 let mut padded = vec![f64::NAN; padded_len(len)];
-                let sum = dispatch(level, ExpInto { row: &row, shift: 0.5, out: &mut padded });
+                let sum = dispatch(level, ExpInto { row: &row[..], shift: 0.5, out: &mut padded });
                 assert_eq!(sum.to_bits(), portable.to_bits());
                 assert_eq!(padded[..len].iter().map(|e| e.to_bits()).collect::<Vec<_>>(), each);
                 assert!(padded[len..].iter().all(|&e| e == 0.0), "{level:?}, {len} values");
@@ -834,19 +897,19 @@ mod logistic_tests {
                 let mut rest = crate::tally::Sum::default();
                 row.iter().filter(|&&x| x != max).for_each(|&x| rest.add((x - max).exp()));
                 let rest = rest.value();
-                let got = ln_sum_exp(&row, max, sum_exp(&row, max));
+                let got = ln_sum_exp(&row[..], max, sum_exp(&row[..], max));
                 let want = rest.ln_1p();
                 assert!(
                     (got - want).abs() <= 1e-14 * want.abs(),
                     "gap {gap}, {classes} classes: {got:e} vs {want:e}"
                 );
                 let mut exps = vec![0.0; classes];
-                let (kept, exp_sum) = ln_sum_exp_into(&row, max, &mut exps);
+                let (kept, exp_sum) = ln_sum_exp_into(&row[..], max, &mut exps);
                 assert!(
                     (kept - want).abs() <= 1e-14 * want.abs(),
                     "gap {gap}, {classes} classes: {kept:e} vs {want:e}"
                 );
-                assert_eq!(exp_sum.to_bits(), sum_exp(&row, max).to_bits());
+                assert_eq!(exp_sum.to_bits(), sum_exp(&row[..], max).to_bits());
                 // Long rows write their terms only when the maximum dominates.
                 if classes <= KEEP_TERMS_UP_TO || exp_sum < LN_SUM_DIRECT_BELOW {
                     assert_eq!(
@@ -862,8 +925,8 @@ mod logistic_tests {
         }
         // Two maxima: the sum is at least 2 and its log is taken as it is.
         let row = [3.0, 3.0, -1.0];
-        assert_eq!(ln_sum_exp(&row, 3.0, sum_exp(&row, 3.0)), sum_exp(&row, 3.0).ln());
-        assert!(ln_sum_exp(&[f64::NAN, 1.0], f64::NAN, f64::NAN).is_nan());
+        assert_eq!(ln_sum_exp(&row[..], 3.0, sum_exp(&row[..], 3.0)), sum_exp(&row[..], 3.0).ln());
+        assert!(ln_sum_exp(&[f64::NAN, 1.0][..], f64::NAN, f64::NAN).is_nan());
     }
 }
 
@@ -877,17 +940,17 @@ mod row_tests {
             let row: Vec<f64> = (0..len).map(|i| ((i * 37) % 11) as f64 - 5.0).collect();
             let want = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             for level in [Level::detect(), Level::Portable] {
-                assert_eq!(dispatch(level, MaxAndFinite { row: &row }), (want, true));
+                assert_eq!(dispatch(level, MaxAndFinite { row: &row[..] }), (want, true));
                 for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
                     let mut with_bad = row.clone();
                     with_bad[len / 2] = bad;
-                    assert!(!dispatch(level, MaxAndFinite { row: &with_bad }).1);
+                    assert!(!dispatch(level, MaxAndFinite { row: &with_bad[..] }).1);
                 }
             }
         }
-        let mut inf = vec![1.0; 9];
+        let mut inf = [1.0; 9];
         inf[6] = f64::INFINITY;
-        assert_eq!(max_and_finite(&inf).0, f64::INFINITY);
+        assert_eq!(max_and_finite(&inf[..]).0, f64::INFINITY);
     }
 
     #[test]
@@ -897,11 +960,35 @@ mod row_tests {
             let wide: Vec<f64> = row.iter().map(|&x| x as f64).collect();
             for level in [Level::detect(), Level::Avx2, Level::Portable] {
                 let mut out = vec![0.0; len];
-                assert_eq!(dispatch(level, Widen { from: &row, to: &mut out }), max_and_finite(&wide));
+                assert_eq!(dispatch(level, Widen { from: &row, to: &mut out }), max_and_finite(&wide[..]));
                 assert_eq!(out, wide);
                 let mut with_nan = row.clone();
                 with_nan[len - 1] = f32::NAN;
                 assert!(!dispatch(level, Widen { from: &with_nan, to: &mut out }).1);
+            }
+        }
+    }
+
+    #[test]
+    fn a_float32_row_read_in_place_gives_the_bits_of_its_widened_copy() {
+        for len in [1, 7, 8, 9, 100, 4097, 5000] {
+            for dominant in [false, true] {
+                let row: Vec<f32> = (0..len)
+                    .map(
+                        |i| if dominant && i == len / 2 { 40.0 } else { ((i * 37) % 101) as f32 / 7.0 - 5.0 },
+                    )
+                    .collect();
+                let wide: Vec<f64> = row.iter().map(|&x| x as f64).collect();
+                let (narrow, wide) = (&row[..], &wide[..]);
+                let (max, finite) = max_and_finite(narrow);
+                assert_eq!((max, finite), max_and_finite(wide));
+                assert_eq!(first_equal(narrow, max), first_equal(wide, max));
+                assert_eq!(sum_exp(narrow, max).to_bits(), sum_exp(wide, max).to_bits());
+                let (mut a, mut b) = (vec![0.0; padded_len(len)], vec![0.0; padded_len(len)]);
+                let (ln_a, sum_a) = ln_sum_exp_into(narrow, max, &mut a);
+                let (ln_b, sum_b) = ln_sum_exp_into(wide, max, &mut b);
+                assert_eq!((ln_a.to_bits(), sum_a.to_bits()), (ln_b.to_bits(), sum_b.to_bits()), "{len}");
+                assert_eq!(ln_sum_exp(narrow, max, sum_a).to_bits(), ln_sum_exp(wide, max, sum_b).to_bits());
             }
         }
     }

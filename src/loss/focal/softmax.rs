@@ -226,11 +226,11 @@ impl<'a> SoftmaxFocal<'a> {
                 continue;
             };
             // The same sum CE takes, so γ = 0 gives CE's very digits.
-            let (ln_sum, exp_sum) = crate::math::ln_sum_exp_into(&row, max, &mut exps);
+            let (ln_sum, exp_sum) = crate::math::ln_sum_exp_into(&row[..], max, &mut exps);
             // log-softmax in PyTorch's order: (x - max) - ln Σ exp(x - max).
             let log_p_y = (row[y] - max) - ln_sum;
             let p_t = log_p_y.exp();
-            let predicted = prediction(&row, max, exp_sum, y);
+            let predicted = prediction(&row[..], max, exp_sum, y);
             tally.add(Example {
                 class: y,
                 loss: self.row_loss(y, &row, max, ln_sum),

@@ -30,9 +30,9 @@ use crate::tally::findings::ExampleKind;
 use crate::tally::{Example, Grouping, Operand, Tally};
 
 use super::{
-    ClassLayout, Labels, Loss, NotClasses, PerExample, Prepared, Reducer, Reduction, SoftmaxRows,
-    check_class_weights, check_float_predictions, class_labels, describe, exp_row, first_max, mapped_f32_row,
-    prediction, read_row, resolve_axis,
+    ClassLayout, Labels, Loss, NotClasses, PerExample, Prepared, Reducer, Reduction, RowPass, SoftmaxRows,
+    check_class_weights, check_float_predictions, class_labels, describe, each_row, exp_row, first_max,
+    prediction, resolve_axis,
 };
 
 /// Cross entropy over class logits, as F.cross_entropy
@@ -363,13 +363,28 @@ impl<'a> CrossEntropy<'a> {
         }
     }
 
-    /// Adds example `i`, whose logits are `row` with maximum `max`.
     #[inline(always)]
-    fn add_row<R: Row>(&self, i: usize, row: R, max: f64, scratch: &mut RowScratch, tally: &mut Tally) {
-        let classes = self.layout.classes;
-        let eps = self.smoothing;
-        let RowScratch { exps, targets: target_row } = scratch;
-        let y = match &self.targets {
+    fn class_weight(&self, class: usize) -> f64 {
+        self.weight.as_ref().map_or(1.0, |w| w[class])
+    }
+}
+
+/// CE's pass over rows: the loss and what it works in, kept from row to row.
+struct CeRows<'a> {
+    loss: &'a CrossEntropy<'a>,
+    /// `exp(x_c - max)` of a row.
+    exps: Vec<f64>,
+    /// A row of probability targets.
+    targets: Vec<f64>,
+}
+
+impl RowPass for CeRows<'_> {
+    #[inline(always)]
+    fn add_row<R: Row>(&mut self, i: usize, row: R, max: f64, tally: &mut Tally) {
+        let CeRows { loss: ce, exps, targets: target_row } = self;
+        let classes = ce.layout.classes;
+        let eps = ce.smoothing;
+        let y = match &ce.targets {
             Targets::Indices(labels) => {
                 let Some(y) = labels.class(i) else {
                     tally.ignored += 1;
@@ -378,7 +393,7 @@ impl<'a> CrossEntropy<'a> {
                 y
             }
             Targets::Probabilities(targets) => {
-                let (start, stride) = self.layout.row(i);
+                let (start, stride) = ce.layout.row(i);
                 targets.copy_to_f64(start, stride, target_row);
                 tally.record_nonfinite(Operand::Targets, target_row, start, stride);
                 first_max(target_row)
@@ -391,12 +406,12 @@ impl<'a> CrossEntropy<'a> {
         let predicted = prediction(row, max, exp_sum, y);
         let log_p_y = log_p(y);
         // The loss, the plain CE beside it, and the example's share of the mean's divisor.
-        let (loss, baseline, divisor) = match &self.targets {
+        let (loss, baseline, divisor) = match &ce.targets {
             Targets::Indices(_) => {
-                let w_y = self.class_weight(y);
+                let w_y = ce.class_weight(y);
                 let mut loss = -log_p_y * w_y;
                 if eps > 0.0 {
-                    let smooth: f64 = -(0..classes).map(|c| log_p(c) * self.class_weight(c)).sum::<f64>();
+                    let smooth: f64 = -(0..classes).map(|c| log_p(c) * ce.class_weight(c)).sum::<f64>();
                     loss = (1.0 - eps) * loss + smooth * (eps / classes as f64);
                 }
                 (loss, -log_p_y, w_y)
@@ -407,7 +422,7 @@ impl<'a> CrossEntropy<'a> {
                 for (c, &t) in target_row.iter().enumerate() {
                     plain += log_p(c) * t;
                     let t = if eps > 0.0 { t * (1.0 - eps) + eps / classes as f64 } else { t };
-                    weighted += log_p(c) * t * self.class_weight(c);
+                    weighted += log_p(c) * t * ce.class_weight(c);
                 }
                 (-weighted, -plain, 1.0)
             }
@@ -429,19 +444,6 @@ impl<'a> CrossEntropy<'a> {
             confidence: exp_sum.recip(),
         });
     }
-
-    #[inline(always)]
-    fn class_weight(&self, class: usize) -> f64 {
-        self.weight.as_ref().map_or(1.0, |w| w[class])
-    }
-}
-
-/// What [`CrossEntropy::add_row`] works in, kept from row to row.
-struct RowScratch {
-    /// `exp(x_c - max)` of a row.
-    exps: Vec<f64>,
-    /// A row of probability targets.
-    targets: Vec<f64>,
 }
 
 impl PerExample for CrossEntropy<'_> {
@@ -463,22 +465,12 @@ impl PerExample for CrossEntropy<'_> {
 
     fn eval(&self, units: Range<usize>, tally: &mut Tally) {
         let classes = self.layout.classes;
-        let mut row = vec![0.0; classes];
-        let mut scratch =
-            RowScratch { exps: vec![0.0; crate::math::padded_len(classes)], targets: vec![0.0; classes] };
-        for i in units {
-            // A float32 row is read in place; other rows are copied to float64.
-            if let Some(values) = mapped_f32_row(&self.logits, &self.layout, i) {
-                let (max, finite) = crate::math::max_and_finite(values);
-                if !finite {
-                    read_row(&self.logits, &self.layout, i, &mut row, tally);
-                }
-                self.add_row(i, values, max, &mut scratch, tally);
-            } else {
-                let (max, _, _) = read_row(&self.logits, &self.layout, i, &mut row, tally);
-                self.add_row(i, &row[..], max, &mut scratch, tally);
-            }
-        }
+        let mut pass = CeRows {
+            loss: self,
+            exps: vec![0.0; crate::math::padded_len(classes)],
+            targets: vec![0.0; classes],
+        };
+        each_row(&self.logits, &self.layout, units, tally, &mut pass);
     }
 
     fn example_kind(&self) -> ExampleKind {

@@ -368,14 +368,41 @@ fn load_row(logits: &Values, layout: &ClassLayout, i: usize, row: &mut [f64]) ->
     (max, finite, start, stride)
 }
 
-/// Example `i`'s logits where they can be read in place, without a copy:
-/// float32 with the classes on the last axis.
-#[inline(always)]
-pub fn mapped_f32_row<'a>(logits: &Values<'a>, layout: &ClassLayout, i: usize) -> Option<&'a [f32]> {
-    let (start, stride) = layout.row(i);
-    match logits {
-        Values::F32(values) if stride == 1 => Some(&values[start..][..layout.classes]),
-        _ => None,
+/// What a softmax loss does with one example's row of logits, read in
+/// place or copied (see [`each_row`]).
+pub trait RowPass {
+    /// Adds example `i`, whose logits are `row` with maximum `max`.
+    fn add_row<R: Row>(&mut self, i: usize, row: R, max: f64, tally: &mut Tally);
+}
+
+/// Hands each example of `units` to `pass` with its logits and their
+/// maximum, non-finite values recorded first. A float32 row with the
+/// classes on the last axis is read in place, straight from the mapped
+/// file; other rows are copied to float64.
+pub fn each_row(
+    logits: &Values,
+    layout: &ClassLayout,
+    units: Range<usize>,
+    tally: &mut Tally,
+    pass: &mut impl RowPass,
+) {
+    let mut row = vec![0.0; layout.classes];
+    for i in units {
+        let (start, stride) = layout.row(i);
+        match logits {
+            Values::F32(values) if stride == 1 => {
+                let values = &values[start..][..layout.classes];
+                let (max, finite) = crate::math::max_and_finite(values);
+                if !finite {
+                    read_row(logits, layout, i, &mut row, tally);
+                }
+                pass.add_row(i, values, max, tally);
+            }
+            _ => {
+                let (max, ..) = read_row(logits, layout, i, &mut row, tally);
+                pass.add_row(i, &row[..], max, tally);
+            }
+        }
     }
 }
 

@@ -7,13 +7,15 @@
 //! clip to [1e-7, 1 - 1e-7]).
 
 use crate::loss::{
-    Labels, NotClasses, SoftmaxRows, check_class_weights, class_labels, exp_row, prediction, read_row,
+    Labels, NotClasses, RowPass, SoftmaxRows, check_class_weights, class_labels, each_row, exp_row,
+    prediction,
 };
 use std::ops::Range;
 
 use crate::error::{Error, Result};
 use crate::input::{Tensor, Values, shape_text};
 use crate::loss::{ClassLayout, resolve_axis};
+use crate::math::Row;
 use crate::tally::{Example, Tally};
 
 use super::{Alpha, FocalParams, FocalPreset, Ignore, KERAS_EPSILON, power};
@@ -158,9 +160,9 @@ impl<'a> SoftmaxFocal<'a> {
     }
 
     /// The row's loss, from its exact log-softmax: `(x_c - max) - ln_sum`.
-    fn row_loss(&self, y: usize, row: &[f64], max: f64, ln_sum: f64) -> f64 {
+    fn row_loss<R: Row>(&self, y: usize, row: R, max: f64, ln_sum: f64) -> f64 {
         let gamma = self.gamma;
-        let log_p = |c: usize| (row[c] - max) - ln_sum;
+        let log_p = |c: usize| (row.at(c) - max) - ln_sum;
         let log_p_y = log_p(y);
         // 1 - p without the cancellation of p near 1.
         let one_minus = |log_p: f64| -log_p.exp_m1();
@@ -216,35 +218,45 @@ impl<'a> SoftmaxFocal<'a> {
     }
 
     pub(super) fn eval(&self, units: Range<usize>, tally: &mut Tally) {
-        let classes = self.layout.classes;
-        let mut row = vec![0.0; classes];
-        let mut exps = vec![0.0; crate::math::padded_len(classes)];
-        for i in units {
-            let (max, ..) = read_row(&self.logits, &self.layout, i, &mut row, tally);
-            let Some(y) = self.labels.class(i) else {
-                tally.ignored += 1;
-                continue;
-            };
-            // The same sum CE takes, so γ = 0 gives CE's very digits.
-            let (ln_sum, exp_sum) = crate::math::ln_sum_exp_into(&row[..], max, &mut exps);
-            // log-softmax in PyTorch's order: (x - max) - ln Σ exp(x - max).
-            let log_p_y = (row[y] - max) - ln_sum;
-            let p_t = log_p_y.exp();
-            let predicted = prediction(&row[..], max, exp_sum, y);
-            tally.add(Example {
-                class: y,
-                loss: self.row_loss(y, &row, max, ln_sum),
-                p_t,
-                correct: predicted == y,
-                positive: self.background_class.is_some_and(|b| b != y),
-                baseline: -log_p_y,
-                grad_norm: -log_p_y.exp_m1(),
-                index: i as u64,
-                target: y as f64,
-                predicted: predicted as u32,
-                confidence: exp_sum.recip(),
-            });
-        }
+        let mut pass =
+            FocalRows { loss: self, exps: vec![0.0; crate::math::padded_len(self.layout.classes)] };
+        each_row(&self.logits, &self.layout, units, tally, &mut pass);
+    }
+}
+
+/// Softmax focal's pass over rows: the loss, and a row's `exp(x_c - max)`.
+struct FocalRows<'a> {
+    loss: &'a SoftmaxFocal<'a>,
+    exps: Vec<f64>,
+}
+
+impl RowPass for FocalRows<'_> {
+    #[inline(always)]
+    fn add_row<R: Row>(&mut self, i: usize, row: R, max: f64, tally: &mut Tally) {
+        let focal = self.loss;
+        let Some(y) = focal.labels.class(i) else {
+            tally.ignored += 1;
+            return;
+        };
+        // The same sum CE takes, so γ = 0 gives CE's very digits.
+        let (ln_sum, exp_sum) = crate::math::ln_sum_exp_into(row, max, &mut self.exps);
+        // log-softmax in PyTorch's order: (x - max) - ln Σ exp(x - max).
+        let log_p_y = (row.at(y) - max) - ln_sum;
+        let p_t = log_p_y.exp();
+        let predicted = prediction(row, max, exp_sum, y);
+        tally.add(Example {
+            class: y,
+            loss: focal.row_loss(y, row, max, ln_sum),
+            p_t,
+            correct: predicted == y,
+            positive: focal.background_class.is_some_and(|b| b != y),
+            baseline: -log_p_y,
+            grad_norm: -log_p_y.exp_m1(),
+            index: i as u64,
+            target: y as f64,
+            predicted: predicted as u32,
+            confidence: exp_sum.recip(),
+        });
     }
 }
 

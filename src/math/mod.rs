@@ -231,10 +231,17 @@ pub fn dispatch<K: Kernel>(level: Level, kernel: K) -> K::Output {
     }
 }
 
+/// The values of a row of `len` that fill whole vectors: the kernels' main
+/// loops take these, eight at a time, and the rest as a padded tail.
+#[inline(always)]
+fn whole_vectors(len: usize) -> usize {
+    len - len % LANES
+}
+
 /// The last `len % 8` values of a row, padded to eight lanes with `pad`.
 #[inline(always)]
 pub fn padded_tail<R: Row>(row: R, pad: f64) -> Option<[f64; LANES]> {
-    let full = row.len() - row.len() % LANES;
+    let full = whole_vectors(row.len());
     (full < row.len())
         .then(|| std::array::from_fn(|k| if full + k < row.len() { row.at(full + k) } else { pad }))
 }
@@ -313,7 +320,7 @@ impl<R: Row> Kernel for SumExp<R> {
         unsafe {
             let shift = V::splat(self.shift);
             let mut acc = V::splat(0.0);
-            let full = self.row.len() - self.row.len() % LANES;
+            let full = whole_vectors(self.row.len());
             for at in (0..full).step_by(LANES) {
                 acc = acc.add(exp(self.row.lanes::<V>(at).sub(shift)));
             }
@@ -344,7 +351,7 @@ impl<R: Row> Kernel for ExpInto<'_, R> {
     #[inline(always)]
     unsafe fn run<V: Lanes>(self) -> f64 {
         let ExpInto { row, shift, out } = self;
-        let full = row.len() - row.len() % LANES;
+        let full = whole_vectors(row.len());
         // SAFETY: the caller runs where V's instructions exist.
         unsafe {
             let shift = V::splat(shift);
@@ -399,7 +406,7 @@ impl Kernel for Logistic<'_> {
     #[inline(always)]
     unsafe fn run<V: Lanes>(self) {
         let Logistic { x, log1p, p, q } = self;
-        let full = x.len() - x.len() % LANES;
+        let full = whole_vectors(x.len());
         // SAFETY: the caller runs where V's instructions exist.
         unsafe {
             for at in (0..full).step_by(LANES) {
@@ -572,7 +579,7 @@ impl<R: Row> Kernel for MaxAndFinite<R> {
         // SAFETY: the caller runs where V's instructions exist.
         unsafe {
             let mut scan = RowScan::<V>::new();
-            let full = self.row.len() - self.row.len() % LANES;
+            let full = whole_vectors(self.row.len());
             for at in (0..full).step_by(LANES) {
                 scan.step(self.row.lanes::<V>(at));
             }
@@ -592,7 +599,7 @@ impl Kernel for Widen<'_> {
     #[inline(always)]
     unsafe fn run<V: Lanes>(self) -> (f64, bool) {
         let Widen { from, to } = self;
-        let full = from.len() - from.len() % LANES;
+        let full = whole_vectors(from.len());
         // SAFETY: the caller runs where V's instructions exist.
         unsafe {
             let mut scan = RowScan::<V>::new();
@@ -636,7 +643,7 @@ impl<R: Row> Kernel for FirstEqual<R> {
     #[inline(always)]
     unsafe fn run<V: Lanes>(self) -> Option<usize> {
         let FirstEqual { row, value } = self;
-        let full = row.len() - row.len() % LANES;
+        let full = whole_vectors(row.len());
         // SAFETY: the caller runs where V's instructions exist.
         unsafe {
             let wanted = V::splat(value);

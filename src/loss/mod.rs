@@ -266,8 +266,13 @@ pub trait SoftmaxRows: Sync {
 /// of the row's length): `exp(x - max)`, and their sum `Σ exp(x - max)`,
 /// whose quotient is the softmax as PyTorch computes it.
 pub fn exp_row(logits: &Values, layout: &ClassLayout, i: usize, row: &mut [f64], out: &mut [f64]) -> f64 {
-    let (max, ..) = load_row(logits, layout, i, row);
-    crate::math::exp_into(&*row, max, out)
+    match row_in_place(logits, layout, i) {
+        Some(values) => crate::math::exp_into(values, crate::math::max_and_finite(values).0, out),
+        None => {
+            let (max, _) = copy_row(logits, layout, i, row);
+            crate::math::exp_into(&*row, max, out)
+        }
+    }
 }
 
 /// Where the classes sit in a tensor: `outer × classes × inner` elements,
@@ -351,21 +356,23 @@ pub fn resolve_axis(axis: i64, rank: usize, origin: &Origin) -> Result<usize> {
     Ok(resolved as usize)
 }
 
-/// Reads example `i`'s logits into `row`; returns the row's maximum,
-/// whether every value is finite, and where the row starts and steps.
+/// Example `i`'s logits where the kernels can read them in place: float32
+/// with the classes on the last axis, straight from the mapped file.
+#[inline(always)]
+fn row_in_place<'a>(logits: &Values<'a>, layout: &ClassLayout, i: usize) -> Option<&'a [f32]> {
+    match (logits, layout.row(i)) {
+        (Values::F32(values), (start, 1)) => Some(&values[start..][..layout.classes]),
+        _ => None,
+    }
+}
+
+/// Copies example `i`'s logits into `row` as float64; returns the row's
+/// maximum and whether every value is finite.
 #[inline]
-fn load_row(logits: &Values, layout: &ClassLayout, i: usize, row: &mut [f64]) -> (f64, bool, usize, usize) {
+fn copy_row(logits: &Values, layout: &ClassLayout, i: usize, row: &mut [f64]) -> (f64, bool) {
     let (start, stride) = layout.row(i);
-    let (max, finite) = match logits {
-        Values::F32(values) if stride == 1 => {
-            crate::math::widen_max_and_finite(&values[start..][..row.len()], row)
-        }
-        _ => {
-            logits.copy_to_f64(start, stride, row);
-            crate::math::max_and_finite(&*row)
-        }
-    };
-    (max, finite, start, stride)
+    logits.copy_to_f64(start, stride, row);
+    crate::math::max_and_finite(&*row)
 }
 
 /// What a softmax loss does with one example's row of logits, read in
@@ -388,39 +395,24 @@ pub fn each_row(
 ) {
     let mut row = vec![0.0; layout.classes];
     for i in units {
-        let (start, stride) = layout.row(i);
-        match logits {
-            Values::F32(values) if stride == 1 => {
-                let values = &values[start..][..layout.classes];
-                let (max, finite) = crate::math::max_and_finite(values);
-                if !finite {
-                    read_row(logits, layout, i, &mut row, tally);
-                }
-                pass.add_row(i, values, max, tally);
+        let in_place = row_in_place(logits, layout, i);
+        let (max, finite) = match in_place {
+            Some(values) => crate::math::max_and_finite(values),
+            None => copy_row(logits, layout, i, &mut row),
+        };
+        if !finite {
+            // Rare: the values are copied to find and count the non-finite ones.
+            if in_place.is_some() {
+                copy_row(logits, layout, i, &mut row);
             }
-            _ => {
-                let (max, ..) = read_row(logits, layout, i, &mut row, tally);
-                pass.add_row(i, &row[..], max, tally);
-            }
+            let (start, stride) = layout.row(i);
+            tally.record_nonfinite(Operand::Logits, &row, start, stride);
+        }
+        match in_place {
+            Some(values) => pass.add_row(i, values, max, tally),
+            None => pass.add_row(i, &row[..], max, tally),
         }
     }
-}
-
-/// Reads example `i`'s logits into `row` and records any that are not
-/// finite; returns the row's maximum and where the row starts and steps.
-#[inline]
-pub fn read_row(
-    logits: &Values,
-    layout: &ClassLayout,
-    i: usize,
-    row: &mut [f64],
-    tally: &mut Tally,
-) -> (f64, usize, usize) {
-    let (max, finite, start, stride) = load_row(logits, layout, i, row);
-    if !finite {
-        tally.record_nonfinite(Operand::Logits, row, start, stride);
-    }
-    (max, start, stride)
 }
 
 /// The first index of the largest entry of `values` (NaN never wins).

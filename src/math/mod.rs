@@ -588,48 +588,12 @@ impl<R: Row> Kernel for MaxAndFinite<R> {
     }
 }
 
-struct Widen<'a> {
-    from: &'a [f32],
-    to: &'a mut [f64],
-}
-
-impl Kernel for Widen<'_> {
-    type Output = (f64, bool);
-
-    #[inline(always)]
-    unsafe fn run<V: Lanes>(self) -> (f64, bool) {
-        let Widen { from, to } = self;
-        let full = whole_vectors(from.len());
-        // SAFETY: the caller runs where V's instructions exist.
-        unsafe {
-            let mut scan = RowScan::<V>::new();
-            for at in (0..full).step_by(LANES) {
-                let x = V::load_f32(&from[at..]);
-                x.store(&mut to[at..]);
-                scan.step(x);
-            }
-            for (to, &from) in to[full..].iter_mut().zip(&from[full..]) {
-                *to = from as f64;
-            }
-            scan.finish(&*to)
-        }
-    }
-}
-
 /// The largest element of a non-empty row, and whether every element is
 /// finite. With a NaN in the row the maximum is unspecified; callers treat
 /// such rows as non-finite (their loss is NaN whatever the maximum).
 #[inline]
 pub fn max_and_finite<R: Row>(row: R) -> (f64, bool) {
     dispatch(Level::detect(), MaxAndFinite { row })
-}
-
-/// `from` widened exactly into `to`, of the same length, and the row's
-/// [`max_and_finite`], in one pass over the float32 values.
-#[inline]
-pub fn widen_max_and_finite(from: &[f32], to: &mut [f64]) -> (f64, bool) {
-    assert_eq!(from.len(), to.len());
-    dispatch(Level::detect(), Widen { from, to })
 }
 
 struct FirstEqual<R> {
@@ -958,22 +922,6 @@ mod row_tests {
         let mut inf = [1.0; 9];
         inf[6] = f64::INFINITY;
         assert_eq!(max_and_finite(&inf[..]).0, f64::INFINITY);
-    }
-
-    #[test]
-    fn widening_a_float32_row_scans_it_too() {
-        for len in 1..21 {
-            let row: Vec<f32> = (0..len).map(|i| ((i * 37) % 11) as f32 / 3.0 - 5.0).collect();
-            let wide: Vec<f64> = row.iter().map(|&x| x as f64).collect();
-            for level in [Level::detect(), Level::Avx2, Level::Portable] {
-                let mut out = vec![0.0; len];
-                assert_eq!(dispatch(level, Widen { from: &row, to: &mut out }), max_and_finite(&wide[..]));
-                assert_eq!(out, wide);
-                let mut with_nan = row.clone();
-                with_nan[len - 1] = f32::NAN;
-                assert!(!dispatch(level, Widen { from: &with_nan, to: &mut out }).1);
-            }
-        }
     }
 
     #[test]

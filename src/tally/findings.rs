@@ -134,16 +134,13 @@ impl Hardest {
 
     #[inline(always)]
     pub fn offer(&mut self, noted: Noted) {
-        // Most examples are below the floor; NaN losses rank above all.
-        if noted.loss < self.floor {
-            return;
-        }
-        self.insert(noted);
+        self.offer_with(noted.loss, || noted);
     }
 
     /// Offers an example built only if its loss can enter.
     #[inline(always)]
     fn offer_with(&mut self, loss: f64, noted: impl FnOnce() -> Noted) {
+        // Most examples are below the floor; NaN losses rank above all.
         if loss < self.floor {
             return;
         }
@@ -522,8 +519,10 @@ impl Findings {
         // compares: once the heap is full, most blocks hold nothing that enters.
         let floor = self.hardest.floor;
         let any_enters = elements.loss.iter().fold(false, |any, &l| any | (l >= floor) | l.is_nan());
-        for (k, &l) in elements.loss.iter().enumerate().filter(|_| any_enters) {
-            self.hardest.offer_with(l, || Noted::from(&elements.example_of(k, classes)));
+        if any_enters {
+            for (k, &l) in elements.loss.iter().enumerate() {
+                self.hardest.offer_with(l, || Noted::from(&elements.example_of(k, classes)));
+            }
         }
         if !self.calibration.edges.is_empty() {
             self.calibration.add_slots(&mut self.element_buckets, slots, elements.p, elements.t);

@@ -34,13 +34,23 @@ pub trait Real: Copy {
     unsafe fn ge(self, other: Self) -> Self::Mask;
     /// Equal (NaN equals nothing).
     unsafe fn equal(self, other: Self) -> Self::Mask;
-    unsafe fn is_nan(self) -> Self::Mask;
     /// `yes` where `mask` is set, `no` elsewhere.
     unsafe fn select(mask: Self::Mask, yes: Self, no: Self) -> Self;
-    /// The integer in the low bits of `rounded` (a value `n + 1.5·2^52`)
-    /// turned into the double 2^n, for -1022 ≤ n ≤ 1023.
-    unsafe fn pow2(rounded: Self, round: f64) -> Self;
+    /// 2^(n/4) for the integer n in the low bits of `rounded` (a value
+    /// `n + 1.5·2^52`), -4088 ≤ n ≤ 0: [`QUARTER_POWERS`]`[n mod 4]` with
+    /// ⌊n/4⌋ added to its exponent, so within half an ulp.
+    unsafe fn pow2_quarter(rounded: Self) -> Self;
 }
+
+/// 2^(j/4) for j = 0…3, each the double nearest to it.
+pub const QUARTER_POWERS: [f64; 4] =
+    [1.0, 1.189_207_115_002_721, std::f64::consts::SQRT_2, 1.681_792_830_507_429];
+
+/// The bits of `rounded` that hold n (mod 2^14, enough for n ≥ -4096)
+/// moved so that ⌊n/4⌋ fills the exponent field: adding them to a double's
+/// bits multiplies it by 2^⌊n/4⌋ (two's complement wraps as it should).
+const EXPONENT_SHIFT: i32 = 50;
+const EXPONENT_FIELD: u64 = 0xFFF0_0000_0000_0000;
 
 /// Eight lanes, read from and written to slices.
 pub trait Lanes: Real {
@@ -110,16 +120,14 @@ impl Real for f64 {
         self == other
     }
     #[inline(always)]
-    unsafe fn is_nan(self) -> bool {
-        f64::is_nan(self)
-    }
-    #[inline(always)]
     unsafe fn select(mask: bool, yes: Self, no: Self) -> Self {
         if mask { yes } else { no }
     }
     #[inline(always)]
-    unsafe fn pow2(rounded: Self, round: f64) -> Self {
-        f64::from_bits((rounded.to_bits().wrapping_sub(round.to_bits()).wrapping_add(1023)) << 52)
+    unsafe fn pow2_quarter(rounded: Self) -> Self {
+        let bits = rounded.to_bits();
+        let scale = (bits << EXPONENT_SHIFT) & EXPONENT_FIELD;
+        f64::from_bits(QUARTER_POWERS[(bits & 3) as usize].to_bits().wrapping_add(scale))
     }
 }
 
@@ -195,17 +203,13 @@ impl Real for Portable {
         std::array::from_fn(|k| self.0[k] == other.0[k])
     }
     #[inline(always)]
-    unsafe fn is_nan(self) -> [bool; 8] {
-        self.0.map(f64::is_nan)
-    }
-    #[inline(always)]
     unsafe fn select(mask: [bool; 8], yes: Self, no: Self) -> Self {
         Portable(std::array::from_fn(|k| if mask[k] { yes.0[k] } else { no.0[k] }))
     }
     #[inline(always)]
-    unsafe fn pow2(rounded: Self, round: f64) -> Self {
+    unsafe fn pow2_quarter(rounded: Self) -> Self {
         // SAFETY: scalar arithmetic only.
-        rounded.map(|r| unsafe { <f64 as Real>::pow2(r, round) })
+        rounded.map(|r| unsafe { <f64 as Real>::pow2_quarter(r) })
     }
 }
 
@@ -294,19 +298,21 @@ impl Real for Avx512 {
         unsafe { _mm512_cmp_pd_mask::<_CMP_EQ_OQ>(self.0, other.0) }
     }
     #[inline(always)]
-    unsafe fn is_nan(self) -> __mmask8 {
-        unsafe { _mm512_cmp_pd_mask::<_CMP_UNORD_Q>(self.0, self.0) }
-    }
-    #[inline(always)]
     unsafe fn select(mask: __mmask8, yes: Self, no: Self) -> Self {
         unsafe { Avx512(_mm512_mask_blend_pd(mask, no.0, yes.0)) }
     }
     #[inline(always)]
-    unsafe fn pow2(rounded: Self, round: f64) -> Self {
+    unsafe fn pow2_quarter(rounded: Self) -> Self {
         unsafe {
-            let n =
-                _mm512_sub_epi64(_mm512_castpd_si512(rounded.0), _mm512_set1_epi64(round.to_bits() as i64));
-            Avx512(_mm512_castsi512_pd(_mm512_slli_epi64::<52>(_mm512_add_epi64(n, _mm512_set1_epi64(1023)))))
+            let bits = _mm512_castpd_si512(rounded.0);
+            // The permute reads the low three bits of n: the table twice.
+            let [a, b, c, d] = QUARTER_POWERS;
+            let power = _mm512_permutexvar_pd(bits, _mm512_setr_pd(a, b, c, d, a, b, c, d));
+            let scale = _mm512_and_si512(
+                _mm512_slli_epi64::<{ EXPONENT_SHIFT as u32 }>(bits),
+                _mm512_set1_epi64(EXPONENT_FIELD as i64),
+            );
+            Avx512(_mm512_castsi512_pd(_mm512_add_epi64(_mm512_castpd_si512(power), scale)))
         }
     }
 }
@@ -420,24 +426,36 @@ impl Real for Avx2 {
         }
     }
     #[inline(always)]
-    unsafe fn is_nan(self) -> Self::Mask {
-        unsafe {
-            (_mm256_cmp_pd::<_CMP_UNORD_Q>(self.0, self.0), _mm256_cmp_pd::<_CMP_UNORD_Q>(self.1, self.1))
-        }
-    }
-    #[inline(always)]
     unsafe fn select(mask: Self::Mask, yes: Self, no: Self) -> Self {
         unsafe { Avx2(_mm256_blendv_pd(no.0, yes.0, mask.0), _mm256_blendv_pd(no.1, yes.1, mask.1)) }
     }
     #[inline(always)]
-    unsafe fn pow2(rounded: Self, round: f64) -> Self {
-        unsafe {
-            let build = |r: __m256d| {
-                let n = _mm256_sub_epi64(_mm256_castpd_si256(r), _mm256_set1_epi64x(round.to_bits() as i64));
-                _mm256_castsi256_pd(_mm256_slli_epi64::<52>(_mm256_add_epi64(n, _mm256_set1_epi64x(1023))))
-            };
-            Avx2(build(rounded.0), build(rounded.1))
-        }
+    unsafe fn pow2_quarter(rounded: Self) -> Self {
+        // SAFETY: as every method here.
+        unsafe { Avx2(quarter_power(rounded.0), quarter_power(rounded.1)) }
+    }
+}
+
+/// [`Real::pow2_quarter`] on four lanes. (A function, not a closure: only
+/// an always-inlined function takes the vector instructions of its caller.)
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn quarter_power(rounded: __m256d) -> __m256d {
+    // SAFETY: the caller runs where AVX2 exists.
+    unsafe {
+        let [a, b, c, d] = QUARTER_POWERS;
+        let bits = _mm256_castpd_si256(rounded);
+        // Each permute picks by bit 1 of its index, here n's bit 0, from a
+        // pair of entries; n's bit 1 picks the pair.
+        let index = _mm256_add_epi64(bits, bits);
+        let low = _mm256_permutevar_pd(_mm256_setr_pd(a, b, a, b), index);
+        let high = _mm256_permutevar_pd(_mm256_setr_pd(c, d, c, d), index);
+        let power = _mm256_blendv_pd(low, high, _mm256_castsi256_pd(_mm256_slli_epi64::<62>(bits)));
+        let scale = _mm256_and_si256(
+            _mm256_slli_epi64::<EXPONENT_SHIFT>(bits),
+            _mm256_set1_epi64x(EXPONENT_FIELD as i64),
+        );
+        _mm256_castsi256_pd(_mm256_add_epi64(_mm256_castpd_si256(power), scale))
     }
 }
 

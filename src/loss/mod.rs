@@ -367,10 +367,15 @@ fn row_in_place<'a>(logits: &Values<'a>, layout: &ClassLayout, i: usize) -> Opti
 }
 
 /// Copies example `i`'s logits into `row` as float64; returns the row's
-/// maximum and whether every value is finite.
+/// maximum and whether every value is finite. A bfloat16 row with the
+/// classes on the last axis is widened and scanned in one pass (read in
+/// place instead, it would be widened again at every read of the kernels).
 #[inline]
 fn copy_row(logits: &Values, layout: &ClassLayout, i: usize, row: &mut [f64]) -> (f64, bool) {
     let (start, stride) = layout.row(i);
+    if let (Values::BF16(values), 1) = (logits, stride) {
+        return crate::math::widen_max_and_finite(&values[start..][..layout.classes], row);
+    }
     logits.copy_to_f64(start, stride, row);
     crate::math::max_and_finite(&*row)
 }

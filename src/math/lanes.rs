@@ -9,8 +9,22 @@
 //! rule is the safety contract of every method below.
 #![allow(clippy::missing_safety_doc)]
 
+use half::bf16;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
+
+/// Eight bfloat16 values as eight float32: each one's bits moved to the
+/// top half of a 32-bit lane.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn widen_bf16(from: &[bf16]) -> __m256 {
+    // SAFETY: the caller checked that eight values are there and runs where
+    // AVX2 exists; unaligned loads are allowed.
+    unsafe {
+        let halves = _mm_loadu_si128(from.as_ptr().cast());
+        _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(halves), 16))
+    }
+}
 
 /// Arithmetic on one value or on eight lanes.
 pub trait Real: Copy {
@@ -37,7 +51,7 @@ pub trait Real: Copy {
     /// `yes` where `mask` is set, `no` elsewhere.
     unsafe fn select(mask: Self::Mask, yes: Self, no: Self) -> Self;
     /// 2^(n/4) for the integer n in the low bits of `rounded` (a value
-    /// `n + 1.5·2^52`), -4088 ≤ n ≤ 0: [`QUARTER_POWERS`]`[n mod 4]` with
+    /// `n + 1.5·2^52`), -4088 ≤ n ≤ 0: `QUARTER_POWERS[n mod 4]` with
     /// ⌊n/4⌋ added to its exponent, so within half an ulp.
     unsafe fn pow2_quarter(rounded: Self) -> Self;
 }
@@ -58,6 +72,9 @@ pub trait Lanes: Real {
     unsafe fn load(from: &[f64]) -> Self;
     /// Reads eight f32 values from the start of `from`, widened exactly.
     unsafe fn load_f32(from: &[f32]) -> Self;
+    /// Reads eight bfloat16 values from the start of `from`, widened
+    /// exactly: a bfloat16 is the top half of a float32.
+    unsafe fn load_bf16(from: &[bf16]) -> Self;
     unsafe fn store(self, to: &mut [f64]);
     fn to_array(self) -> [f64; 8];
     /// The mask as bits, bit k for lane k.
@@ -223,6 +240,10 @@ impl Lanes for Portable {
         Portable(std::array::from_fn(|k| from[k] as f64))
     }
     #[inline(always)]
+    unsafe fn load_bf16(from: &[bf16]) -> Self {
+        Portable(std::array::from_fn(|k| f32::from_bits((from[k].to_bits() as u32) << 16) as f64))
+    }
+    #[inline(always)]
     unsafe fn store(self, to: &mut [f64]) {
         to[..8].copy_from_slice(&self.0);
     }
@@ -330,6 +351,12 @@ impl Lanes for Avx512 {
         assert!(from.len() >= 8);
         // SAFETY: as above.
         unsafe { Avx512(_mm512_cvtps_pd(_mm256_loadu_ps(from.as_ptr()))) }
+    }
+    #[inline(always)]
+    unsafe fn load_bf16(from: &[bf16]) -> Self {
+        assert!(from.len() >= 8);
+        // SAFETY: as above; a bf16 is a u16 in memory.
+        unsafe { Avx512(_mm512_cvtps_pd(widen_bf16(from))) }
     }
     #[inline(always)]
     unsafe fn store(self, to: &mut [f64]) {
@@ -475,6 +502,18 @@ impl Lanes for Avx2 {
             Avx2(
                 _mm256_cvtps_pd(_mm_loadu_ps(from.as_ptr())),
                 _mm256_cvtps_pd(_mm_loadu_ps(from.as_ptr().add(4))),
+            )
+        }
+    }
+    #[inline(always)]
+    unsafe fn load_bf16(from: &[bf16]) -> Self {
+        assert!(from.len() >= 8);
+        // SAFETY: as above; a bf16 is a u16 in memory.
+        unsafe {
+            let single = widen_bf16(from);
+            Avx2(
+                _mm256_cvtps_pd(_mm256_castps256_ps128(single)),
+                _mm256_cvtps_pd(_mm256_extractf128_ps(single, 1)),
             )
         }
     }

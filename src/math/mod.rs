@@ -257,9 +257,9 @@ pub fn padded_tail<R: Row>(row: R, pad: f64) -> Option<[f64; LANES]> {
 }
 
 /// A row of logits as the kernels read it, eight values at a time, in
-/// float64: a float64 row, or a float32 one (a mapped file's, read in
-/// place) widened exactly as it is read. Either way the kernels see the
-/// same values and give the same bits.
+/// float64: a float64 row, or a float32 or bfloat16 one (a mapped file's,
+/// read in place) widened exactly as it is read. Either way the kernels see
+/// the same values and give the same bits.
 pub trait Row: Copy {
     fn len(self) -> usize;
     fn is_empty(self) -> bool {
@@ -276,34 +276,60 @@ pub trait Row: Copy {
     unsafe fn lanes<V: Lanes>(self, at: usize) -> V;
 }
 
-impl Row for &[f64] {
+/// A floating-point type whose values widen exactly to float64.
+pub trait Float: Copy {
+    fn widen(self) -> f64;
+    /// The first eight values of `from`, widened.
+    ///
+    /// # Safety
+    /// The caller runs where V's instructions exist.
+    unsafe fn widen_lanes<V: Lanes>(from: &[Self]) -> V;
+}
+
+impl Float for f64 {
     #[inline(always)]
-    fn len(self) -> usize {
-        <[f64]>::len(self)
+    fn widen(self) -> f64 {
+        self
     }
     #[inline(always)]
-    fn at(self, k: usize) -> f64 {
-        self[k]
-    }
-    #[inline(always)]
-    fn part(self, range: std::ops::Range<usize>) -> Self {
-        &self[range]
-    }
-    #[inline(always)]
-    unsafe fn lanes<V: Lanes>(self, at: usize) -> V {
+    unsafe fn widen_lanes<V: Lanes>(from: &[f64]) -> V {
         // SAFETY: the caller runs where V's instructions exist.
-        unsafe { V::load(&self[at..]) }
+        unsafe { V::load(from) }
     }
 }
 
-impl Row for &[f32] {
+impl Float for f32 {
+    #[inline(always)]
+    fn widen(self) -> f64 {
+        self as f64
+    }
+    #[inline(always)]
+    unsafe fn widen_lanes<V: Lanes>(from: &[f32]) -> V {
+        // SAFETY: the caller runs where V's instructions exist.
+        unsafe { V::load_f32(from) }
+    }
+}
+
+impl Float for half::bf16 {
+    #[inline(always)]
+    fn widen(self) -> f64 {
+        self.to_f64()
+    }
+    #[inline(always)]
+    unsafe fn widen_lanes<V: Lanes>(from: &[half::bf16]) -> V {
+        // SAFETY: the caller runs where V's instructions exist.
+        unsafe { V::load_bf16(from) }
+    }
+}
+
+impl<T: Float> Row for &[T] {
     #[inline(always)]
     fn len(self) -> usize {
-        <[f32]>::len(self)
+        <[T]>::len(self)
     }
     #[inline(always)]
     fn at(self, k: usize) -> f64 {
-        self[k] as f64
+        self[k].widen()
     }
     #[inline(always)]
     fn part(self, range: std::ops::Range<usize>) -> Self {
@@ -312,7 +338,7 @@ impl Row for &[f32] {
     #[inline(always)]
     unsafe fn lanes<V: Lanes>(self, at: usize) -> V {
         // SAFETY: the caller runs where V's instructions exist.
-        unsafe { V::load_f32(&self[at..]) }
+        unsafe { T::widen_lanes(&self[at..]) }
     }
 }
 
@@ -606,6 +632,44 @@ pub fn max_and_finite<R: Row>(row: R) -> (f64, bool) {
     dispatch(Level::detect(), MaxAndFinite { row })
 }
 
+struct WidenAndScan<'a, T> {
+    from: &'a [T],
+    out: &'a mut [f64],
+}
+
+impl<T: Float> Kernel for WidenAndScan<'_, T> {
+    type Output = (f64, bool);
+
+    #[inline(always)]
+    unsafe fn run<V: Lanes>(self) -> (f64, bool) {
+        let WidenAndScan { from, out } = self;
+        let full = whole_vectors(from.len());
+        // SAFETY: the caller runs where V's instructions exist.
+        unsafe {
+            let mut scan = RowScan::<V>::new();
+            for at in (0..full).step_by(LANES) {
+                let x = from.lanes::<V>(at);
+                x.store(&mut out[at..]);
+                scan.step(x);
+            }
+            for (o, v) in out[full..from.len()].iter_mut().zip(&from[full..]) {
+                *o = v.widen();
+            }
+            scan.finish(&out[..from.len()])
+        }
+    }
+}
+
+/// Widens `from` into `out` (as long) in one pass that also gives what
+/// [`max_and_finite`] gives, the same answer: for a row that must be
+/// copied, such as a bfloat16 one, whose kernels would otherwise widen it
+/// again at every read.
+#[inline]
+pub fn widen_max_and_finite<T: Float>(from: &[T], out: &mut [f64]) -> (f64, bool) {
+    assert_eq!(from.len(), out.len());
+    dispatch(Level::detect(), WidenAndScan { from, out })
+}
+
 struct FirstEqual<R> {
     row: R,
     value: f64,
@@ -743,6 +807,44 @@ mod tests {
                         expected,
                         "{level:?}, {len}"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_build_widens_and_scans_a_narrow_row_as_a_copy_would() {
+        for len in [1, 7, 8, 9, 100, 1003] {
+            for special in [None, Some(f32::NAN), Some(f32::INFINITY), Some(f32::NEG_INFINITY)] {
+                let single: Vec<f32> = (0..len)
+                    .map(|i| match special {
+                        Some(value) if i == len / 2 => value,
+                        _ => (i * 37 % 101) as f32 / 7.0 - 5.0,
+                    })
+                    .collect();
+                let brain_float: Vec<half::bf16> = single.iter().map(|&x| half::bf16::from_f32(x)).collect();
+                for level in levels() {
+                    let mut out = vec![f64::NAN; len];
+                    let scanned = dispatch(level, WidenAndScan { from: &single[..], out: &mut out });
+                    let copy: Vec<f64> = single.iter().map(|&x| x as f64).collect();
+                    assert_eq!(
+                        out.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                        copy.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+                    );
+                    assert_eq!(scanned.1, max_and_finite(&copy[..]).1, "{level:?}, {len}");
+                    if scanned.1 {
+                        assert_eq!(scanned, max_and_finite(&copy[..]));
+                    }
+                    let scanned = dispatch(level, WidenAndScan { from: &brain_float[..], out: &mut out });
+                    let copy: Vec<f64> = brain_float.iter().map(|&x| x.to_f64()).collect();
+                    assert_eq!(
+                        out.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                        copy.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+                    );
+                    assert_eq!(scanned.1, special.is_none(), "{level:?}, {len}");
+                    if scanned.1 {
+                        assert_eq!(scanned, max_and_finite(&copy[..]));
+                    }
                 }
             }
         }

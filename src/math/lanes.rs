@@ -241,7 +241,7 @@ impl Lanes for Portable {
     }
     #[inline(always)]
     unsafe fn load_bf16(from: &[bf16]) -> Self {
-        Portable(std::array::from_fn(|k| f32::from_bits((from[k].to_bits() as u32) << 16) as f64))
+        Portable(std::array::from_fn(|k| from[k].to_f64()))
     }
     #[inline(always)]
     unsafe fn store(self, to: &mut [f64]) {

@@ -257,9 +257,9 @@ pub fn padded_tail<R: Row>(row: R, pad: f64) -> Option<[f64; LANES]> {
 }
 
 /// A row of logits as the kernels read it, eight values at a time, in
-/// float64: a float64 row, or a float32 or bfloat16 one (a mapped file's,
-/// read in place) widened exactly as it is read. Either way the kernels see
-/// the same values and give the same bits.
+/// float64: a float64 row, or a narrower one (such as a mapped float32
+/// file's, read in place) widened exactly as it is read. Either way the
+/// kernels see the same values and give the same bits.
 pub trait Row: Copy {
     fn len(self) -> usize;
     fn is_empty(self) -> bool {

@@ -560,6 +560,120 @@ pub fn ln_sum_exp_into<R: Row>(row: R, max: f64, exps: &mut [f64]) -> (f64, f64)
     (exp_sum.ln(), exp_sum)
 }
 
+/// What a softmax needs of one row of logits, as [`softmax_rows`] gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct RowSoftmax {
+    pub max: f64,
+    /// `Σ exp(x - max)`, [`sum_exp`]'s bits.
+    pub exp_sum: f64,
+    /// `ln Σ exp(x - max)`, [`ln_sum_exp_into`]'s bits.
+    pub ln_sum: f64,
+    /// The first maximum, as torch.argmax picks it (0 for a row with NaN).
+    pub argmax: usize,
+    /// Whether every value is finite.
+    pub finite: bool,
+}
+
+struct SoftmaxRows<'a, T> {
+    values: &'a [T],
+    width: usize,
+    terms: &'a mut [f64],
+    out: &'a mut [RowSoftmax],
+}
+
+impl<T: Float> Kernel for SoftmaxRows<'_, T> {
+    type Output = ();
+
+    #[inline(always)]
+    unsafe fn run<V: Lanes>(self) {
+        let SoftmaxRows { values, width, terms, out } = self;
+        let full = whole_vectors(width);
+        let rem = width - full;
+        let padded = padded_len(width);
+        // SAFETY: the caller runs where V's instructions exist; the kernels'
+        // parts used below are built (and inlined) for the same lanes.
+        unsafe {
+            // The lanes of a row's last vector that belong to the row; the
+            // rest is padded as each single-row kernel pads it, so every
+            // answer has that kernel's bits.
+            let in_row = V::load(&[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]).lt(V::splat(rem as f64));
+            let (zero, no_term, no_match) = (V::splat(0.0), V::splat(f64::NEG_INFINITY), V::splat(f64::NAN));
+            for ((r, row), summary) in values.chunks_exact(width).enumerate().zip(out) {
+                let last = if rem > 0 { last_vector::<V, T>(values, r * width + full, row) } else { zero };
+
+                let mut scan = RowScan::<V>::new();
+                for at in (0..full).step_by(LANES) {
+                    scan.step(row.lanes::<V>(at));
+                }
+                if rem > 0 {
+                    scan.step(V::select(in_row, last, V::splat(row.at(0))));
+                }
+                let (max, finite) = scan.result();
+
+                let shift = V::splat(max);
+                let mut acc = zero;
+                for at in (0..full).step_by(LANES) {
+                    let e = exp(row.lanes::<V>(at).sub(shift));
+                    e.store(&mut terms[at..]);
+                    acc = acc.add(e);
+                }
+                if rem > 0 {
+                    let e = exp(V::select(in_row, last, no_term).sub(shift));
+                    e.store(&mut terms[full..]);
+                    acc = acc.add(e);
+                }
+                let exp_sum = combine(acc.to_array());
+                // As ln_sum_exp_into: with the sum below 2 the maximum's term
+                // is the only one not below 1, and the rest is summed alone
+                // (the padding's terms are 0).
+                let ln_sum = if exp_sum < LN_SUM_DIRECT_BELOW {
+                    SumBelow { values: &terms[..padded], bound: 1.0 }.run::<V>().ln_1p()
+                } else {
+                    exp_sum.ln()
+                };
+
+                let mut argmax = 0;
+                for at in (0..padded).step_by(LANES) {
+                    // NaN padding equals nothing, not even a maximum of -inf.
+                    let x = if at < full { row.lanes::<V>(at) } else { V::select(in_row, last, no_match) };
+                    let bits = V::bits(x.equal(shift));
+                    if bits != 0 {
+                        argmax = at + bits.trailing_zeros() as usize;
+                        break;
+                    }
+                }
+                *summary = RowSoftmax { max, exp_sum, ln_sum, argmax, finite };
+            }
+        }
+    }
+}
+
+/// The last vector of `row`, which starts at `values[at]`: read in place
+/// when the values go on for a whole vector (the lanes past the row are
+/// masked off by the caller), else copied. A function, not a closure: a
+/// closure would not be built for the caller's vector instructions.
+#[inline(always)]
+unsafe fn last_vector<V: Lanes, T: Float>(values: &[T], at: usize, row: &[T]) -> V {
+    // SAFETY: the caller runs where V's instructions exist.
+    unsafe {
+        if at + LANES <= values.len() {
+            values.lanes::<V>(at)
+        } else {
+            V::load(&padded_tail(row, 0.0).unwrap_or([0.0; LANES]))
+        }
+    }
+}
+
+/// [`RowSoftmax`] of each row of `values`, rows of `width` one after the
+/// other, into `out` (one per row): many short rows in one call, each with
+/// the bits [`max_and_finite`], [`ln_sum_exp_into`] and [`first_equal`]
+/// give it alone. `terms` is scratch of at least [`padded_len`]`(width)`.
+#[inline]
+pub fn softmax_rows<T: Float>(values: &[T], width: usize, terms: &mut [f64], out: &mut [RowSoftmax]) {
+    assert!(width > 0 && values.len() == width * out.len() && terms.len() >= padded_len(width));
+    dispatch(Level::detect(), SoftmaxRows { values, width, terms, out })
+}
+
 /// The longest row whose terms [`ln_sum_exp_into`] keeps as it sums them:
 /// 32 KiB of float64, the L1 data cache of the machines measured.
 const KEEP_TERMS_UP_TO: usize = 4096;
@@ -595,6 +709,12 @@ impl<V: Lanes> RowScan<V> {
             // SAFETY: the caller runs where V's instructions exist.
             unsafe { self.step(V::load(&tail)) };
         }
+        self.result()
+    }
+
+    /// The maximum and finiteness of the values stepped through.
+    #[inline(always)]
+    fn result(self) -> (f64, bool) {
         let top = self.max.to_array().iter().fold(f64::NEG_INFINITY, |m, &x| if x > m { x } else { m });
         (top, self.probe.to_array().iter().all(|p| *p == 0.0))
     }
@@ -1022,6 +1142,52 @@ mod logistic_tests {
 #[cfg(test)]
 mod row_tests {
     use super::*;
+
+    #[test]
+    fn every_build_reduces_many_short_rows_as_each_row_alone() {
+        for width in [1, 3, 7, 8, 9, 16, 21, 24, 81] {
+            let rows = 13;
+            let mut x: Vec<f32> =
+                (0..rows * width).map(|i| ((i * 37) % 23) as f32 / 3.0 - 4.0 + (i % 5) as f32).collect();
+            // A dominant maximum, ties, and non-finite values in some rows.
+            x[width + width / 2] = 60.0;
+            x[2 * width] = 90.0;
+            x[2 * width + width - 1] = 90.0;
+            x[4 * width + width / 3] = f32::NAN;
+            x[5 * width] = f32::INFINITY;
+            x[6 * width + width - 1] = f32::NEG_INFINITY;
+            let wide: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+            let narrow: Vec<half::bf16> = x.iter().map(|&v| half::bf16::from_f32(v)).collect();
+            let narrow_wide: Vec<f64> = narrow.iter().map(|v| v.to_f64()).collect();
+            let alone = |values: &[f64]| -> Vec<RowSoftmax> {
+                values
+                    .chunks(width)
+                    .map(|row| {
+                        let (max, finite) = max_and_finite(row);
+                        let mut terms = vec![0.0; padded_len(width)];
+                        let (ln_sum, exp_sum) = ln_sum_exp_into(row, max, &mut terms);
+                        let argmax = first_equal(row, max).unwrap_or(0);
+                        RowSoftmax { max, exp_sum, ln_sum, argmax, finite }
+                    })
+                    .collect()
+            };
+            let bits = |rows: &[RowSoftmax]| -> Vec<(u64, u64, u64, usize, bool)> {
+                rows.iter()
+                    .map(|r| (r.max.to_bits(), r.exp_sum.to_bits(), r.ln_sum.to_bits(), r.argmax, r.finite))
+                    .collect()
+            };
+            for level in [Level::detect(), Level::Portable] {
+                let mut terms = vec![0.0; padded_len(width)];
+                let mut out = vec![RowSoftmax::default(); rows];
+                dispatch(level, SoftmaxRows { values: &x[..], width, terms: &mut terms, out: &mut out });
+                assert_eq!(bits(&out), bits(&alone(&wide)), "float32, width {width}, {level:?}");
+                dispatch(level, SoftmaxRows { values: &wide[..], width, terms: &mut terms, out: &mut out });
+                assert_eq!(bits(&out), bits(&alone(&wide)), "float64, width {width}, {level:?}");
+                dispatch(level, SoftmaxRows { values: &narrow[..], width, terms: &mut terms, out: &mut out });
+                assert_eq!(bits(&out), bits(&alone(&narrow_wide)), "bfloat16, width {width}, {level:?}");
+            }
+        }
+    }
 
     #[test]
     fn max_and_finiteness_of_rows() {

@@ -3,10 +3,11 @@
 //! priors each preset counts.
 
 use crate::input::Values;
+use crate::math::RowSoftmax;
 use crate::tally::{Example, Sum};
 
 use super::boxes::{Corners, encode_ssd_pytorch, encode_torchvision, smooth_l1};
-use super::confidence::Row;
+use super::confidence::{ROWS_AT_ONCE, RowScratch, global_max_mining_score, log_p, reduce_rows};
 use super::figures::{ClassFigures, DisplacedBox, ForcedMatch, Groups, ImageFigures, NeverMined};
 use super::matching::Matches;
 use super::mining::{mark_hardest, negatives_to_mine};
@@ -94,7 +95,8 @@ struct PriorConf {
 pub struct Scratch {
     matches: Matches,
     boxes: Vec<Corners>,
-    row: Vec<f64>,
+    rows: RowScratch,
+    summaries: Vec<RowSoftmax>,
     class_of: Vec<usize>,
     conf: Vec<PriorConf>,
     scores: Vec<f64>,
@@ -202,45 +204,49 @@ impl Context<'_> {
     fn score_priors(&self, image: usize, s: &mut Scratch) -> (NeverMined, (u64, usize)) {
         let params = self.params;
         let priors = self.priors.len();
+        let width = self.classes;
         let mut never_mined = NeverMined::default();
         let mut nonfinite = (0, 0);
-        s.row.resize(self.classes, 0.0);
         s.conf.clear();
         s.scores.clear();
-        for j in 0..priors {
-            let start = (image * priors + j) * self.classes;
-            self.conf.copy_to_f64(start, 1, &mut s.row);
-            let row = Row::new(&s.row);
-            if !row.finite {
-                if nonfinite.0 == 0 {
-                    nonfinite.1 = start + s.row.iter().position(|v| !v.is_finite()).unwrap_or(0);
-                }
-                nonfinite.0 += s.row.iter().filter(|v| !v.is_finite()).count() as u64;
-            }
-            let class = s.class_of[j];
-            let log_p = row.log_p(&s.row, class);
-            let predicted = row.argmax(&s.row);
-            let conf = PriorConf {
-                loss: params.conf_loss.loss(log_p),
-                log_p,
-                correct: predicted == class,
-                predicted: predicted as u32,
-                confidence: row.exp_sum.recip(),
-            };
-            s.conf.push(conf);
-            if params.mining {
-                let score = match (params.preset, self.batch_max) {
-                    (Preset::SsdPytorch, _) if class > 0 => 0.0,
-                    (Preset::SsdPytorch, Some(batch_max)) => {
-                        let score = row.global_max_mining_score(&s.row, batch_max);
-                        never_mined.float64 += (score == f64::NEG_INFINITY) as u64;
-                        never_mined.float32 += (row.max - batch_max < FLOAT32_EXP_UNDERFLOW) as u64;
-                        score
+        for first in (0..priors).step_by(ROWS_AT_ONCE) {
+            let first_start = (image * priors + first) * width;
+            s.summaries.resize(ROWS_AT_ONCE.min(priors - first), RowSoftmax::default());
+            reduce_rows(&self.conf, first_start, width, &mut s.rows, &mut s.summaries);
+            for (k, row) in s.summaries.iter().enumerate() {
+                let j = first + k;
+                let start = first_start + k * width;
+                if !row.finite {
+                    let bad = (start..start + width).filter(|&i| !self.conf.get(i).is_finite());
+                    if nonfinite.0 == 0 {
+                        nonfinite.1 = bad.clone().next().unwrap_or(start);
                     }
-                    (Preset::Torchvision, _) if class > 0 => f64::NEG_INFINITY,
-                    _ => conf.loss,
+                    nonfinite.0 += bad.count() as u64;
+                }
+                let class = s.class_of[j];
+                let log_p = log_p(row, self.conf.get(start + class));
+                let conf = PriorConf {
+                    loss: params.conf_loss.loss(log_p),
+                    log_p,
+                    correct: row.argmax == class,
+                    predicted: row.argmax as u32,
+                    confidence: row.exp_sum.recip(),
                 };
-                s.scores.push(score);
+                s.conf.push(conf);
+                if params.mining {
+                    let score = match (params.preset, self.batch_max) {
+                        (Preset::SsdPytorch, _) if class > 0 => 0.0,
+                        (Preset::SsdPytorch, Some(batch_max)) => {
+                            let score = global_max_mining_score(row, self.conf.get(start), batch_max);
+                            never_mined.float64 += (score == f64::NEG_INFINITY) as u64;
+                            never_mined.float32 += (row.max - batch_max < FLOAT32_EXP_UNDERFLOW) as u64;
+                            score
+                        }
+                        (Preset::Torchvision, _) if class > 0 => f64::NEG_INFINITY,
+                        _ => conf.loss,
+                    };
+                    s.scores.push(score);
+                }
             }
         }
         (never_mined, nonfinite)

@@ -45,7 +45,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::input::Tensor;
+use crate::input::{Tensor, Values};
 use crate::math::max_and_finite;
 use crate::tally::findings::ExampleKind;
 use crate::tally::{Example, Grouping, Operand, Tally};
@@ -335,22 +335,31 @@ fn check_inputs(
 }
 
 /// The largest logit of the batch, for ssd.pytorch's mining score.
+/// Float32, float64 and bfloat16 logits are read in place.
 fn batch_max(conf: &Tensor, images: usize) -> f64 {
     const BLOCK: usize = 4096;
     let values = conf.values();
     let per_image = conf.numel() / images.max(1);
+    // A NaN leaves the maximum unspecified; the tally reports it.
     (0..images)
         .into_par_iter()
         .map(|b| {
-            let mut block = [0.0; BLOCK];
-            let mut max = f64::NEG_INFINITY;
-            for start in (b * per_image..(b + 1) * per_image).step_by(BLOCK) {
-                let len = BLOCK.min((b + 1) * per_image - start);
-                values.copy_to_f64(start, 1, &mut block[..len]);
-                // A NaN leaves the maximum unspecified; the tally reports it.
-                max = max.max(max_and_finite(&block[..len]).0);
+            let range = b * per_image..(b + 1) * per_image;
+            match values {
+                Values::F32(v) => max_and_finite(&v[range]).0,
+                Values::F64(v) => max_and_finite(&v[range]).0,
+                Values::BF16(v) => max_and_finite(&v[range]).0,
+                _ => {
+                    let mut block = [0.0; BLOCK];
+                    let mut max = f64::NEG_INFINITY;
+                    for start in range.clone().step_by(BLOCK) {
+                        let len = BLOCK.min(range.end - start);
+                        values.copy_to_f64(start, 1, &mut block[..len]);
+                        max = max.max(max_and_finite(&block[..len]).0);
+                    }
+                    max
+                }
             }
-            max
         })
         .reduce(|| f64::NEG_INFINITY, f64::max)
 }

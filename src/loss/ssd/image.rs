@@ -134,7 +134,7 @@ impl Context<'_> {
     pub fn evaluate(&self, image: usize, truths: &[GroundTruth], s: &mut Scratch) -> ImageResult {
         s.boxes.clear();
         s.boxes.extend(truths.iter().map(|t| t.corners));
-        let box_matches = s.matches.run(&s.boxes, self.priors.corners(), self.params.overlap_threshold);
+        let box_matches = s.matches.run(&s.boxes, self.priors.columns(), self.params.overlap_threshold);
         s.class_of.clear();
         s.class_of.extend(s.matches.assigned.iter().map(|a| a.map_or(0, |i| truths[i].label + 1)));
         let positives = s.class_of.iter().filter(|&&c| c > 0).count();

@@ -5,6 +5,7 @@ use crate::error::{Error, Origin, Result, index_in};
 use crate::input::Tensor;
 
 use super::boxes::{CenterSize, Corners, point_form};
+use super::matching::PriorColumns;
 
 const ROLE: &str = "priors";
 
@@ -107,6 +108,7 @@ pub struct Priors {
     pub origin: Origin,
     centers: Vec<CenterSize>,
     corners: Vec<Corners>,
+    columns: PriorColumns,
 }
 
 impl Priors {
@@ -154,8 +156,9 @@ impl Priors {
     }
 
     fn from_centers(origin: Origin, centers: Vec<CenterSize>) -> Priors {
-        let corners = centers.iter().map(point_form).collect();
-        Priors { origin, centers, corners }
+        let corners: Vec<Corners> = centers.iter().map(point_form).collect();
+        let columns = PriorColumns::new(&corners);
+        Priors { origin, centers, corners, columns }
     }
 
     pub fn len(&self) -> usize {
@@ -174,6 +177,11 @@ impl Priors {
     /// `point_form` of the centres: what both references match against.
     pub fn corners(&self) -> &[Corners] {
         &self.corners
+    }
+
+    /// The corners coordinate by coordinate, for matching.
+    pub fn columns(&self) -> &PriorColumns {
+        &self.columns
     }
 }
 

@@ -104,8 +104,6 @@ pub struct Scratch {
     mined: Vec<bool>,
     /// Smooth L1 per prior (0 for negatives).
     loc: Vec<f64>,
-    /// Every prior as a candidate for the hardest.
-    candidates: Vec<HardPrior>,
 }
 
 /// Everything one image contributes, merged in image order by the loss.
@@ -266,26 +264,35 @@ impl Context<'_> {
         if self.keep.hardest == 0 {
             return (Vec::new(), records);
         }
-        // Every prior is a candidate, in scratch space: what the image keeps
-        // is sized to the few it keeps, since every image's result lives
-        // until the batch is merged.
-        s.candidates.clear();
-        s.candidates.extend((0..self.priors.len()).map(|j| HardPrior {
-            image,
-            prior: j,
-            class: s.class_of[j],
-            conf: s.conf[j].loss,
-            loc: s.loc[j],
-            loss: s.conf[j].loss + alpha * s.loc[j],
-            positive: s.class_of[j] > 0,
-            mined: s.class_of[j] == 0 && s.mined[j],
-        }));
-        let k = self.keep.hardest.min(s.candidates.len());
-        if k < s.candidates.len() {
-            s.candidates.select_nth_unstable_by(k, HardPrior::harder);
+        // Every prior is a candidate, as a key in scratch space: what the
+        // image keeps is sized to the few it keeps, since every image's
+        // result lives until the batch is merged.
+        s.keys.clear();
+        s.keys.extend((0..self.priors.len()).map(|j| (s.conf[j].loss + alpha * s.loc[j], j as u32)));
+        // HardPrior::harder within one image.
+        let harder = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+        let k = self.keep.hardest.min(s.keys.len());
+        if k < s.keys.len() {
+            s.keys.select_nth_unstable_by(k, harder);
         }
-        let mut hardest = s.candidates[..k].to_vec();
-        hardest.sort_by(HardPrior::harder);
+        s.keys[..k].sort_unstable_by(harder);
+        let hardest = s.keys[..k]
+            .iter()
+            .map(|&(loss, j)| {
+                let j = j as usize;
+                let class = s.class_of[j];
+                HardPrior {
+                    image,
+                    prior: j,
+                    class,
+                    conf: s.conf[j].loss,
+                    loc: s.loc[j],
+                    loss,
+                    positive: class > 0,
+                    mined: class == 0 && s.mined[j],
+                }
+            })
+            .collect();
         (hardest, records)
     }
 

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 
 use crate::error::{Error, Origin, Result};
 use crate::input::{Sources, Tensor, Values, shape_text};
-use crate::math::Row;
+use crate::math::{Row, RowSoftmax};
 use crate::report::{BaselineTotals, Presentation, Totals};
 use crate::settings::{self, ReportArgs};
 use crate::tally::findings::ExampleKind;
@@ -372,16 +372,14 @@ impl<'a> CrossEntropy<'a> {
 /// CE's pass over rows: the loss and what it works in, kept from row to row.
 struct CeRows<'a> {
     loss: &'a CrossEntropy<'a>,
-    /// `exp(x_c - max)` of a row.
-    exps: Vec<f64>,
     /// A row of probability targets.
     targets: Vec<f64>,
 }
 
 impl RowPass for CeRows<'_> {
     #[inline(always)]
-    fn add_row<R: Row>(&mut self, i: usize, row: R, max: f64, tally: &mut Tally) {
-        let CeRows { loss: ce, exps, targets: target_row } = self;
+    fn add_row<R: Row>(&mut self, i: usize, row: R, softmax: &RowSoftmax, tally: &mut Tally) {
+        let CeRows { loss: ce, targets: target_row } = self;
         let classes = ce.layout.classes;
         let eps = ce.smoothing;
         let y = match &ce.targets {
@@ -399,11 +397,10 @@ impl RowPass for CeRows<'_> {
                 first_max(target_row)
             }
         };
-        // ln Σ exp(x - max), so that log p_c = (x_c - max) - ln_sum in
-        // PyTorch's order, exact also when one class dominates.
-        let (ln_sum, exp_sum) = crate::math::ln_sum_exp_into(row, max, exps);
+        // log p_c = (x_c - max) - ln Σ exp(x - max), in PyTorch's order.
+        let &RowSoftmax { max, exp_sum, ln_sum, .. } = softmax;
         let log_p = |c: usize| (row.at(c) - max) - ln_sum;
-        let predicted = prediction(row, max, exp_sum, y);
+        let predicted = prediction(row, softmax, y);
         let log_p_y = log_p(y);
         // The loss, the plain CE beside it, and the example's share of the mean's divisor.
         let (loss, baseline, divisor) = match &ce.targets {
@@ -465,11 +462,7 @@ impl PerExample for CrossEntropy<'_> {
 
     fn eval(&self, units: Range<usize>, tally: &mut Tally) {
         let classes = self.layout.classes;
-        let mut pass = CeRows {
-            loss: self,
-            exps: vec![0.0; crate::math::padded_len(classes)],
-            targets: vec![0.0; classes],
-        };
+        let mut pass = CeRows { loss: self, targets: vec![0.0; classes] };
         each_row(&self.logits, &self.layout, units, tally, &mut pass);
     }
 

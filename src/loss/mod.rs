@@ -25,7 +25,7 @@ pub use ssd::SsdArgs;
 
 use crate::error::{Error, Origin, Result, index_in};
 use crate::input::{DType, NotAnIndex, Sources, Tensor, Values, size_text};
-use crate::math::Row;
+use crate::math::{Float, ROWS_PER_CALL, Row, RowSoftmax, SHORT_ROW};
 use crate::report::{InputInfo, LossSections, Presentation, Totals};
 use crate::settings::ReportArgs;
 use crate::tally::findings::ExampleKind;
@@ -383,14 +383,15 @@ fn copy_row(logits: &Values, layout: &ClassLayout, i: usize, row: &mut [f64]) ->
 /// What a softmax loss does with one example's row of logits, read in
 /// place or copied (see [`each_row`]).
 pub trait RowPass {
-    /// Adds example `i`, whose logits are `row` with maximum `max`.
-    fn add_row<R: Row>(&mut self, i: usize, row: R, max: f64, tally: &mut Tally);
+    /// Adds example `i`, whose logits are `row`, reduced to `softmax`.
+    fn add_row<R: Row>(&mut self, i: usize, row: R, softmax: &RowSoftmax, tally: &mut Tally);
 }
 
 /// Hands each example of `units` to `pass` with its logits and their
-/// maximum, non-finite values recorded first. A float32 row with the
-/// classes on the last axis is read in place, straight from the mapped
-/// file; other rows are copied to float64.
+/// softmax sums, non-finite values recorded first. Rows with the classes
+/// on the last axis are read in place, straight from the mapped file when
+/// float32, float64 or bfloat16, and short ones (up to [`SHORT_ROW`]
+/// classes) are reduced many at a time; other rows are copied to float64.
 pub fn each_row(
     logits: &Values,
     layout: &ClassLayout,
@@ -398,7 +399,16 @@ pub fn each_row(
     tally: &mut Tally,
     pass: &mut impl RowPass,
 ) {
+    if layout.inner == 1 && layout.classes <= SHORT_ROW {
+        match logits {
+            Values::F32(values) => return short_rows(values, layout, units, tally, pass),
+            Values::F64(values) => return short_rows(values, layout, units, tally, pass),
+            Values::BF16(values) => return short_rows(values, layout, units, tally, pass),
+            _ => {}
+        }
+    }
     let mut row = vec![0.0; layout.classes];
+    let mut terms = vec![0.0; crate::math::padded_len(layout.classes)];
     for i in units {
         let in_place = row_in_place(logits, layout, i);
         let (max, finite) = match in_place {
@@ -414,8 +424,47 @@ pub fn each_row(
             tally.record_nonfinite(Operand::Logits, &row, start, stride);
         }
         match in_place {
-            Some(values) => pass.add_row(i, values, max, tally),
-            None => pass.add_row(i, &row[..], max, tally),
+            Some(values) => pass.add_row(i, values, &reduce(values, max, finite, &mut terms), tally),
+            None => pass.add_row(i, &row[..], &reduce(&row[..], max, finite, &mut terms), tally),
+        }
+    }
+}
+
+/// A row with maximum `max` reduced alone: ln Σ exp(x - max), exact also
+/// when one class dominates (`terms` is scratch); the argmax is left to
+/// the pass, which often knows it without a search ([`prediction`]).
+#[inline(always)]
+fn reduce<R: Row>(row: R, max: f64, finite: bool, terms: &mut [f64]) -> RowSoftmax {
+    let (ln_sum, exp_sum) = crate::math::ln_sum_exp_into(row, max, terms);
+    RowSoftmax { max, exp_sum, ln_sum, argmax: None, finite }
+}
+
+/// [`each_row`] for short rows on the last axis, read in place and
+/// reduced [`ROWS_PER_CALL`] at a time, each to the bits it has alone.
+fn short_rows<T: Float>(
+    values: &[T],
+    layout: &ClassLayout,
+    units: Range<usize>,
+    tally: &mut Tally,
+    pass: &mut impl RowPass,
+) {
+    let classes = layout.classes;
+    let mut terms = vec![0.0; crate::math::padded_len(classes)];
+    let mut summaries = vec![RowSoftmax::default(); ROWS_PER_CALL];
+    let mut copy = vec![0.0; classes];
+    for first in units.clone().step_by(ROWS_PER_CALL) {
+        let rows = ROWS_PER_CALL.min(units.end - first);
+        let block = &values[first * classes..(first + rows) * classes];
+        crate::math::softmax_rows(block, classes, &mut terms, &mut summaries[..rows]);
+        for ((i, row), softmax) in (first..).zip(block.chunks_exact(classes)).zip(&summaries) {
+            if !softmax.finite {
+                // Rare: the values are copied to find and count the non-finite ones.
+                for (c, v) in copy.iter_mut().zip(row) {
+                    *c = v.widen();
+                }
+                tally.record_nonfinite(Operand::Logits, &copy, i * classes, 1);
+            }
+            pass.add_row(i, row, softmax, tally);
         }
     }
 }
@@ -438,13 +487,18 @@ pub fn argmax<R: Row>(row: R, max: f64) -> usize {
     crate::math::first_equal(row, max).unwrap_or(0)
 }
 
-/// [`argmax`] of a row whose terms `exp(x - max)` sum to `exp_sum`, when
-/// `label` is the likely answer: each entry at the maximum adds exactly 1
-/// to the sum, so below 2 the maximum is the row's only one, and `label` at
-/// the maximum is the prediction without a search.
+/// The prediction of a row reduced to `softmax`, when `label` is the likely
+/// answer: the argmax if it was found, else `label` itself when it holds
+/// the maximum and the terms `exp(x - max)` sum below 2 (each entry at the
+/// maximum adds exactly 1, so the maximum is the row's only one), else a
+/// search.
 #[inline(always)]
-pub fn prediction<R: Row>(row: R, max: f64, exp_sum: f64, label: usize) -> usize {
-    if exp_sum < 2.0 && row.at(label) == max { label } else { argmax(row, max) }
+pub fn prediction<R: Row>(row: R, softmax: &RowSoftmax, label: usize) -> usize {
+    match softmax.argmax {
+        Some(argmax) => argmax,
+        None if softmax.exp_sum < 2.0 && row.at(label) == softmax.max => label,
+        None => argmax(row, softmax.max),
+    }
 }
 
 /// Labels that are allowed in class-index targets without being classes,
@@ -611,10 +665,11 @@ mod tests {
         let tied = [0.5, 3.0, 1.0, 3.0, -2.0, 0.0, 1.0, 2.5, 3.0];
         let single = [0.5, -3.0, 1.0, 3.0, -2.0, 0.0, 1.0, 2.5, 1.0];
         for (row, first) in [(tied, 1), (single, 3)] {
-            let (max, _) = crate::math::max_and_finite(&row[..]);
+            let (max, finite) = crate::math::max_and_finite(&row[..]);
             let exp_sum = crate::math::sum_exp(&row[..], max);
+            let softmax = RowSoftmax { max, exp_sum, ln_sum: exp_sum.ln(), argmax: None, finite };
             for label in 0..row.len() {
-                assert_eq!(prediction(&row[..], max, exp_sum, label), first, "label {label} of {row:?}");
+                assert_eq!(prediction(&row[..], &softmax, label), first, "label {label} of {row:?}");
             }
         }
     }

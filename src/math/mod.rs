@@ -568,8 +568,9 @@ pub struct RowSoftmax {
     pub exp_sum: f64,
     /// `ln Σ exp(x - max)`, [`ln_sum_exp_into`]'s bits.
     pub ln_sum: f64,
-    /// The first maximum, as torch.argmax picks it (0 for a row with NaN).
-    pub argmax: usize,
+    /// The first maximum, as torch.argmax picks it (0 for a row with NaN),
+    /// when it was looked for: [`softmax_rows`] always does.
+    pub argmax: Option<usize>,
     /// Whether every value is finite.
     pub finite: bool,
 }
@@ -632,13 +633,13 @@ impl<T: Float> Kernel for SoftmaxRows<'_, T> {
                     exp_sum.ln()
                 };
 
-                let mut argmax = 0;
+                let mut argmax = Some(0);
                 for at in (0..padded).step_by(LANES) {
                     // NaN padding equals nothing, not even a maximum of -inf.
                     let x = if at < full { row.lanes::<V>(at) } else { V::select(in_row, last, no_match) };
                     let bits = V::bits(x.equal(shift));
                     if bits != 0 {
-                        argmax = at + bits.trailing_zeros() as usize;
+                        argmax = Some(at + bits.trailing_zeros() as usize);
                         break;
                     }
                 }
@@ -663,6 +664,14 @@ unsafe fn last_vector<V: Lanes, T: Float>(values: &[T], at: usize, row: &[T]) ->
         }
     }
 }
+
+/// How many rows one [`softmax_rows`] call takes: enough that the call
+/// costs nothing per row, few enough that the summaries stay in the cache.
+pub const ROWS_PER_CALL: usize = 256;
+
+/// The longest row [`softmax_rows`] is for: it keeps every row's terms, as
+/// [`ln_sum_exp_into`] does up to this length.
+pub const SHORT_ROW: usize = KEEP_TERMS_UP_TO;
 
 /// [`RowSoftmax`] of each row of `values`, rows of `width` one after the
 /// other, into `out` (one per row): many short rows in one call, each with
@@ -1166,12 +1175,12 @@ mod row_tests {
                         let (max, finite) = max_and_finite(row);
                         let mut terms = vec![0.0; padded_len(width)];
                         let (ln_sum, exp_sum) = ln_sum_exp_into(row, max, &mut terms);
-                        let argmax = first_equal(row, max).unwrap_or(0);
+                        let argmax = Some(first_equal(row, max).unwrap_or(0));
                         RowSoftmax { max, exp_sum, ln_sum, argmax, finite }
                     })
                     .collect()
             };
-            let bits = |rows: &[RowSoftmax]| -> Vec<(u64, u64, u64, usize, bool)> {
+            let bits = |rows: &[RowSoftmax]| -> Vec<(u64, u64, u64, Option<usize>, bool)> {
                 rows.iter()
                     .map(|r| (r.max.to_bits(), r.exp_sum.to_bits(), r.ln_sum.to_bits(), r.argmax, r.finite))
                     .collect()

@@ -15,7 +15,7 @@ use std::ops::Range;
 use crate::error::{Error, Result};
 use crate::input::{Tensor, Values, shape_text};
 use crate::loss::{ClassLayout, resolve_axis};
-use crate::math::Row;
+use crate::math::{Row, RowSoftmax};
 use crate::tally::{Example, Tally};
 
 use super::{Alpha, FocalParams, FocalPreset, Ignore, KERAS_EPSILON, power};
@@ -218,32 +218,29 @@ impl<'a> SoftmaxFocal<'a> {
     }
 
     pub(super) fn eval(&self, units: Range<usize>, tally: &mut Tally) {
-        let mut pass =
-            FocalRows { loss: self, exps: vec![0.0; crate::math::padded_len(self.layout.classes)] };
-        each_row(&self.logits, &self.layout, units, tally, &mut pass);
+        each_row(&self.logits, &self.layout, units, tally, &mut FocalRows { loss: self });
     }
 }
 
-/// Softmax focal's pass over rows: the loss, and a row's `exp(x_c - max)`.
+/// Softmax focal's pass over rows.
 struct FocalRows<'a> {
     loss: &'a SoftmaxFocal<'a>,
-    exps: Vec<f64>,
 }
 
 impl RowPass for FocalRows<'_> {
     #[inline(always)]
-    fn add_row<R: Row>(&mut self, i: usize, row: R, max: f64, tally: &mut Tally) {
+    fn add_row<R: Row>(&mut self, i: usize, row: R, softmax: &RowSoftmax, tally: &mut Tally) {
         let focal = self.loss;
         let Some(y) = focal.labels.class(i) else {
             tally.ignored += 1;
             return;
         };
         // The same sum CE takes, so γ = 0 gives CE's very digits.
-        let (ln_sum, exp_sum) = crate::math::ln_sum_exp_into(row, max, &mut self.exps);
+        let &RowSoftmax { max, exp_sum, ln_sum, .. } = softmax;
         // log-softmax in PyTorch's order: (x - max) - ln Σ exp(x - max).
         let log_p_y = (row.at(y) - max) - ln_sum;
         let p_t = log_p_y.exp();
-        let predicted = prediction(row, max, exp_sum, y);
+        let predicted = prediction(row, softmax, y);
         tally.add(Example {
             class: y,
             loss: focal.row_loss(y, row, max, ln_sum),

@@ -3,11 +3,11 @@
 //! priors each preset counts.
 
 use crate::input::Values;
-use crate::math::RowSoftmax;
+use crate::math::{ROWS_PER_CALL, RowSoftmax};
 use crate::tally::{Example, Sum};
 
 use super::boxes::{Corners, encode_ssd_pytorch, encode_torchvision, smooth_l1};
-use super::confidence::{ROWS_AT_ONCE, RowScratch, global_max_mining_score, log_p, reduce_rows};
+use super::confidence::{RowScratch, global_max_mining_score, log_p, reduce_rows};
 use super::figures::{ClassFigures, DisplacedBox, ForcedMatch, Groups, ImageFigures, NeverMined};
 use super::matching::Matches;
 use super::mining::{mark_hardest, negatives_to_mine};
@@ -207,9 +207,9 @@ impl Context<'_> {
         let mut nonfinite = (0, 0);
         s.conf.clear();
         s.scores.clear();
-        for first in (0..priors).step_by(ROWS_AT_ONCE) {
+        for first in (0..priors).step_by(ROWS_PER_CALL) {
             let first_start = (image * priors + first) * width;
-            s.summaries.resize(ROWS_AT_ONCE.min(priors - first), RowSoftmax::default());
+            s.summaries.resize(ROWS_PER_CALL.min(priors - first), RowSoftmax::default());
             reduce_rows(&self.conf, first_start, width, &mut s.rows, &mut s.summaries);
             for (k, row) in s.summaries.iter().enumerate() {
                 let j = first + k;
@@ -222,12 +222,13 @@ impl Context<'_> {
                     nonfinite.0 += bad.count() as u64;
                 }
                 let class = s.class_of[j];
+                let predicted = row.argmax.unwrap_or(0);
                 let log_p = log_p(row, self.conf.get(start + class));
                 let conf = PriorConf {
                     loss: params.conf_loss.loss(log_p),
                     log_p,
-                    correct: row.argmax == class,
-                    predicted: row.argmax as u32,
+                    correct: predicted == class,
+                    predicted: predicted as u32,
                     confidence: row.exp_sum.recip(),
                 };
                 s.conf.push(conf);

@@ -159,28 +159,28 @@ impl<'a> SoftmaxFocal<'a> {
         self.alpha.as_ref().map(|a| a[class])
     }
 
-    /// The row's loss, from its exact log-softmax: `(x_c - max) - ln_sum`.
-    fn row_loss<R: Row>(&self, y: usize, row: R, max: f64, ln_sum: f64) -> f64 {
+    /// The row's loss, from its exact log-softmax: `(x_c - max) - ln_sum`,
+    /// and `1 - p_y` (from `expm1`, exact also for p near 1).
+    fn row_loss<R: Row>(&self, y: usize, row: R, max: f64, ln_sum: f64, one_minus_p_y: f64) -> f64 {
         let gamma = self.gamma;
         let log_p = |c: usize| (row.at(c) - max) - ln_sum;
         let log_p_y = log_p(y);
-        // 1 - p without the cancellation of p near 1.
         let one_minus = |log_p: f64| -log_p.exp_m1();
         let loss = match self.formula {
             Formula::Kornia => {
-                let loss = -power(one_minus(log_p_y), gamma) * log_p_y;
+                let loss = -power(one_minus_p_y, gamma) * log_p_y;
                 self.alpha_of(y).map_or(loss, |a| a * loss)
             }
             Formula::Uniform => {
                 let a = self.alpha_of(y).unwrap_or(1.0);
-                -a * power(one_minus(log_p_y), gamma) * log_p_y
+                -a * power(one_minus_p_y, gamma) * log_p_y
             }
             Formula::Mmcv => {
                 // log(max(p, FLT_MIN)) = max(log p, log FLT_MIN).
                 let floor = FLT_MIN.ln();
                 let log_floored = if log_p_y > floor { log_p_y } else { floor };
                 let a = self.alpha_of(y).unwrap_or(1.0);
-                -a * power(one_minus(log_p_y), gamma) * log_floored
+                -a * power(one_minus_p_y, gamma) * log_floored
             }
             Formula::Keras { smoothing } => {
                 // Keras clips p to [ε, 1 - ε]; its renormalisation by the
@@ -240,15 +240,17 @@ impl RowPass for FocalRows<'_> {
         // log-softmax in PyTorch's order: (x - max) - ln Σ exp(x - max).
         let log_p_y = (row.at(y) - max) - ln_sum;
         let p_t = log_p_y.exp();
+        // 1 - p without the cancellation of p near 1, once for the loss and the report.
+        let one_minus_p_t = -log_p_y.exp_m1();
         let predicted = prediction(row, softmax, y);
         tally.add(Example {
             class: y,
-            loss: focal.row_loss(y, row, max, ln_sum),
+            loss: focal.row_loss(y, row, max, ln_sum, one_minus_p_t),
             p_t,
             correct: predicted == y,
             positive: focal.background_class.is_some_and(|b| b != y),
             baseline: -log_p_y,
-            grad_norm: -log_p_y.exp_m1(),
+            grad_norm: one_minus_p_t,
             index: i as u64,
             target: y as f64,
             predicted: predicted as u32,

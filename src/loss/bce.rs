@@ -25,7 +25,7 @@ use super::{
     ClassLayout, Loss, PerExample, Prepared, Reducer, Reduction, check_float_predictions, check_weights,
     describe, recorded, resolve_axis,
 };
-use crate::math::softplus;
+use crate::math::SigmoidParts;
 
 /// Binary cross entropy with logits, as F.binary_cross_entropy_with_logits
 #[derive(Debug, Args)]
@@ -319,9 +319,10 @@ impl Bce<'_> {
         let last = self.shape.len() - 1;
         let mut x = [0.0; BLOCK];
         let mut t = [0.0; BLOCK];
-        let mut log1p = [0.0; BLOCK];
         let mut ps = [0.0; BLOCK];
         let mut qs = [0.0; BLOCK];
+        let mut mlps = [0.0; BLOCK];
+        let mut mlqs = [0.0; BLOCK];
         let mut losses = [0.0; BLOCK];
         let mut bces = [0.0; BLOCK];
         // A block crosses the end of a run only when nothing depends on the
@@ -342,7 +343,15 @@ impl Bce<'_> {
             self.targets.copy_to_f64(start, 1, &mut t[..len]);
             tally.record_nonfinite(Operand::Logits, &x[..len], start, 1);
             tally.record_nonfinite(Operand::Targets, &t[..len], start, 1);
-            crate::math::logistic_into(&x[..len], &mut log1p[..len], &mut ps[..len], &mut qs[..len]);
+            // σ(x), σ(-x), -log σ(x), -log σ(-x) and the plain BCE, each exact.
+            let parts = SigmoidParts {
+                p: &mut ps[..len],
+                q: &mut qs[..len],
+                minus_log_p: &mut mlps[..len],
+                minus_log_q: &mut mlqs[..len],
+                bce: &mut bces[..len],
+            };
+            crate::math::sigmoid_parts_into(&x[..len], &t[..len], parts);
             let weight = self.weight.as_ref().map(|b| self.cursor(b, run, first));
             let pos_weight = self.pos_weight.as_ref().map(|b| self.cursor(b, run, first));
             // The class is the position in the run when the classes sit on
@@ -351,21 +360,22 @@ impl Bce<'_> {
                 None => (0, false),
                 Some(layout) => ((start / layout.inner) % layout.classes, layout.axis == last),
             };
-            for k in 0..len {
-                let (x, t) = (x[k], t[k]);
-                // -log σ(x) and -log σ(-x), each exact.
-                let (minus_log_p, minus_log_q) = (softplus(-x, log1p[k]), softplus(x, log1p[k]));
-                let positive = t * minus_log_p;
-                let negative = (1.0 - t) * minus_log_q;
-                let mut loss = match pos_weight {
-                    Some((values, base, step)) => values[base + k * step] * positive + negative,
-                    None => positive + negative,
-                };
-                if let Some((values, base, step)) = weight {
-                    loss *= values[base + k * step];
+            if pos_weight.is_none() && weight.is_none() {
+                losses[..len].copy_from_slice(&bces[..len]);
+            } else {
+                for k in 0..len {
+                    let t = t[k];
+                    let mut loss = match pos_weight {
+                        Some((values, base, step)) => {
+                            values[base + k * step] * (t * mlps[k]) + (1.0 - t) * mlqs[k]
+                        }
+                        None => bces[k],
+                    };
+                    if let Some((values, base, step)) = weight {
+                        loss *= values[base + k * step];
+                    }
+                    losses[k] = loss;
                 }
-                losses[k] = loss;
-                bces[k] = positive + negative;
             }
             let elements = Elements {
                 first_class: if along_run { first } else { run_class },

@@ -426,56 +426,88 @@ pub fn padded_len(len: usize) -> usize {
     len.next_multiple_of(LANES)
 }
 
-struct Logistic<'a> {
-    x: &'a [f64],
-    log1p: &'a mut [f64],
-    p: &'a mut [f64],
-    q: &'a mut [f64],
+/// What a sigmoid loss needs of each logit, as [`sigmoid_parts_into`]
+/// writes it: one slice per part, each as long as the logits. The
+/// log-sigmoids are softplus functions, `softplus(x) = ln(1 + e^x)`, taken
+/// as `ln(1 + exp(-|x|))` plus the positive part of x: two terms that are
+/// never negative, so each is exact to a few ulps for every finite x (at
+/// x = -700, -log σ(-x) is e^-700, where `x - log σ(x)` would give 0).
+pub struct SigmoidParts<'a> {
+    /// σ(x).
+    pub p: &'a mut [f64],
+    /// σ(-x).
+    pub q: &'a mut [f64],
+    /// -log σ(x) = softplus(-x).
+    pub minus_log_p: &'a mut [f64],
+    /// -log σ(-x) = softplus(x).
+    pub minus_log_q: &'a mut [f64],
+    /// The plain BCE, `t·(-log σ(x)) + (1 - t)·(-log σ(-x))`.
+    pub bce: &'a mut [f64],
 }
 
-impl Kernel for Logistic<'_> {
+struct SigmoidPartsKernel<'a> {
+    x: &'a [f64],
+    t: &'a [f64],
+    out: SigmoidParts<'a>,
+}
+
+/// The parts of eight logits `x` with targets `t`, from [`logistic`]; the
+/// BCE with two products and a sum (no fused multiply-add), as the formula
+/// is written.
+#[inline(always)]
+unsafe fn sigmoid_parts<V: Real>(x: V, t: V) -> [V; 5] {
+    // SAFETY: the caller runs where V's instructions exist.
+    unsafe {
+        let zero = V::splat(0.0);
+        let (l, p, q) = logistic(x);
+        let minus_x = zero.sub(x);
+        // softplus: the positive part of the argument, never hiding a NaN in l.
+        let minus_log_p = l.add(V::select(zero.lt(minus_x), minus_x, zero));
+        let minus_log_q = l.add(V::select(zero.lt(x), x, zero));
+        let bce = t.mul(minus_log_p).add(V::splat(1.0).sub(t).mul(minus_log_q));
+        [p, q, minus_log_p, minus_log_q, bce]
+    }
+}
+
+impl Kernel for SigmoidPartsKernel<'_> {
     type Output = ();
 
     #[inline(always)]
     unsafe fn run<V: Lanes>(self) {
-        let Logistic { x, log1p, p, q } = self;
+        let SigmoidPartsKernel { x, t, out } = self;
+        let SigmoidParts { p, q, minus_log_p, minus_log_q, bce } = out;
         let full = whole_vectors(x.len());
         // SAFETY: the caller runs where V's instructions exist.
         unsafe {
             for at in (0..full).step_by(LANES) {
-                let (l, a, b) = logistic(V::load(&x[at..]));
-                l.store(&mut log1p[at..]);
-                a.store(&mut p[at..]);
-                b.store(&mut q[at..]);
+                let parts = sigmoid_parts(V::load(&x[at..]), V::load(&t[at..]));
+                for (part, to) in
+                    parts.into_iter().zip([&mut *p, &mut *q, &mut *minus_log_p, &mut *minus_log_q, &mut *bce])
+                {
+                    part.store(&mut to[at..]);
+                }
             }
-            if let Some(tail) = padded_tail(x, 0.0) {
-                let (l, a, b) = logistic(V::load(&tail));
+            if let (Some(xs), Some(ts)) = (padded_tail(x, 0.0), padded_tail(t, 0.0)) {
+                let parts = sigmoid_parts(V::load(&xs), V::load(&ts));
                 let rest = x.len() - full;
-                log1p[full..].copy_from_slice(&l.to_array()[..rest]);
-                p[full..].copy_from_slice(&a.to_array()[..rest]);
-                q[full..].copy_from_slice(&b.to_array()[..rest]);
+                for (part, to) in parts.into_iter().zip([p, q, minus_log_p, minus_log_q, bce]) {
+                    to[full..].copy_from_slice(&part.to_array()[..rest]);
+                }
             }
         }
     }
 }
 
-/// The logistic function of every value of `x`, into slices of the same
-/// length: `ln(1 + exp(-|x|))`, `σ(x)` and `σ(-x)`. [`softplus`] turns them
-/// into the log-sigmoids, exactly.
-pub fn logistic_into(x: &[f64], log1p: &mut [f64], p: &mut [f64], q: &mut [f64]) {
-    assert!(log1p.len() == x.len() && p.len() == x.len() && q.len() == x.len());
-    dispatch(Level::detect(), Logistic { x, log1p, p, q })
-}
-
-/// `softplus(x) = ln(1 + e^x) = -log σ(-x)` from `x` and its
-/// `ln(1 + exp(-|x|))`: two terms that are never negative, so the result is
-/// exact to a few ulps for every finite x (`softplus(-x) = -log σ(x)` is
-/// `softplus(-x, log1p)`). At x = -700 it is e^-700, where `x - log σ(x)`
-/// would give 0.
-#[inline(always)]
-pub fn softplus(x: f64, log1p: f64) -> f64 {
-    // Not f64::max, which would hide a NaN.
-    log1p + if x > 0.0 { x } else { 0.0 }
+/// The parts a sigmoid loss takes of each logit of `x` with its target in
+/// `t` (as long): σ(x), σ(-x), both log-sigmoids and the plain BCE, in one
+/// pass, the same bits in every build.
+pub fn sigmoid_parts_into(x: &[f64], t: &[f64], out: SigmoidParts) {
+    let n = x.len();
+    assert!(
+        t.len() == n
+            && [&out.p, &out.q, &out.minus_log_p, &out.minus_log_q, &out.bce].iter().all(|o| o.len() == n)
+    );
+    dispatch(Level::detect(), SigmoidPartsKernel { x, t, out })
 }
 
 struct SumBelow<'a> {
@@ -1052,7 +1084,7 @@ mod logistic_tests {
     }
 
     #[test]
-    fn logistic_of_every_build_is_the_same_and_close_to_libm() {
+    fn sigmoid_parts_of_every_build_are_the_same_and_close_to_libm() {
         let x: Vec<f64> = (0..1003)
             .map(|i| ((i * 7919) % 2001) as f64 / 20.0 - 50.0)
             .chain([
@@ -1068,38 +1100,43 @@ mod logistic_tests {
                 f64::NAN,
             ])
             .collect();
+        // Targets of every kind: negatives, positives, and soft ones.
+        let t: Vec<f64> = (0..x.len()).map(|k| [0.0, 1.0, 0.3][k % 3]).collect();
         let run = |level| {
-            let (mut l, mut p, mut q) = (vec![0.0; x.len()], vec![0.0; x.len()], vec![0.0; x.len()]);
-            dispatch(level, Logistic { x: &x, log1p: &mut l, p: &mut p, q: &mut q });
-            (l, p, q)
+            let mut parts: [Vec<f64>; 5] = std::array::from_fn(|_| vec![0.0; x.len()]);
+            let [p, q, minus_log_p, minus_log_q, bce] = &mut parts;
+            let out = SigmoidParts { p, q, minus_log_p, minus_log_q, bce };
+            dispatch(level, SigmoidPartsKernel { x: &x, t: &t, out });
+            parts
         };
-        let (l, p, q) = run(Level::Portable);
-        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let parts = run(Level::Portable);
+        let bits = |parts: &[Vec<f64>; 5]| parts.iter().flatten().map(|x| x.to_bits()).collect::<Vec<_>>();
         for level in [Level::detect(), Level::Avx2] {
-            let (l2, p2, q2) = run(level);
-            assert_eq!((bits(&l), bits(&p), bits(&q)), (bits(&l2), bits(&p2), bits(&q2)), "{level:?}");
+            assert_eq!(bits(&parts), bits(&run(level)), "{level:?}");
         }
+        let [p, q, minus_log_p, minus_log_q, bce] = &parts;
         let near = |got: f64, want: f64| got == want || (got - want).abs() <= 4.0 * f64::EPSILON * want.abs();
         for (k, &v) in x.iter().enumerate() {
             if v.is_nan() {
-                assert!(l[k].is_nan() && p[k].is_nan() && q[k].is_nan());
+                assert!([p, q, minus_log_p, minus_log_q, bce].iter().all(|part| part[k].is_nan()));
                 continue;
             }
             let e = (-v.abs()).exp();
-            assert!(near(l[k], e.ln_1p()), "ln(1 + e) at {v}: {}", l[k]);
             let (want_p, want_q) =
                 if v >= 0.0 { (1.0 / (1.0 + e), e / (1.0 + e)) } else { (e / (1.0 + e), 1.0 / (1.0 + e)) };
             assert!(near(p[k], want_p), "σ({v}) = {}", p[k]);
             assert!(near(q[k], want_q), "σ(-{v}) = {}", q[k]);
             if v.is_finite() {
                 // -log σ(x) and -log σ(-x), each a sum of non-negative terms.
-                assert!(near(softplus(-v, l[k]), if v >= 0.0 { e.ln_1p() } else { -v + e.ln_1p() }));
-                assert!(near(softplus(v, l[k]), if v >= 0.0 { v + e.ln_1p() } else { e.ln_1p() }));
+                assert!(near(minus_log_p[k], if v >= 0.0 { e.ln_1p() } else { -v + e.ln_1p() }), "at {v}");
+                assert!(near(minus_log_q[k], if v >= 0.0 { v + e.ln_1p() } else { e.ln_1p() }), "at {v}");
+                let want = t[k] * minus_log_p[k] + (1.0 - t[k]) * minus_log_q[k];
+                assert_eq!(bce[k].to_bits(), want.to_bits(), "BCE at {v}");
             }
         }
-        // The tails keep every digit: softplus(-700) = e^-700.
-        let at = x.iter().position(|&v| v == -700.0).unwrap();
-        assert!(near(softplus(-700.0, l[at]), (-700f64).exp()));
+        // The tails keep every digit: -log σ(700) = e^-700.
+        let at = x.iter().position(|&v| v == 700.0).unwrap();
+        assert!(near(minus_log_p[at], (-700f64).exp()));
     }
 
     #[test]

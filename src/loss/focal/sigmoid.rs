@@ -1,6 +1,6 @@
 //! Sigmoid focal losses: one binary task per element. Each is written from
 //! the exact parts of the logistic function (`σ(x)`, `σ(-x) = 1 - σ(x)`
-//! and the two softplus functions, see [`crate::math::logistic_into`]), so
+//! and the two softplus functions, see [`crate::math::sigmoid_parts_into`]), so
 //! `1 - p_t` and the BCE keep every digit where a reference's own arithmetic
 //! cancels (`1 - p_t` for p_t near 1, `x - log σ(x)` for x ≪ 0). mmcv's
 //! kernel is the exception: its result depends on float64's rounding of
@@ -13,7 +13,7 @@ use std::ops::Range;
 use crate::error::{Error, Result};
 use crate::input::{Tensor, Values, shape_text};
 use crate::loss::{ClassLayout, Labels, NotClasses, check_class_weights, class_labels, resolve_axis};
-use crate::math::softplus;
+use crate::math::SigmoidParts;
 use crate::tally::{Elements, Example, Operand, Tally};
 
 use super::presets::{BackgroundLabels, ClassWeight, PresetInfo};
@@ -487,7 +487,6 @@ impl<'a> SigmoidFocal<'a> {
         let mut class = [0usize; BLOCK];
         let mut row = [0usize; BLOCK];
         let mut skip = [false; BLOCK];
-        let mut log1p = [0.0; BLOCK];
         let mut ps = [0.0; BLOCK];
         let mut qs = [0.0; BLOCK];
         let mut mlps = [0.0; BLOCK];
@@ -566,16 +565,15 @@ impl<'a> SigmoidFocal<'a> {
                 }
             }
             tally.record_nonfinite(Operand::Logits, &x[..len], start, 1);
-            crate::math::logistic_into(&x[..len], &mut log1p[..len], &mut ps[..len], &mut qs[..len]);
-            // -log σ(x), -log σ(-x) and the plain BCE, each exact.
-            let parts = mlps[..len].iter_mut().zip(&mut mlqs[..len]).zip(&mut bces[..len]);
-            for (((mlp, mlq), bce), (&x, (&l, &t))) in
-                parts.zip(x[..len].iter().zip(log1p[..len].iter().zip(&t[..len])))
-            {
-                *mlp = softplus(-x, l);
-                *mlq = softplus(x, l);
-                *bce = t * *mlp + (1.0 - t) * *mlq;
-            }
+            // σ(x), σ(-x), -log σ(x), -log σ(-x) and the plain BCE, each exact.
+            let parts = SigmoidParts {
+                p: &mut ps[..len],
+                q: &mut qs[..len],
+                minus_log_p: &mut mlps[..len],
+                minus_log_q: &mut mlqs[..len],
+                bce: &mut bces[..len],
+            };
+            crate::math::sigmoid_parts_into(&x[..len], &t[..len], parts);
             if let Some(weights) = &self.pos_weight {
                 for (pw, &c) in pws[..len].iter_mut().zip(&class[..len]) {
                     *pw = weights[c];

@@ -25,7 +25,7 @@ use super::{
     ClassLayout, Loss, PerExample, Prepared, Reducer, Reduction, check_float_predictions, check_weights,
     describe, recorded, resolve_axis,
 };
-use crate::math::SigmoidParts;
+use crate::math::SigmoidBuffers;
 
 /// Binary cross entropy with logits, as F.binary_cross_entropy_with_logits
 #[derive(Debug, Args)]
@@ -319,12 +319,8 @@ impl Bce<'_> {
         let last = self.shape.len() - 1;
         let mut x = [0.0; BLOCK];
         let mut t = [0.0; BLOCK];
-        let mut ps = [0.0; BLOCK];
-        let mut qs = [0.0; BLOCK];
-        let mut mlps = [0.0; BLOCK];
-        let mut mlqs = [0.0; BLOCK];
+        let mut parts = SigmoidBuffers::<BLOCK>::new();
         let mut losses = [0.0; BLOCK];
-        let mut bces = [0.0; BLOCK];
         // A block crosses the end of a run only when nothing depends on the
         // run: no broadcast weights, and a class that is the position in the
         // run (or the only class). Otherwise the broadcast offsets and the
@@ -344,14 +340,7 @@ impl Bce<'_> {
             tally.record_nonfinite(Operand::Logits, &x[..len], start, 1);
             tally.record_nonfinite(Operand::Targets, &t[..len], start, 1);
             // σ(x), σ(-x), -log σ(x), -log σ(-x) and the plain BCE, each exact.
-            let parts = SigmoidParts {
-                p: &mut ps[..len],
-                q: &mut qs[..len],
-                minus_log_p: &mut mlps[..len],
-                minus_log_q: &mut mlqs[..len],
-                bce: &mut bces[..len],
-            };
-            crate::math::sigmoid_parts_into(&x[..len], &t[..len], parts);
+            parts.fill(&x[..len], &t[..len]);
             let weight = self.weight.as_ref().map(|b| self.cursor(b, run, first));
             let pos_weight = self.pos_weight.as_ref().map(|b| self.cursor(b, run, first));
             // The class is the position in the run when the classes sit on
@@ -361,15 +350,16 @@ impl Bce<'_> {
                 Some(layout) => ((start / layout.inner) % layout.classes, layout.axis == last),
             };
             if pos_weight.is_none() && weight.is_none() {
-                losses[..len].copy_from_slice(&bces[..len]);
+                losses[..len].copy_from_slice(&parts.bce[..len]);
             } else {
                 for k in 0..len {
                     let t = t[k];
                     let mut loss = match pos_weight {
                         Some((values, base, step)) => {
-                            values[base + k * step] * (t * mlps[k]) + (1.0 - t) * mlqs[k]
+                            values[base + k * step] * (t * parts.minus_log_p[k])
+                                + (1.0 - t) * parts.minus_log_q[k]
                         }
-                        None => bces[k],
+                        None => parts.bce[k],
                     };
                     if let Some((values, base, step)) = weight {
                         loss *= values[base + k * step];
@@ -383,9 +373,9 @@ impl Bce<'_> {
                 first_index: start,
                 x: &x[..len],
                 t: &t[..len],
-                p: &ps[..len],
+                p: &parts.p[..len],
                 loss: &losses[..len],
-                baseline: &bces[..len],
+                baseline: &parts.bce[..len],
             };
             tally.add_elements(&elements);
             start = end;

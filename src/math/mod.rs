@@ -426,23 +426,18 @@ pub fn padded_len(len: usize) -> usize {
     len.next_multiple_of(LANES)
 }
 
-/// What a sigmoid loss needs of each logit, as [`sigmoid_parts_into`]
-/// writes it: one slice per part, each as long as the logits. The
-/// log-sigmoids are softplus functions, `softplus(x) = ln(1 + e^x)`, taken
-/// as `ln(1 + exp(-|x|))` plus the positive part of x: two terms that are
+/// What a sigmoid loss needs of each logit, one slice per part (see
+/// [`SigmoidBuffers`]), each as long as the logits. The log-sigmoids are
+/// softplus functions, `softplus(x) = ln(1 + e^x)`, taken as
+/// `ln(1 + exp(-|x|))` plus the positive part of x: two terms that are
 /// never negative, so each is exact to a few ulps for every finite x (at
 /// x = -700, -log σ(-x) is e^-700, where `x - log σ(x)` would give 0).
-pub struct SigmoidParts<'a> {
-    /// σ(x).
-    pub p: &'a mut [f64],
-    /// σ(-x).
-    pub q: &'a mut [f64],
-    /// -log σ(x) = softplus(-x).
-    pub minus_log_p: &'a mut [f64],
-    /// -log σ(-x) = softplus(x).
-    pub minus_log_q: &'a mut [f64],
-    /// The plain BCE, `t·(-log σ(x)) + (1 - t)·(-log σ(-x))`.
-    pub bce: &'a mut [f64],
+struct SigmoidParts<'a> {
+    p: &'a mut [f64],
+    q: &'a mut [f64],
+    minus_log_p: &'a mut [f64],
+    minus_log_q: &'a mut [f64],
+    bce: &'a mut [f64],
 }
 
 struct SigmoidPartsKernel<'a> {
@@ -498,16 +493,53 @@ impl Kernel for SigmoidPartsKernel<'_> {
     }
 }
 
-/// The parts a sigmoid loss takes of each logit of `x` with its target in
-/// `t` (as long): σ(x), σ(-x), both log-sigmoids and the plain BCE, in one
-/// pass, the same bits in every build.
-pub fn sigmoid_parts_into(x: &[f64], t: &[f64], out: SigmoidParts) {
-    let n = x.len();
-    assert!(
-        t.len() == n
-            && [&out.p, &out.q, &out.minus_log_p, &out.minus_log_q, &out.bce].iter().all(|o| o.len() == n)
-    );
-    dispatch(Level::detect(), SigmoidPartsKernel { x, t, out })
+/// Room for the parts a sigmoid loss takes of up to `N` logits, reused
+/// block after block: see [`SigmoidBuffers::fill`].
+pub struct SigmoidBuffers<const N: usize> {
+    /// σ(x).
+    pub p: [f64; N],
+    /// σ(-x).
+    pub q: [f64; N],
+    /// -log σ(x) = softplus(-x).
+    pub minus_log_p: [f64; N],
+    /// -log σ(-x) = softplus(x).
+    pub minus_log_q: [f64; N],
+    /// The plain BCE, `t·(-log σ(x)) + (1 - t)·(-log σ(-x))`.
+    pub bce: [f64; N],
+}
+
+impl<const N: usize> SigmoidBuffers<N> {
+    pub fn new() -> Self {
+        SigmoidBuffers {
+            p: [0.0; N],
+            q: [0.0; N],
+            minus_log_p: [0.0; N],
+            minus_log_q: [0.0; N],
+            bce: [0.0; N],
+        }
+    }
+
+    /// Fills the first `x.len()` entries of each buffer with the parts of
+    /// the logits `x` with their targets `t` (as long), in one pass, the
+    /// same bits in every build.
+    pub fn fill(&mut self, x: &[f64], t: &[f64]) {
+        let n = x.len();
+        assert!(t.len() == n && n <= N);
+        let out = SigmoidParts {
+            p: &mut self.p[..n],
+            q: &mut self.q[..n],
+            minus_log_p: &mut self.minus_log_p[..n],
+            minus_log_q: &mut self.minus_log_q[..n],
+            bce: &mut self.bce[..n],
+        };
+        dispatch(Level::detect(), SigmoidPartsKernel { x, t, out })
+    }
+}
+
+impl<const N: usize> Default for SigmoidBuffers<N> {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 struct SumBelow<'a> {

@@ -1,6 +1,6 @@
 //! Sigmoid focal losses: one binary task per element. Each is written from
 //! the exact parts of the logistic function (`σ(x)`, `σ(-x) = 1 - σ(x)`
-//! and the two softplus functions, see [`crate::math::sigmoid_parts_into`]), so
+//! and the two softplus functions, see [`crate::math::SigmoidBuffers`]), so
 //! `1 - p_t` and the BCE keep every digit where a reference's own arithmetic
 //! cancels (`1 - p_t` for p_t near 1, `x - log σ(x)` for x ≪ 0). mmcv's
 //! kernel is the exception: its result depends on float64's rounding of
@@ -13,7 +13,7 @@ use std::ops::Range;
 use crate::error::{Error, Result};
 use crate::input::{Tensor, Values, shape_text};
 use crate::loss::{ClassLayout, Labels, NotClasses, check_class_weights, class_labels, resolve_axis};
-use crate::math::SigmoidParts;
+use crate::math::SigmoidBuffers;
 use crate::tally::{Elements, Example, Operand, Tally};
 
 use super::presets::{BackgroundLabels, ClassWeight, PresetInfo};
@@ -487,13 +487,9 @@ impl<'a> SigmoidFocal<'a> {
         let mut class = [0usize; BLOCK];
         let mut row = [0usize; BLOCK];
         let mut skip = [false; BLOCK];
-        let mut ps = [0.0; BLOCK];
-        let mut qs = [0.0; BLOCK];
-        let mut mlps = [0.0; BLOCK];
-        let mut mlqs = [0.0; BLOCK];
+        let mut parts = SigmoidBuffers::<BLOCK>::new();
         let mut pws = [0.0; BLOCK];
         let mut losses = [0.0; BLOCK];
-        let mut bces = [0.0; BLOCK];
         let mut scales = [0.0; BLOCK];
         let layout = &self.layout;
         // With the classes on the last axis, element k of a block has class
@@ -566,14 +562,7 @@ impl<'a> SigmoidFocal<'a> {
             }
             tally.record_nonfinite(Operand::Logits, &x[..len], start, 1);
             // σ(x), σ(-x), -log σ(x), -log σ(-x) and the plain BCE, each exact.
-            let parts = SigmoidParts {
-                p: &mut ps[..len],
-                q: &mut qs[..len],
-                minus_log_p: &mut mlps[..len],
-                minus_log_q: &mut mlqs[..len],
-                bce: &mut bces[..len],
-            };
-            crate::math::sigmoid_parts_into(&x[..len], &t[..len], parts);
+            parts.fill(&x[..len], &t[..len]);
             if let Some(weights) = &self.pos_weight {
                 for (pw, &c) in pws[..len].iter_mut().zip(&class[..len]) {
                     *pw = weights[c];
@@ -582,11 +571,11 @@ impl<'a> SigmoidFocal<'a> {
             let block = Block {
                 x: &x[..len],
                 t: &t[..len],
-                p: &ps[..len],
-                q: &qs[..len],
-                minus_log_p: &mlps[..len],
-                minus_log_q: &mlqs[..len],
-                bce: &bces[..len],
+                p: &parts.p[..len],
+                q: &parts.q[..len],
+                minus_log_p: &parts.minus_log_p[..len],
+                minus_log_q: &parts.minus_log_q[..len],
+                bce: &parts.bce[..len],
                 pos_weight: self.pos_weight.as_ref().map(|_| &pws[..len]),
             };
             self.formula.losses(self.gamma, &block, &mut losses[..len]);
@@ -602,9 +591,9 @@ impl<'a> SigmoidFocal<'a> {
                 first_index: start,
                 x: &x[..len],
                 t: &t[..len],
-                p: &ps[..len],
+                p: &parts.p[..len],
                 loss: &losses[..len],
-                baseline: &bces[..len],
+                baseline: &parts.bce[..len],
             };
             if ignored > 0 {
                 tally.ignored += ignored as u64;

@@ -649,82 +649,27 @@ struct SoftmaxRows<'a, T> {
 impl<T: Float> Kernel for SoftmaxRows<'_, T> {
     type Output = ();
 
+    /// Each row as the single-row kernels reduce it alone, inlined here so
+    /// that a row costs no call.
     #[inline(always)]
     unsafe fn run<V: Lanes>(self) {
         let SoftmaxRows { values, width, terms, out } = self;
-        let full = whole_vectors(width);
-        let rem = width - full;
-        let padded = padded_len(width);
-        // SAFETY: the caller runs where V's instructions exist; the kernels'
-        // parts used below are built (and inlined) for the same lanes.
-        unsafe {
-            // The lanes of a row's last vector that belong to the row; the
-            // rest is padded as each single-row kernel pads it, so every
-            // answer has that kernel's bits.
-            let in_row = V::load(&[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]).lt(V::splat(rem as f64));
-            let (zero, no_term, no_match) = (V::splat(0.0), V::splat(f64::NEG_INFINITY), V::splat(f64::NAN));
-            for ((r, row), summary) in values.chunks_exact(width).enumerate().zip(out) {
-                let last = if rem > 0 { last_vector::<V, T>(values, r * width + full, row) } else { zero };
-
-                let mut scan = RowScan::<V>::new();
-                for at in (0..full).step_by(LANES) {
-                    scan.step(row.lanes::<V>(at));
-                }
-                if rem > 0 {
-                    scan.step(V::select(in_row, last, V::splat(row.at(0))));
-                }
-                let (max, finite) = scan.result();
-
-                let shift = V::splat(max);
-                let mut acc = zero;
-                for at in (0..full).step_by(LANES) {
-                    let e = exp(row.lanes::<V>(at).sub(shift));
-                    e.store(&mut terms[at..]);
-                    acc = acc.add(e);
-                }
-                if rem > 0 {
-                    let e = exp(V::select(in_row, last, no_term).sub(shift));
-                    e.store(&mut terms[full..]);
-                    acc = acc.add(e);
-                }
-                let exp_sum = combine(acc.to_array());
+        for (row, summary) in values.chunks_exact(width).zip(out) {
+            // SAFETY: the caller runs where V's instructions exist, and the
+            // kernels are built (and inlined) for the same lanes.
+            unsafe {
+                let (max, finite) = MaxAndFinite { row }.run::<V>();
+                let exp_sum = ExpInto { row, shift: max, out: &mut *terms }.run::<V>();
                 // As ln_sum_exp_into: with the sum below 2 the maximum's term
-                // is the only one not below 1, and the rest is summed alone
-                // (the padding's terms are 0).
+                // is the only one not below 1, and the rest is summed alone.
                 let ln_sum = if exp_sum < LN_SUM_DIRECT_BELOW {
-                    SumBelow { values: &terms[..padded], bound: 1.0 }.run::<V>().ln_1p()
+                    SumBelow { values: &terms[..width], bound: 1.0 }.run::<V>().ln_1p()
                 } else {
                     exp_sum.ln()
                 };
-
-                let mut argmax = Some(0);
-                for at in (0..padded).step_by(LANES) {
-                    // NaN padding equals nothing, not even a maximum of -inf.
-                    let x = if at < full { row.lanes::<V>(at) } else { V::select(in_row, last, no_match) };
-                    let bits = V::bits(x.equal(shift));
-                    if bits != 0 {
-                        argmax = Some(at + bits.trailing_zeros() as usize);
-                        break;
-                    }
-                }
+                let argmax = Some(FirstEqual { row, value: max }.run::<V>().unwrap_or(0));
                 *summary = RowSoftmax { max, exp_sum, ln_sum, argmax, finite };
             }
-        }
-    }
-}
-
-/// The last vector of `row`, which starts at `values[at]`: read in place
-/// when the values go on for a whole vector (the lanes past the row are
-/// masked off by the caller), else copied. A function, not a closure: a
-/// closure would not be built for the caller's vector instructions.
-#[inline(always)]
-unsafe fn last_vector<V: Lanes, T: Float>(values: &[T], at: usize, row: &[T]) -> V {
-    // SAFETY: the caller runs where V's instructions exist.
-    unsafe {
-        if at + LANES <= values.len() {
-            values.lanes::<V>(at)
-        } else {
-            V::load(&padded_tail(row, 0.0).unwrap_or([0.0; LANES]))
         }
     }
 }
@@ -782,12 +727,6 @@ impl<V: Lanes> RowScan<V> {
             // SAFETY: the caller runs where V's instructions exist.
             unsafe { self.step(V::load(&tail)) };
         }
-        self.result()
-    }
-
-    /// The maximum and finiteness of the values stepped through.
-    #[inline(always)]
-    fn result(self) -> (f64, bool) {
         let top = self.max.to_array().iter().fold(f64::NEG_INFINITY, |m, &x| if x > m { x } else { m });
         (top, self.probe.to_array().iter().all(|p| *p == 0.0))
     }

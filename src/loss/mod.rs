@@ -388,10 +388,11 @@ pub trait RowPass {
 }
 
 /// Hands each example of `units` to `pass` with its logits and their
-/// softmax sums, non-finite values recorded first. Rows with the classes
-/// on the last axis are read in place, straight from the mapped file when
-/// float32, float64 or bfloat16, and short ones (up to [`SHORT_ROW`]
-/// classes) are reduced many at a time; other rows are copied to float64.
+/// softmax sums, non-finite values recorded first. Rows of up to
+/// [`SHORT_ROW`] classes on the last axis of float32, float64 or bfloat16
+/// logits are read in place, straight from the mapped file, and reduced
+/// many at a time; longer ones are taken one at a time, float32 read in
+/// place and others copied to float64.
 pub fn each_row(
     logits: &Values,
     layout: &ClassLayout,

@@ -10,7 +10,7 @@ use super::boxes::{Corners, encode_ssd_pytorch, encode_torchvision, smooth_l1};
 use super::confidence::{RowScratch, global_max_mining_score, log_p, reduce_rows};
 use super::figures::{ClassFigures, DisplacedBox, ForcedMatch, Groups, ImageFigures, NeverMined};
 use super::matching::Matches;
-use super::mining::{mark_hardest, negatives_to_mine};
+use super::mining::{harder, mark_hardest, negatives_to_mine, select_hardest};
 use super::priors::Priors;
 use super::truths::GroundTruth;
 use super::{Preset, SsdParams};
@@ -271,11 +271,8 @@ impl Context<'_> {
         s.keys.clear();
         s.keys.extend((0..self.priors.len()).map(|j| (s.conf[j].loss + alpha * s.loc[j], j as u32)));
         // HardPrior::harder within one image.
-        let harder = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
         let k = self.keep.hardest.min(s.keys.len());
-        if k < s.keys.len() {
-            s.keys.select_nth_unstable_by(k, harder);
-        }
+        select_hardest(&mut s.keys, k);
         s.keys[..k].sort_unstable_by(harder);
         let hardest = s.keys[..k]
             .iter()

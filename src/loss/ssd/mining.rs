@@ -35,9 +35,23 @@ pub fn mark_hardest(scores: &[f64], count: usize, keys: &mut Vec<(f64, u32)>, mi
     }
     keys.clear();
     keys.extend(scores.iter().enumerate().map(|(j, &s)| (rank_key(s), j as u32)));
-    keys.select_nth_unstable_by(count - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    select_hardest(keys, count);
     for &(_, j) in &keys[..count] {
         mined[j as usize] = true;
+    }
+}
+
+/// The order of `(score, prior)` keys, hardest first: the larger score,
+/// then the lower prior.
+pub fn harder(a: &(f64, u32), b: &(f64, u32)) -> std::cmp::Ordering {
+    b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
+}
+
+/// Moves the `count` hardest of `keys` ([`harder`]) to its front, in no
+/// particular order: a selection in linear time, not a sort.
+pub fn select_hardest(keys: &mut [(f64, u32)], count: usize) {
+    if count > 0 && count < keys.len() {
+        keys.select_nth_unstable_by(count - 1, harder);
     }
 }
 

@@ -349,9 +349,9 @@ impl Bce<'_> {
                 None => (0, false),
                 Some(layout) => ((start / layout.inner) % layout.classes, layout.axis == last),
             };
-            if pos_weight.is_none() && weight.is_none() {
-                losses[..len].copy_from_slice(&parts.bce[..len]);
-            } else {
+            // Unweighted, the loss is the plain BCE itself.
+            let weighted = pos_weight.is_some() || weight.is_some();
+            if weighted {
                 for k in 0..len {
                     let t = t[k];
                     let mut loss = match pos_weight {
@@ -374,7 +374,7 @@ impl Bce<'_> {
                 x: &x[..len],
                 t: &t[..len],
                 p: &parts.p[..len],
-                loss: &losses[..len],
+                loss: if weighted { &losses[..len] } else { &parts.bce[..len] },
                 baseline: &parts.bce[..len],
             };
             tally.add_elements(&elements);

@@ -67,6 +67,13 @@ const EXPONENT_SHIFT: i32 = 50;
 const EXPONENT_FIELD: u64 = 0xFFF0_0000_0000_0000;
 
 /// Eight lanes, read from and written to slices.
+///
+/// # Safety
+/// Besides running where the type's instructions exist, a caller of
+/// `load`, `load_f32`, `load_bf16` and `store` passes a slice of at least
+/// eight values. Only debug builds check the length: these calls sit in the
+/// innermost loops, where a check per call cost 4% of a run's time, and
+/// every loop already knows its bound.
 pub trait Lanes: Real {
     /// Reads eight values from the start of `from`.
     unsafe fn load(from: &[f64]) -> Self;
@@ -75,6 +82,7 @@ pub trait Lanes: Real {
     /// Reads eight bfloat16 values from the start of `from`, widened
     /// exactly: a bfloat16 is the top half of a float32.
     unsafe fn load_bf16(from: &[bf16]) -> Self;
+    /// Writes the eight lanes to the start of `to`.
     unsafe fn store(self, to: &mut [f64]);
     fn to_array(self) -> [f64; 8];
     /// The mask as bits, bit k for lane k.
@@ -342,25 +350,25 @@ impl Real for Avx512 {
 impl Lanes for Avx512 {
     #[inline(always)]
     unsafe fn load(from: &[f64]) -> Self {
-        assert!(from.len() >= 8);
-        // SAFETY: eight values are there; unaligned loads are allowed.
+        debug_assert!(from.len() >= 8);
+        // SAFETY: the caller passes eight values; unaligned loads are allowed.
         unsafe { Avx512(_mm512_loadu_pd(from.as_ptr())) }
     }
     #[inline(always)]
     unsafe fn load_f32(from: &[f32]) -> Self {
-        assert!(from.len() >= 8);
+        debug_assert!(from.len() >= 8);
         // SAFETY: as above.
         unsafe { Avx512(_mm512_cvtps_pd(_mm256_loadu_ps(from.as_ptr()))) }
     }
     #[inline(always)]
     unsafe fn load_bf16(from: &[bf16]) -> Self {
-        assert!(from.len() >= 8);
+        debug_assert!(from.len() >= 8);
         // SAFETY: as above; a bf16 is a u16 in memory.
         unsafe { Avx512(_mm512_cvtps_pd(widen_bf16(from))) }
     }
     #[inline(always)]
     unsafe fn store(self, to: &mut [f64]) {
-        assert!(to.len() >= 8);
+        debug_assert!(to.len() >= 8);
         // SAFETY: as above.
         unsafe { _mm512_storeu_pd(to.as_mut_ptr(), self.0) }
     }
@@ -490,13 +498,13 @@ unsafe fn quarter_power(rounded: __m256d) -> __m256d {
 impl Lanes for Avx2 {
     #[inline(always)]
     unsafe fn load(from: &[f64]) -> Self {
-        assert!(from.len() >= 8);
-        // SAFETY: eight values are there; unaligned loads are allowed.
+        debug_assert!(from.len() >= 8);
+        // SAFETY: the caller passes eight values; unaligned loads are allowed.
         unsafe { Avx2(_mm256_loadu_pd(from.as_ptr()), _mm256_loadu_pd(from.as_ptr().add(4))) }
     }
     #[inline(always)]
     unsafe fn load_f32(from: &[f32]) -> Self {
-        assert!(from.len() >= 8);
+        debug_assert!(from.len() >= 8);
         // SAFETY: as above.
         unsafe {
             Avx2(
@@ -507,7 +515,7 @@ impl Lanes for Avx2 {
     }
     #[inline(always)]
     unsafe fn load_bf16(from: &[bf16]) -> Self {
-        assert!(from.len() >= 8);
+        debug_assert!(from.len() >= 8);
         // SAFETY: as above; a bf16 is a u16 in memory.
         unsafe {
             let single = widen_bf16(from);
@@ -519,7 +527,7 @@ impl Lanes for Avx2 {
     }
     #[inline(always)]
     unsafe fn store(self, to: &mut [f64]) {
-        assert!(to.len() >= 8);
+        debug_assert!(to.len() >= 8);
         // SAFETY: as above.
         unsafe {
             _mm256_storeu_pd(to.as_mut_ptr(), self.0);

@@ -269,7 +269,8 @@ pub trait Row: Copy {
     /// Eight values from `at` on.
     ///
     /// # Safety
-    /// The caller runs where V's instructions exist.
+    /// The caller runs where V's instructions exist, and `at + 8` is at most
+    /// the row's length (see [`Lanes`]).
     unsafe fn lanes<V: Lanes>(self, at: usize) -> V;
 }
 
@@ -279,7 +280,8 @@ pub trait Float: Copy {
     /// The first eight values of `from`, widened.
     ///
     /// # Safety
-    /// The caller runs where V's instructions exist.
+    /// The caller runs where V's instructions exist, and `from` holds at
+    /// least eight values (see [`Lanes`]).
     unsafe fn widen_lanes<V: Lanes>(from: &[Self]) -> V;
 }
 
@@ -290,7 +292,7 @@ impl Float for f64 {
     }
     #[inline(always)]
     unsafe fn widen_lanes<V: Lanes>(from: &[f64]) -> V {
-        // SAFETY: the caller runs where V's instructions exist.
+        // SAFETY: as this function's contract.
         unsafe { V::load(from) }
     }
 }
@@ -302,7 +304,7 @@ impl Float for f32 {
     }
     #[inline(always)]
     unsafe fn widen_lanes<V: Lanes>(from: &[f32]) -> V {
-        // SAFETY: the caller runs where V's instructions exist.
+        // SAFETY: as this function's contract.
         unsafe { V::load_f32(from) }
     }
 }
@@ -314,7 +316,7 @@ impl Float for half::bf16 {
     }
     #[inline(always)]
     unsafe fn widen_lanes<V: Lanes>(from: &[half::bf16]) -> V {
-        // SAFETY: the caller runs where V's instructions exist.
+        // SAFETY: as this function's contract.
         unsafe { V::load_bf16(from) }
     }
 }
@@ -334,7 +336,7 @@ impl<T: Float> Row for &[T] {
     }
     #[inline(always)]
     unsafe fn lanes<V: Lanes>(self, at: usize) -> V {
-        // SAFETY: the caller runs where V's instructions exist.
+        // SAFETY: as this function's contract.
         unsafe { T::widen_lanes(&self[at..]) }
     }
 }
@@ -349,7 +351,8 @@ impl<R: Row> Kernel for SumExp<R> {
 
     #[inline(always)]
     unsafe fn run<V: Lanes>(self) -> f64 {
-        // SAFETY: the caller runs where V's instructions exist.
+        // SAFETY: the caller runs where V's instructions exist; each read
+        // starts a whole vector before the row's end, or is the padded tail.
         unsafe {
             let shift = V::splat(self.shift);
             let mut acc = V::splat(0.0);
@@ -384,8 +387,11 @@ impl<R: Row> Kernel for ExpInto<'_, R> {
     #[inline(always)]
     unsafe fn run<V: Lanes>(self) -> f64 {
         let ExpInto { row, shift, out } = self;
+        assert!(out.len() >= row.len());
         let full = whole_vectors(row.len());
-        // SAFETY: the caller runs where V's instructions exist.
+        // SAFETY: the caller runs where V's instructions exist; each whole
+        // vector lies within the row and so within `out`, and the last is
+        // stored whole only where `out` has room for it.
         unsafe {
             let shift = V::splat(shift);
             let mut acc = V::splat(0.0);
@@ -416,7 +422,6 @@ impl<R: Row> Kernel for ExpInto<'_, R> {
 /// the last vector whole, its padding set to 0.
 #[inline]
 pub fn exp_into<R: Row>(row: R, shift: f64, out: &mut [f64]) -> f64 {
-    assert!(out.len() >= row.len());
     dispatch(Level::detect(), ExpInto { row, shift, out })
 }
 
@@ -471,8 +476,11 @@ impl Kernel for SigmoidPartsKernel<'_> {
     unsafe fn run<V: Lanes>(self) {
         let SigmoidPartsKernel { x, t, out } = self;
         let SigmoidParts { p, q, minus_log_p, minus_log_q, bce } = out;
-        let full = whole_vectors(x.len());
-        // SAFETY: the caller runs where V's instructions exist.
+        let n = x.len();
+        assert!(t.len() == n && [&*p, &*q, &*minus_log_p, &*minus_log_q, &*bce].iter().all(|o| o.len() == n));
+        let full = whole_vectors(n);
+        // SAFETY: the caller runs where V's instructions exist; every slice
+        // is as long as `x`, and each whole vector lies within it.
         unsafe {
             for at in (0..full).step_by(LANES) {
                 let parts = sigmoid_parts(V::load(&x[at..]), V::load(&t[at..]));
@@ -552,7 +560,8 @@ impl Kernel for SumBelow<'_> {
 
     #[inline(always)]
     unsafe fn run<V: Lanes>(self) -> f64 {
-        // SAFETY: the caller runs where V's instructions exist.
+        // SAFETY: the caller runs where V's instructions exist; the chunks
+        // and the padded tail hold eight values each.
         unsafe {
             let (bound, zero) = (V::splat(self.bound), V::splat(0.0));
             let mut acc = zero;
@@ -724,7 +733,8 @@ impl<V: Lanes> RowScan<V> {
     #[inline(always)]
     unsafe fn finish<R: Row>(mut self, row: R) -> (f64, bool) {
         if let Some(tail) = padded_tail(row, row.at(0)) {
-            // SAFETY: the caller runs where V's instructions exist.
+            // SAFETY: the caller runs where V's instructions exist; the tail
+            // is eight values.
             unsafe { self.step(V::load(&tail)) };
         }
         let top = self.max.to_array().iter().fold(f64::NEG_INFINITY, |m, &x| if x > m { x } else { m });
@@ -741,7 +751,8 @@ impl<R: Row> Kernel for MaxAndFinite<R> {
 
     #[inline(always)]
     unsafe fn run<V: Lanes>(self) -> (f64, bool) {
-        // SAFETY: the caller runs where V's instructions exist.
+        // SAFETY: the caller runs where V's instructions exist; each whole
+        // vector lies within the row.
         unsafe {
             let mut scan = RowScan::<V>::new();
             let full = whole_vectors(self.row.len());
@@ -772,8 +783,10 @@ impl<T: Float> Kernel for WidenAndScan<'_, T> {
     #[inline(always)]
     unsafe fn run<V: Lanes>(self) -> (f64, bool) {
         let WidenAndScan { from, out } = self;
+        assert_eq!(from.len(), out.len());
         let full = whole_vectors(from.len());
-        // SAFETY: the caller runs where V's instructions exist.
+        // SAFETY: the caller runs where V's instructions exist; each whole
+        // vector lies within `from` and so within `out`.
         unsafe {
             let mut scan = RowScan::<V>::new();
             for at in (0..full).step_by(LANES) {
@@ -795,7 +808,6 @@ impl<T: Float> Kernel for WidenAndScan<'_, T> {
 /// again at every read.
 #[inline]
 pub fn widen_max_and_finite<T: Float>(from: &[T], out: &mut [f64]) -> (f64, bool) {
-    assert_eq!(from.len(), out.len());
     dispatch(Level::detect(), WidenAndScan { from, out })
 }
 
@@ -811,7 +823,8 @@ impl<R: Row> Kernel for FirstEqual<R> {
     unsafe fn run<V: Lanes>(self) -> Option<usize> {
         let FirstEqual { row, value } = self;
         let full = whole_vectors(row.len());
-        // SAFETY: the caller runs where V's instructions exist.
+        // SAFETY: the caller runs where V's instructions exist; each whole
+        // vector lies within the row.
         unsafe {
             let wanted = V::splat(value);
             for at in (0..full).step_by(LANES) {
@@ -845,7 +858,8 @@ impl Kernel for QuotientsAtLeast<'_> {
     unsafe fn run<V: Lanes>(self) -> Option<(usize, bool)> {
         let QuotientsAtLeast { values, divisor, floors } = self;
         let mut found: Option<(usize, bool)> = None;
-        // SAFETY: the caller runs where V's instructions exist.
+        // SAFETY: the caller runs where V's instructions exist; the chunks
+        // hold eight values each.
         unsafe {
             let divisor = V::splat(divisor);
             let blocks = values.chunks_exact_mut(LANES).zip(floors.chunks_exact(LANES));

@@ -142,8 +142,11 @@ impl BlockPass<'_> {
     #[inline(always)]
     unsafe fn lanes<V: Lanes>(&mut self, at: usize, valid: usize, class: usize) {
         let e = self.elements;
-        // SAFETY: the caller runs where V's instructions exist. (Helpers are
-        // functions, not closures: a closure does not take the vector
+        // SAFETY: the caller runs where V's instructions exist, and `at +
+        // valid` and `class + valid` are within the block and its classes:
+        // whole vectors are read and written only when `valid` is eight, and
+        // the class sums are padded by a vector past the last class. (Helpers
+        // are functions, not closures: a closure does not take the vector
         // instructions of the function it is written in, and may not inline them.)
         unsafe {
             let x: V = read_lanes(e.x, at, valid);
@@ -207,9 +210,11 @@ impl BlockPass<'_> {
 }
 
 /// Eight values from `at` on, of which `valid` exist, the rest read as 0.
+/// The caller runs where V's instructions exist and `at + valid` is within
+/// `from`.
 #[inline(always)]
 unsafe fn read_lanes<V: Lanes>(from: &[f64], at: usize, valid: usize) -> V {
-    // SAFETY: the caller runs where V's instructions exist.
+    // SAFETY: as above: with eight valid, eight values are there.
     unsafe {
         if valid == LANES {
             V::load(&from[at..])
@@ -257,12 +262,21 @@ impl Kernel for BlockPass<'_> {
 
     #[inline(always)]
     unsafe fn run<V: Lanes>(mut self) {
-        let n = self.elements.x.len();
+        let e = self.elements;
+        let n = e.x.len();
+        assert!(
+            [e.t, e.p, e.loss, e.baseline].iter().all(|a| a.len() == n)
+                && self.cells.len() >= n
+                && (self.calibration_bins == 0 || self.slots.len() >= n)
+                && self.sums.arrays().iter().all(|a| a.len() >= self.classes + LANES)
+                && (e.one_class || e.first_class < self.classes)
+        );
         if self.elements.one_class {
             // Lane k sums into slot k; `ClassSums::settle_lanes` adds the
             // slots up into the one class.
             for at in (0..n).step_by(LANES) {
-                // SAFETY: `dispatch` runs this where V's instructions exist.
+                // SAFETY: `dispatch` runs this where V's instructions exist;
+                // the lengths are checked above.
                 unsafe { self.lanes::<V>(at, (n - at).min(LANES), 0) };
             }
             return;
@@ -274,7 +288,8 @@ impl Kernel for BlockPass<'_> {
             let mut done = 0;
             while done < segment {
                 let valid = (segment - done).min(LANES);
-                // SAFETY: `dispatch` runs this where V's instructions exist.
+                // SAFETY: `dispatch` runs this where V's instructions exist;
+                // the lengths are checked above.
                 unsafe { self.lanes::<V>(at + done, valid, class + done) };
                 done += valid;
             }

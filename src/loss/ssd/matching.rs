@@ -134,11 +134,19 @@ impl Kernel for Overlaps<'_> {
     #[inline(always)]
     unsafe fn run<V: Lanes>(self) -> (usize, f64) {
         let Overlaps { truth, index, priors, best_overlap, best_box } = self;
+        let padded = priors.area.len();
+        assert!(
+            padded % LANES == 0
+                && [&priors.xmin, &priors.ymin, &priors.xmax, &priors.ymax].iter().all(|c| c.len() == padded)
+                && best_overlap.len() == padded
+                && best_box.len() == padded
+        );
         let mut lane_first = [0.0; LANES];
         for (k, first) in lane_first.iter_mut().enumerate() {
             *first = k as f64;
         }
-        // SAFETY: the caller runs where V's instructions exist.
+        // SAFETY: the caller runs where V's instructions exist; every column
+        // is a whole number of vectors long, checked above.
         let (best, best_at) = unsafe {
             let [xmin, ymin, xmax, ymax] = truth.map(|c| V::splat(c));
             let (zero, index, step) = (V::splat(0.0), V::splat(index), V::splat(LANES as f64));

@@ -78,14 +78,21 @@ impl Histogram {
     }
 
     /// Adds `other`'s counts; a placeholder on either side holds nothing.
+    /// Only the bins `other` holds are written: the rest of a fresh table
+    /// is memory the system has not handed over yet, and writing zeros to
+    /// it would make it do so (a page fault per 4 KiB).
     pub fn merge(&mut self, other: &Histogram) {
-        if self.bins.is_empty() {
-            self.clone_from(other);
+        if other.bins.is_empty() {
             return;
         }
+        if self.bins.is_empty() {
+            *self = Histogram::new();
+        }
         for (mine, theirs) in self.bins.iter_mut().zip(&other.bins) {
-            mine[0] += theirs[0];
-            mine[1] += theirs[1];
+            if *theirs != [0, 0] {
+                mine[0] += theirs[0];
+                mine[1] += theirs[1];
+            }
         }
     }
 

@@ -72,8 +72,8 @@ const EXPONENT_FIELD: u64 = 0xFFF0_0000_0000_0000;
 /// Besides running where the type's instructions exist, a caller of
 /// `load`, `load_f32`, `load_bf16` and `store` passes a slice of at least
 /// eight values. Only debug builds check the length: these calls sit in the
-/// innermost loops, where a check per call cost 4% of a run's time, and
-/// every loop already knows its bound.
+/// innermost loops, where a check per call was 4% of the instructions of a
+/// pass, and every loop already knows its bound.
 pub trait Lanes: Real {
     /// Reads eight values from the start of `from`.
     unsafe fn load(from: &[f64]) -> Self;

@@ -271,7 +271,7 @@ impl Kernel for BlockPass<'_> {
                 && self.sums.arrays().iter().all(|a| a.len() >= self.classes + LANES)
                 && (e.one_class || e.first_class < self.classes)
         );
-        if self.elements.one_class {
+        if e.one_class {
             // Lane k sums into slot k; `ClassSums::settle_lanes` adds the
             // slots up into the one class.
             for at in (0..n).step_by(LANES) {
@@ -282,7 +282,7 @@ impl Kernel for BlockPass<'_> {
             return;
         }
         let mut at = 0;
-        let mut class = self.elements.first_class;
+        let mut class = e.first_class;
         while at < n {
             let segment = (self.classes - class).min(n - at);
             let mut done = 0;

@@ -392,7 +392,7 @@ impl Values<'_> {
     /// Copies `out.len()` elements, starting at `start` and `stride` apart,
     /// into `out` as f64. One type dispatch per call keeps the per-element
     /// loop monomorphic.
-    #[inline]
+    #[inline(always)]
     pub fn copy_to_f64(&self, start: usize, stride: usize, out: &mut [f64]) {
         #[inline(always)]
         fn copy<T: Element>(s: &[T], start: usize, stride: usize, out: &mut [f64]) {

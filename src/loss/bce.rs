@@ -273,7 +273,10 @@ impl PerExample for Bce<'_> {
     }
 
     fn eval(&self, units: Range<usize>, tally: &mut Tally) {
-        self.eval_runs(units, tally)
+        crate::math::widest(
+            #[inline(always)]
+            || self.eval_runs(units, tally),
+        )
     }
 
     fn reducer(&self) -> Reducer {
@@ -315,6 +318,7 @@ impl BceReducer {
 }
 
 impl Bce<'_> {
+    #[inline(always)]
     fn eval_runs(&self, units: Range<usize>, tally: &mut Tally) {
         let last = self.shape.len() - 1;
         let mut x = [0.0; BLOCK];

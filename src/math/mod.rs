@@ -217,6 +217,33 @@ unsafe fn run_avx2<K: Kernel>(kernel: K) -> K::Output {
     unsafe { kernel.run::<lanes::Avx2>() }
 }
 
+/// Runs `work` built for the widest vectors this CPU has, for code that
+/// takes no lanes itself but whose loops the compiler vectorises (copies,
+/// scans, elementwise formulas): built for the baseline CPU, they would
+/// take two values at a time instead of four or eight. `work` should be a
+/// call to an `#[inline(always)]` function, so that its body is built here.
+/// The results are the same bits in every build: the compiler reorders no
+/// floating-point operation and fuses no multiply and add.
+#[inline]
+pub fn widest<R>(work: impl FnOnce() -> R) -> R {
+    widest_at(Level::detect(), work)
+}
+
+/// [`widest`] built for `level`, or for the best level below it that this
+/// CPU has.
+#[inline]
+pub fn widest_at<R>(level: Level, work: impl FnOnce() -> R) -> R {
+    struct Work<F>(F);
+    impl<R, F: FnOnce() -> R> Kernel for Work<F> {
+        type Output = R;
+        #[inline(always)]
+        unsafe fn run<V: Lanes>(self) -> R {
+            (self.0)()
+        }
+    }
+    dispatch(level, Work(work))
+}
+
 /// Runs `kernel` built for `level`, or for the best level below it that
 /// this CPU has ([`Level::detect`]).
 #[inline]

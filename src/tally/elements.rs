@@ -304,6 +304,14 @@ impl Tally {
     /// axis. With fewer classes than a vector holds, the rows are too short
     /// for lanes and the examples go through [`Tally::add_all`].
     pub fn add_elements(&mut self, elements: &Elements) {
+        crate::math::widest(
+            #[inline(always)]
+            || self.add_elements_here(elements),
+        )
+    }
+
+    #[inline(always)]
+    fn add_elements_here(&mut self, elements: &Elements) {
         let classes = self.settings.classes;
         if classes < LANES && !elements.one_class {
             self.add_all((0..elements.x.len()).map(|k| elements.example_of(k, classes)));
@@ -425,10 +433,10 @@ mod tests {
         Elements { first_class, one_class, first_index: 0, x, t, p, loss, baseline }
     }
 
-    /// The block through the lanes and one by one; with `one_class`, every
-    /// element is of `first_class`.
-    fn tallies(classes: usize, first_class: usize, n: usize, one_class: bool) -> (Tally, Tally) {
-        let settings = TallySettings {
+    /// Settings that take every figure of an element: the hardest
+    /// examples, calibration and both groups.
+    fn settings(classes: usize) -> TallySettings {
+        TallySettings {
             classes,
             easy_threshold: 0.5,
             bins: 7,
@@ -441,7 +449,13 @@ mod tests {
                 classes,
             },
             ..Default::default()
-        };
+        }
+    }
+
+    /// The block through the lanes and one by one; with `one_class`, every
+    /// element is of `first_class`.
+    fn tallies(classes: usize, first_class: usize, n: usize, one_class: bool) -> (Tally, Tally) {
+        let settings = settings(classes);
         let parts = block(n);
         let elements = elements_of(&parts, first_class, one_class);
         let mut lanes = Tally::new(&settings);
@@ -496,6 +510,24 @@ mod tests {
             }
             assert!(close(lanes.total(), one_by_one.total()));
         }
+    }
+
+    #[test]
+    fn every_build_of_the_whole_block_gives_the_same_tally() {
+        use crate::math::widest_at;
+        let parts = block(1000);
+        let elements = elements_of(&parts, 4, false);
+        let settings = settings(13);
+        let tally_at = |level| {
+            let mut tally = Tally::new(&settings);
+            widest_at(
+                level,
+                #[inline(always)]
+                || tally.add_elements_here(&elements),
+            );
+            serde_json::to_string(&tally).expect("a tally serialises")
+        };
+        assert_eq!(tally_at(Level::Portable), tally_at(Level::detect()));
     }
 
     #[test]

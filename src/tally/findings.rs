@@ -417,6 +417,7 @@ impl Calibration {
     /// `copies` (its bucket times [`WAYS`], negative for none) plus k mod
     /// [`WAYS`]. Consecutive elements mostly share a bucket, and with one
     /// copy each addition would wait for the one before.
+    #[inline(always)]
     fn add_slots(&mut self, copies: &mut [Bucket], slots: &[f64], confidence: &[f64], accuracy: &[f64]) {
         for (k, ((&slot, &confidence), &accuracy)) in slots.iter().zip(confidence).zip(accuracy).enumerate() {
             if slot >= 0.0 {
@@ -514,6 +515,7 @@ impl Findings {
     /// case); `slots` are its calibration buckets as `Calibration::add_slots`
     /// takes them. An element is made an example only when it is among the
     /// hardest so far.
+    #[inline(always)]
     pub fn note_elements(&mut self, elements: &Elements, classes: usize, slots: &[f64]) {
         // One test for the block, which the compiler turns into vector
         // compares: once the heap is full, most blocks hold nothing that enters.

@@ -549,7 +549,7 @@ impl Tally {
 
     /// Records the non-finite values among `values`, which were read from
     /// `operand` starting at flat index `start`, `stride` apart.
-    #[inline]
+    #[inline(always)]
     pub fn record_nonfinite(&mut self, operand: Operand, values: &[f64], start: usize, stride: usize) {
         // A branch-free count first, which the compiler keeps in vector
         // lanes: nearly every block has none.
@@ -562,7 +562,7 @@ impl Tally {
 
     /// Records the targets outside [0, 1] among `values`, read from flat
     /// index `start` on, one apart; `skip` marks the ones not to check.
-    #[inline]
+    #[inline(always)]
     pub fn record_outside_unit(&mut self, values: &[f64], start: usize, skip: impl Fn(usize) -> bool) {
         // A branch-free scan first: nearly every block has none.
         let suspects = values.iter().fold(0u32, |n, v| n + !(0.0..=1.0).contains(v) as u32);

@@ -76,6 +76,7 @@ impl Formula {
     /// The losses of a block. The formula, whether α is on, γ's common
     /// value and the presence of a positive weight are settled once per
     /// block, so each loop the compiler sees is straight arithmetic.
+    #[inline(always)]
     fn losses(self, gamma: f64, block: &Block, out: &mut [f64]) {
         match gamma {
             2.0 => self.losses_with(block, out, |b| b * b),
@@ -481,6 +482,15 @@ impl<'a> SigmoidFocal<'a> {
     }
 
     pub(super) fn eval(&self, units: Range<usize>, tally: &mut Tally) {
+        crate::math::widest(
+            #[inline(always)]
+            || self.eval_blocks(units, tally),
+        )
+    }
+
+    /// The pass itself; [`SigmoidFocal::eval`] builds it for the widest vectors.
+    #[inline(always)]
+    pub(super) fn eval_blocks(&self, units: Range<usize>, tally: &mut Tally) {
         const BLOCK: usize = 4096;
         let mut x = [0.0; BLOCK];
         let mut t = [0.0; BLOCK];

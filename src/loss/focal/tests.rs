@@ -376,3 +376,43 @@ fn mmcv_sigmoid_rounds_one_minus_p_as_its_kernel_does() {
     params.alpha = Some(Alpha::Scalar(0.4));
     assert_eq!(Focal::new(&x, &y, &params).unwrap().parameters()["alpha"], 0.4000000059604645);
 }
+
+#[test]
+fn the_sigmoid_pass_gives_the_same_bits_in_every_build() {
+    use crate::math::{Level, widest_at};
+    let (rows, classes) = (37, 11);
+    let x: Vec<f64> = (0..rows * classes).map(|i| ((i * 7919) % 401) as f64 / 20.0 - 10.0).collect();
+    let soft: Vec<f64> = (0..rows * classes).map(|i| [0.0, 1.0, 0.25, 0.0, 0.9][i % 5]).collect();
+    let row_labels: Vec<i64> = (0..rows as i64).map(|r| (r * 5) % classes as i64).collect();
+    let x = logits(&[rows, classes], &x);
+    let (soft, row_labels) = (tensor("targets", &[rows, classes], Column::F64(soft)), labels(&row_labels));
+    for preset in [
+        FocalPreset::Torchvision,
+        FocalPreset::Fvcore,
+        FocalPreset::Mmdet,
+        FocalPreset::Keras,
+        FocalPreset::Seed,
+        FocalPreset::Kornia,
+        FocalPreset::Mmcv,
+    ] {
+        for gamma in [2.0, 1.5] {
+            let mut params = FocalParams::new(FocalKind::Sigmoid);
+            params.preset = Some(preset);
+            params.gamma = Some(gamma);
+            let loss =
+                Focal::new(&x, &soft, &params).or_else(|_| Focal::new(&x, &row_labels, &params)).unwrap();
+            let Pass::Sigmoid(pass) = &loss.pass else { panic!("{preset:?} is a sigmoid preset") };
+            let settings = TallySettings { classes, easy_threshold: 0.5, bins: 10, ..Default::default() };
+            let tally_at = |level| {
+                let mut tally = Tally::new(&settings);
+                widest_at(
+                    level,
+                    #[inline(always)]
+                    || pass.eval_blocks(0..rows * classes, &mut tally),
+                );
+                serde_json::to_string(&tally).expect("a tally serialises")
+            };
+            assert_eq!(tally_at(Level::Portable), tally_at(Level::detect()), "{preset:?}, gamma {gamma}");
+        }
+    }
+}

@@ -280,6 +280,13 @@ pub fn padded_tail<R: Row>(row: R, pad: f64) -> Option<[f64; LANES]> {
         .then(|| std::array::from_fn(|k| if full + k < row.len() { row.at(full + k) } else { pad }))
 }
 
+/// [`padded_tail`] as a vector. The caller runs where V's instructions exist.
+#[inline(always)]
+unsafe fn tail_lanes<V: Lanes, R: Row>(row: R, pad: f64) -> Option<V> {
+    // SAFETY: as above; the tail is eight values.
+    padded_tail(row, pad).map(|tail| unsafe { V::load(&tail) })
+}
+
 /// A row of logits as the kernels read it, eight values at a time, in
 /// float64: a float64 row, or a narrower one (such as a mapped float32
 /// file's, read in place) widened exactly as it is read. Either way the
@@ -414,32 +421,39 @@ impl<R: Row> Kernel for ExpInto<'_, R> {
     #[inline(always)]
     unsafe fn run<V: Lanes>(self) -> f64 {
         let ExpInto { row, shift, out } = self;
-        assert!(out.len() >= row.len());
-        let full = whole_vectors(row.len());
-        // SAFETY: the caller runs where V's instructions exist; each whole
-        // vector lies within the row and so within `out`, and the last is
-        // stored whole only where `out` has room for it.
-        unsafe {
-            let shift = V::splat(shift);
-            let mut acc = V::splat(0.0);
-            for at in (0..full).step_by(LANES) {
-                let e = exp(row.lanes::<V>(at).sub(shift));
-                e.store(&mut out[at..]);
-                acc = acc.add(e);
-            }
-            if let Some(tail) = padded_tail(row, f64::NEG_INFINITY) {
-                let e = exp(V::load(&tail).sub(shift));
-                if out.len() >= full + LANES {
-                    // A padded buffer takes the whole vector: the padding's
-                    // terms are exp(-inf) = 0.
-                    e.store(&mut out[full..]);
-                } else {
-                    out[full..row.len()].copy_from_slice(&e.to_array()[..row.len() - full]);
-                }
-                acc = acc.add(e);
-            }
-            combine(acc.to_array())
+        // SAFETY: the caller runs where V's instructions exist.
+        unsafe { exp_row_into(row, shift, out, tail_lanes::<V, R>(row, f64::NEG_INFINITY)) }
+    }
+}
+
+/// [`ExpInto`] with the row's partial last vector given, padded with -inf.
+#[inline(always)]
+unsafe fn exp_row_into<V: Lanes, R: Row>(row: R, shift: f64, out: &mut [f64], tail: Option<V>) -> f64 {
+    assert!(out.len() >= row.len());
+    let full = whole_vectors(row.len());
+    // SAFETY: the caller runs where V's instructions exist; each whole
+    // vector lies within the row and so within `out`, and the last is
+    // stored whole only where `out` has room for it.
+    unsafe {
+        let shift = V::splat(shift);
+        let mut acc = V::splat(0.0);
+        for at in (0..full).step_by(LANES) {
+            let e = exp(row.lanes::<V>(at).sub(shift));
+            e.store(&mut out[at..]);
+            acc = acc.add(e);
         }
+        if let Some(tail) = tail {
+            let e = exp(tail.sub(shift));
+            if out.len() >= full + LANES {
+                // A padded buffer takes the whole vector: the padding's
+                // terms are exp(-inf) = 0.
+                e.store(&mut out[full..]);
+            } else {
+                out[full..row.len()].copy_from_slice(&e.to_array()[..row.len() - full]);
+            }
+            acc = acc.add(e);
+        }
+        combine(acc.to_array())
     }
 }
 
@@ -689,24 +703,49 @@ impl<T: Float> Kernel for SoftmaxRows<'_, T> {
     #[inline(always)]
     unsafe fn run<V: Lanes>(self) {
         let SoftmaxRows { values, width, terms, out } = self;
-        for (row, summary) in values.chunks_exact(width).zip(out) {
-            // SAFETY: the caller runs where V's instructions exist, and the
-            // kernels are built (and inlined) for the same lanes.
-            unsafe {
-                let (max, finite) = MaxAndFinite { row }.run::<V>();
-                let exp_sum = ExpInto { row, shift: max, out: &mut *terms }.run::<V>();
+        let full = whole_vectors(width);
+        // SAFETY: the caller runs where V's instructions exist, and the
+        // kernels are built (and inlined) for the same lanes.
+        unsafe {
+            // The lanes of a row's partial last vector that belong to the row.
+            let lane: [f64; LANES] = std::array::from_fn(|k| k as f64);
+            let in_row = V::load(&lane).lt(V::splat((width - full) as f64));
+            for (first, (row, summary)) in (0..).step_by(width).zip(values.chunks_exact(width).zip(out)) {
+                // The partial last vector is read whole while the values go
+                // on past the row (the lanes beyond it are set aside below),
+                // and built from the row at the end of the values.
+                let tail_at = first + full;
+                let tail = (full < width).then(|| match values.get(tail_at..tail_at + LANES) {
+                    Some(lanes) => T::widen_lanes::<V>(lanes),
+                    None => V::load(&padded_tail(row, 0.0).unwrap_or([0.0; LANES])),
+                });
+                let mut scan = RowScan::<V>::new();
+                for at in (0..full).step_by(LANES) {
+                    scan.step(row.lanes::<V>(at));
+                }
+                let (max, finite) = scan.finish_with(padded(tail, in_row, row.at(0)));
+                let exp_sum = exp_row_into(row, max, &mut *terms, padded(tail, in_row, f64::NEG_INFINITY));
                 // As ln_sum_exp_into: with the sum below 2 the maximum's term
-                // is the only one not below 1, and the rest is summed alone.
+                // is the only one not below 1, and the rest is summed alone
+                // (the padding's terms are 0, as a padded tail's would be).
                 let ln_sum = if exp_sum < LN_SUM_DIRECT_BELOW {
-                    SumBelow { values: &terms[..width], bound: 1.0 }.run::<V>().ln_1p()
+                    SumBelow { values: &terms[..padded_len(width)], bound: 1.0 }.run::<V>().ln_1p()
                 } else {
                     exp_sum.ln()
                 };
-                let argmax = Some(FirstEqual { row, value: max }.run::<V>().unwrap_or(0));
+                let argmax = Some(first_equal_lanes(row, max, padded(tail, in_row, f64::NAN)).unwrap_or(0));
                 *summary = RowSoftmax { max, exp_sum, ln_sum, argmax, finite };
             }
         }
     }
+}
+
+/// `tail` with its lanes outside `in_row` set to `pad`. The caller runs
+/// where V's instructions exist.
+#[inline(always)]
+unsafe fn padded<V: Lanes>(tail: Option<V>, in_row: V::Mask, pad: f64) -> Option<V> {
+    // SAFETY: the caller runs where V's instructions exist.
+    tail.map(|tail| unsafe { V::select(in_row, tail, V::splat(pad)) })
 }
 
 /// How many rows one [`softmax_rows`] call takes: enough that the call
@@ -757,11 +796,18 @@ impl<V: Lanes> RowScan<V> {
     /// Scans the row's last `len % 8` values (padding with a value of the
     /// row changes neither answer) and gives the row's maximum and finiteness.
     #[inline(always)]
-    unsafe fn finish<R: Row>(mut self, row: R) -> (f64, bool) {
-        if let Some(tail) = padded_tail(row, row.at(0)) {
-            // SAFETY: the caller runs where V's instructions exist; the tail
-            // is eight values.
-            unsafe { self.step(V::load(&tail)) };
+    unsafe fn finish<R: Row>(self, row: R) -> (f64, bool) {
+        // SAFETY: the caller runs where V's instructions exist.
+        unsafe { self.finish_with(tail_lanes(row, row.at(0))) }
+    }
+
+    /// [`RowScan::finish`] with the row's partial last vector given, padded
+    /// with one of the row's values.
+    #[inline(always)]
+    unsafe fn finish_with(mut self, tail: Option<V>) -> (f64, bool) {
+        if let Some(tail) = tail {
+            // SAFETY: the caller runs where V's instructions exist.
+            unsafe { self.step(tail) };
         }
         let top = self.max.to_array().iter().fold(f64::NEG_INFINITY, |m, &x| if x > m { x } else { m });
         (top, self.probe.to_array().iter().all(|p| *p == 0.0))
@@ -848,19 +894,28 @@ impl<R: Row> Kernel for FirstEqual<R> {
     #[inline(always)]
     unsafe fn run<V: Lanes>(self) -> Option<usize> {
         let FirstEqual { row, value } = self;
-        let full = whole_vectors(row.len());
-        // SAFETY: the caller runs where V's instructions exist; each whole
-        // vector lies within the row.
-        unsafe {
-            let wanted = V::splat(value);
-            for at in (0..full).step_by(LANES) {
-                let bits = V::bits(row.lanes::<V>(at).equal(wanted));
-                if bits != 0 {
-                    return Some(at + bits.trailing_zeros() as usize);
-                }
+        // SAFETY: the caller runs where V's instructions exist.
+        unsafe { first_equal_lanes(row, value, tail_lanes::<V, R>(row, f64::NAN)) }
+    }
+}
+
+/// [`FirstEqual`] with the row's partial last vector given, padded with NaN
+/// (equal to nothing).
+#[inline(always)]
+unsafe fn first_equal_lanes<V: Lanes, R: Row>(row: R, value: f64, tail: Option<V>) -> Option<usize> {
+    let full = whole_vectors(row.len());
+    // SAFETY: the caller runs where V's instructions exist; each whole
+    // vector lies within the row.
+    unsafe {
+        let wanted = V::splat(value);
+        for at in (0..full).step_by(LANES) {
+            let bits = V::bits(row.lanes::<V>(at).equal(wanted));
+            if bits != 0 {
+                return Some(at + bits.trailing_zeros() as usize);
             }
         }
-        (full..row.len()).find(|&k| row.at(k) == value)
+        let bits = tail.map_or(0, |tail| V::bits(tail.equal(wanted)));
+        (bits != 0).then(|| full + bits.trailing_zeros() as usize)
     }
 }
 

@@ -217,13 +217,30 @@ unsafe fn run_avx2<K: Kernel>(kernel: K) -> K::Output {
     unsafe { kernel.run::<lanes::Avx2>() }
 }
 
+/// A loss or score as the rankings of the hardest examples compare it with
+/// `total_cmp`: every NaN as the one positive NaN, above every number, as
+/// torch's descending sort puts NaN first, and -0 equal to 0. The sign of a
+/// NaN is not kept from one build to another (an operation may pass on
+/// either operand's), and `total_cmp` puts a negative NaN below everything.
+#[inline]
+pub fn rank_key(score: f64) -> f64 {
+    if score.is_nan() {
+        f64::NAN
+    } else if score == 0.0 {
+        0.0
+    } else {
+        score
+    }
+}
+
 /// Runs `work` built for the widest vectors this CPU has, for code that
 /// takes no lanes itself but whose loops the compiler vectorises (copies,
-/// scans, elementwise formulas): built for the baseline CPU, they would
-/// take two values at a time instead of four or eight. `work` should be a
-/// call to an `#[inline(always)]` function, so that its body is built here.
-/// The results are the same bits in every build: the compiler reorders no
-/// floating-point operation and fuses no multiply and add.
+/// scans, arithmetic formulas): built for the baseline CPU, they would take
+/// two values at a time instead of four or eight. `work` should be an
+/// `#[inline(always)]` closure calling an `#[inline(always)]` function, so
+/// that the function's body is built here. The results are the same bits in
+/// every build: the compiler reorders no floating-point operation and fuses
+/// no multiply and add (`mul_add` is fused in every build).
 #[inline]
 pub fn widest<R>(work: impl FnOnce() -> R) -> R {
     widest_at(Level::detect(), work)

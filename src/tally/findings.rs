@@ -12,6 +12,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use serde::{Deserialize, Serialize};
 
 use super::{Accumulate, Elements, Plain, Sum, WAYS};
+use crate::math::rank_key;
 
 /// What an example of a loss is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -81,9 +82,9 @@ pub struct Noted {
 }
 
 impl Noted {
-    /// Harder first: the larger loss, then the lower index.
+    /// Harder first: the larger loss (NaN above all), then the lower index.
     fn harder(&self, other: &Noted) -> Ordering {
-        other.loss.total_cmp(&self.loss).then(self.index.cmp(&other.index))
+        rank_key(other.loss).total_cmp(&rank_key(self.loss)).then(self.index.cmp(&other.index))
     }
 }
 
@@ -563,6 +564,18 @@ mod tests {
             }
             b.merge(&a);
             assert_eq!(b.sorted(), one.sorted(), "split at {split}");
+        }
+    }
+
+    #[test]
+    fn a_nan_loss_is_the_hardest_whatever_its_sign() {
+        for nan in [f64::NAN, -f64::NAN] {
+            let mut hardest = Hardest::new(2);
+            for (i, loss) in [1.0, nan, 5.0, 0.5].into_iter().enumerate() {
+                hardest.offer(noted(i as u64, loss));
+            }
+            let order: Vec<u64> = hardest.sorted().iter().map(|n| n.index).collect();
+            assert_eq!(order, [1, 2], "NaN with the sign bit {}", nan.is_sign_negative());
         }
     }
 

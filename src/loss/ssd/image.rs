@@ -3,7 +3,7 @@
 //! priors each preset counts.
 
 use crate::input::Values;
-use crate::math::{ROWS_PER_CALL, RowSoftmax};
+use crate::math::{ROWS_PER_CALL, RowSoftmax, rank_key};
 use crate::tally::{Example, Sum};
 
 use super::boxes::{Corners, encode_ssd_pytorch, encode_torchvision, smooth_l1};
@@ -69,9 +69,11 @@ pub struct HardPrior {
 }
 
 impl HardPrior {
-    /// Harder first: the larger loss, then the lower flat index.
+    /// Harder first: the larger loss (NaN above all), then the lower flat index.
     pub fn harder(&self, other: &HardPrior) -> std::cmp::Ordering {
-        other.loss.total_cmp(&self.loss).then((self.image, self.prior).cmp(&(other.image, other.prior)))
+        rank_key(other.loss)
+            .total_cmp(&rank_key(self.loss))
+            .then((self.image, self.prior).cmp(&(other.image, other.prior)))
     }
 }
 

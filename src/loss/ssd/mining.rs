@@ -1,24 +1,13 @@
 //! Hard-negative mining: how many priors to take, and which.
 
+use crate::math::rank_key;
+
 /// The number of priors `rank < ratio · positives` admits, as the references
 /// compare an integer rank with that product; ssd.pytorch caps it at P - 1.
 pub fn negatives_to_mine(ratio: f64, positives: usize, priors: usize, cap_below_priors: bool) -> usize {
     let admitted = (ratio * positives as f64).ceil() as usize;
     let cap = if cap_below_priors { priors.saturating_sub(1) } else { priors };
     admitted.min(cap)
-}
-
-/// The order the references sort mining scores in: NaN first, as torch's
-/// descending sort puts it, and -0 equal to 0.
-#[inline]
-fn rank_key(score: f64) -> f64 {
-    if score.is_nan() {
-        f64::NAN
-    } else if score == 0.0 {
-        0.0
-    } else {
-        score
-    }
 }
 
 /// Marks in `mined` the `count` priors with the largest `scores`; ties go to
@@ -41,10 +30,10 @@ pub fn mark_hardest(scores: &[f64], count: usize, keys: &mut Vec<(f64, u32)>, mi
     }
 }
 
-/// The order of `(score, prior)` keys, hardest first: the larger score,
-/// then the lower prior.
+/// The order of `(score, prior)` keys, hardest first: the larger score
+/// (NaN above all), then the lower prior.
 pub fn harder(a: &(f64, u32), b: &(f64, u32)) -> std::cmp::Ordering {
-    b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
+    rank_key(b.0).total_cmp(&rank_key(a.0)).then(a.1.cmp(&b.1))
 }
 
 /// Moves the `count` hardest of `keys` ([`harder`]) to its front, in no
@@ -75,6 +64,10 @@ mod tests {
         assert_eq!(hardest(&scores, 9), [0, 1, 2, 3, 4, 5]);
         assert_eq!(hardest(&[f64::NAN, 3.0, -0.0, 0.0], 2), [0, 1]);
         assert_eq!(hardest(&[1.0, -0.0, 0.0], 2), [0, 1]);
+        assert_eq!(hardest(&[3.0, -f64::NAN, 1.0], 1), [1]);
+        let mut keys = [(2.0, 0), (-f64::NAN, 1), (f64::NAN, 2), (5.0, 3)];
+        keys.sort_by(harder);
+        assert_eq!(keys.map(|k| k.1), [1, 2, 3, 0]);
     }
 
     #[test]

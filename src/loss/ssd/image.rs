@@ -271,14 +271,16 @@ impl Context<'_> {
         // image keeps is sized to the few it keeps, since every image's
         // result lives until the batch is merged.
         s.keys.clear();
-        s.keys.extend((0..self.priors.len()).map(|j| (s.conf[j].loss + alpha * s.loc[j], j as u32)));
-        // HardPrior::harder within one image.
+        let loss = |j: usize| s.conf[j].loss + alpha * s.loc[j];
+        s.keys.extend((0..self.priors.len()).map(|j| (rank_key(loss(j)), j as u32)));
+        // HardPrior::harder within one image (the key ranks NaN first
+        // whatever its sign; the loss kept is the sum itself).
         let k = self.keep.hardest.min(s.keys.len());
         select_hardest(&mut s.keys, k);
         s.keys[..k].sort_unstable_by(harder);
         let hardest = s.keys[..k]
             .iter()
-            .map(|&(loss, j)| {
+            .map(|&(_, j)| {
                 let j = j as usize;
                 let class = s.class_of[j];
                 HardPrior {
@@ -287,7 +289,7 @@ impl Context<'_> {
                     class,
                     conf: s.conf[j].loss,
                     loc: s.loc[j],
-                    loss,
+                    loss: loss(j),
                     positive: class > 0,
                     mined: class == 0 && s.mined[j],
                 }

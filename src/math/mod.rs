@@ -300,8 +300,9 @@ pub fn padded_tail<R: Row>(row: R, pad: f64) -> Option<[f64; LANES]> {
 /// [`padded_tail`] as a vector. The caller runs where V's instructions exist.
 #[inline(always)]
 unsafe fn tail_lanes<V: Lanes, R: Row>(row: R, pad: f64) -> Option<V> {
+    let tail = padded_tail(row, pad)?;
     // SAFETY: as above; the tail is eight values.
-    padded_tail(row, pad).map(|tail| unsafe { V::load(&tail) })
+    Some(unsafe { V::load(&tail) })
 }
 
 /// A row of logits as the kernels read it, eight values at a time, in
@@ -715,33 +716,39 @@ struct SoftmaxRows<'a, T> {
 impl<T: Float> Kernel for SoftmaxRows<'_, T> {
     type Output = ();
 
-    /// Each row as the single-row kernels reduce it alone, inlined here so
-    /// that a row costs no call.
+    /// Each row reduced by the single-row kernels' steps, inlined here so
+    /// that a row costs no call, with the row's partial last vector read once.
     #[inline(always)]
     unsafe fn run<V: Lanes>(self) {
         let SoftmaxRows { values, width, terms, out } = self;
         let full = whole_vectors(width);
+        let has_tail = full < width;
         // SAFETY: the caller runs where V's instructions exist, and the
-        // kernels are built (and inlined) for the same lanes.
+        // steps are built (and inlined) for the same lanes; whole vectors
+        // are read within the row, or as the eight values `values.get`
+        // gives, and `terms` holds a padded row (checked by `softmax_rows`).
         unsafe {
             // The lanes of a row's partial last vector that belong to the row.
             let lane: [f64; LANES] = std::array::from_fn(|k| k as f64);
             let in_row = V::load(&lane).lt(V::splat((width - full) as f64));
             for (first, (row, summary)) in (0..).step_by(width).zip(values.chunks_exact(width).zip(out)) {
-                // The partial last vector is read whole while the values go
-                // on past the row (the lanes beyond it are set aside below),
-                // and built from the row at the end of the values.
+                // The partial last vector is read whole while eight values
+                // go on from it (the lanes past the row, the next row's, are
+                // replaced by each step's padding below), and built from the
+                // row otherwise, near the end of the values (its padding is
+                // replaced the same way).
                 let tail_at = first + full;
-                let tail = (full < width).then(|| match values.get(tail_at..tail_at + LANES) {
+                let tail = match values.get(tail_at..tail_at + LANES) {
                     Some(lanes) => T::widen_lanes::<V>(lanes),
                     None => V::load(&padded_tail(row, 0.0).unwrap_or([0.0; LANES])),
-                });
+                };
                 let mut scan = RowScan::<V>::new();
                 for at in (0..full).step_by(LANES) {
                     scan.step(row.lanes::<V>(at));
                 }
-                let (max, finite) = scan.finish_with(padded(tail, in_row, row.at(0)));
-                let exp_sum = exp_row_into(row, max, &mut *terms, padded(tail, in_row, f64::NEG_INFINITY));
+                let (max, finite) = scan.finish_with(has_tail.then_some(padded(tail, in_row, row.at(0))));
+                let exp_tail = has_tail.then_some(padded(tail, in_row, f64::NEG_INFINITY));
+                let exp_sum = exp_row_into(row, max, &mut *terms, exp_tail);
                 // As ln_sum_exp_into: with the sum below 2 the maximum's term
                 // is the only one not below 1, and the rest is summed alone
                 // (the padding's terms are 0, as a padded tail's would be).
@@ -750,7 +757,8 @@ impl<T: Float> Kernel for SoftmaxRows<'_, T> {
                 } else {
                     exp_sum.ln()
                 };
-                let argmax = Some(first_equal_lanes(row, max, padded(tail, in_row, f64::NAN)).unwrap_or(0));
+                let equal_tail = has_tail.then_some(padded(tail, in_row, f64::NAN));
+                let argmax = Some(first_equal_lanes(row, max, equal_tail).unwrap_or(0));
                 *summary = RowSoftmax { max, exp_sum, ln_sum, argmax, finite };
             }
         }
@@ -760,9 +768,9 @@ impl<T: Float> Kernel for SoftmaxRows<'_, T> {
 /// `tail` with its lanes outside `in_row` set to `pad`. The caller runs
 /// where V's instructions exist.
 #[inline(always)]
-unsafe fn padded<V: Lanes>(tail: Option<V>, in_row: V::Mask, pad: f64) -> Option<V> {
+unsafe fn padded<V: Lanes>(tail: V, in_row: V::Mask, pad: f64) -> V {
     // SAFETY: the caller runs where V's instructions exist.
-    tail.map(|tail| unsafe { V::select(in_row, tail, V::splat(pad)) })
+    unsafe { V::select(in_row, tail, V::splat(pad)) }
 }
 
 /// How many rows one [`softmax_rows`] call takes: enough that the call
@@ -1285,6 +1293,10 @@ mod row_tests {
             x[4 * width + width / 3] = f32::NAN;
             x[5 * width] = f32::INFINITY;
             x[6 * width + width - 1] = f32::NEG_INFINITY;
+            // Non-finite values right after a finite row, which reads them
+            // with its partial last vector.
+            x[8 * width] = f32::INFINITY;
+            x[10 * width] = f32::NAN;
             let wide: Vec<f64> = x.iter().map(|&v| v as f64).collect();
             let narrow: Vec<half::bf16> = x.iter().map(|&v| half::bf16::from_f32(v)).collect();
             let narrow_wide: Vec<f64> = narrow.iter().map(|v| v.to_f64()).collect();

@@ -30,15 +30,15 @@ pub const LANES: usize = 8;
 /// vector loop are independent, but a long Horner chain is more than the
 /// processor can overlap from one vector to the next.
 #[inline(always)]
-unsafe fn polynomial_8<V: Real>(x: V, c: [f64; 8]) -> V {
+unsafe fn polynomial_8<V: Real>(x: V, c: &[V; 8]) -> V {
     // SAFETY: the caller runs where V's instructions exist.
     unsafe {
         // (Written out, with no closure or loop: a closure would not take
         // the vector instructions of the function it is inlined into.)
-        let p0 = V::splat(c[1]).mul_add(x, V::splat(c[0]));
-        let p1 = V::splat(c[3]).mul_add(x, V::splat(c[2]));
-        let p2 = V::splat(c[5]).mul_add(x, V::splat(c[4]));
-        let p3 = V::splat(c[7]).mul_add(x, V::splat(c[6]));
+        let p0 = c[1].mul_add(x, c[0]);
+        let p1 = c[3].mul_add(x, c[2]);
+        let p2 = c[5].mul_add(x, c[4]);
+        let p3 = c[7].mul_add(x, c[6]);
         let x2 = x.mul(x);
         let (q0, q1) = (p1.mul_add(x2, p0), p3.mul_add(x2, p2));
         q1.mul_add(x2.mul(x2), q0)
@@ -49,48 +49,97 @@ unsafe fn polynomial_8<V: Real>(x: V, c: [f64; 8]) -> V {
 /// terms as [`polynomial_8`], plus x⁸ times the last three paired the same
 /// way.
 #[inline(always)]
-unsafe fn polynomial_11<V: Real>(x: V, c: [f64; 11]) -> V {
+unsafe fn polynomial_11<V: Real>(x: V, c: &[V; 11]) -> V {
     // SAFETY: the caller runs where V's instructions exist.
     unsafe {
-        let low = polynomial_8(x, [c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        let low = polynomial_8(x, &[c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
         let x2 = x.mul(x);
-        let high = V::splat(c[10]).mul_add(x2, V::splat(c[9]).mul_add(x, V::splat(c[8])));
+        let high = c[10].mul_add(x2, c[9].mul_add(x, c[8]));
         let x4 = x2.mul(x2);
         high.mul_add(x4.mul(x4), low)
+    }
+}
+
+/// exp(r) - 1 = r + r²·Σ r^k/(k+2)!: the Taylor series of [`exp`] to degree
+/// 9 (error below 1e-17 for its |r| ≤ ln2/8).
+const TAYLOR: [f64; 8] =
+    [0.5, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0, 1.0 / 5_040.0, 1.0 / 40_320.0, 1.0 / 362_880.0];
+
+/// 1/3, 1/5, …, 1/23: the series of atanh in [`ln_1p_unit`], to z^10 (error
+/// below 2e-17 for the |s| ≤ 1/5 met there).
+const ATANH: [f64; 11] = [
+    1.0 / 3.0,
+    1.0 / 5.0,
+    1.0 / 7.0,
+    1.0 / 9.0,
+    1.0 / 11.0,
+    1.0 / 13.0,
+    1.0 / 15.0,
+    1.0 / 17.0,
+    1.0 / 19.0,
+    1.0 / 21.0,
+    1.0 / 23.0,
+];
+
+/// The constants of [`exp`] and [`ln_1p_unit`] in every lane, made once per
+/// kernel call and read from memory by the operations that use them.
+///
+/// Written as `V::splat(c)` at each use, a constant is a broadcast from the
+/// program's constants: these functions need more of them than a machine of
+/// sixteen vector registers holds, so the compiler broadcast most of them
+/// again before every use (22 broadcasts and two spills per eight lanes of
+/// the exponential, a fifth of its loop). Made opaque to the optimiser, the
+/// splatted values are kept in memory once and taken as memory operands of
+/// the multiply-adds, at no instruction of their own. The values, and so
+/// the bits of every result, are the same.
+#[derive(Clone, Copy)]
+struct Constants<V> {
+    smallest: V,
+    four_log2_e: V,
+    round: V,
+    minus_ln2_hi_quarter: V,
+    minus_ln2_lo_quarter: V,
+    taylor: [V; 8],
+    atanh: [V; 11],
+}
+
+impl<V: Real> Constants<V> {
+    /// The caller runs where V's instructions exist.
+    #[inline(always)]
+    unsafe fn new() -> Self {
+        // SAFETY: the caller runs where V's instructions exist.
+        let splat = |c: f64| unsafe { V::splat(c) };
+        std::hint::black_box(Constants {
+            smallest: splat(SMALLEST),
+            four_log2_e: splat(4.0 * LOG2_E),
+            round: splat(ROUND),
+            minus_ln2_hi_quarter: splat(-LN2_HI / 4.0),
+            minus_ln2_lo_quarter: splat(-LN2_LO / 4.0),
+            taylor: TAYLOR.map(splat),
+            atanh: ATANH.map(splat),
+        })
     }
 }
 
 /// exp(x) for x ≤ 0 (and -inf, and NaN), within about one ulp, on one value
 /// or on eight lanes.
 #[inline(always)]
-unsafe fn exp<V: Real>(x: V) -> V {
+unsafe fn exp<V: Real>(x: V, k: &Constants<V>) -> V {
     // SAFETY: the caller runs where V's instructions exist.
     unsafe {
         // The clamp keeps a NaN (the x86 maximum returns its second operand
         // when either is NaN), which then runs through to the result.
-        let clamped = V::splat(SMALLEST).max(x);
-        let shifted = clamped.mul_add(V::splat(4.0 * LOG2_E), V::splat(ROUND));
-        let n = shifted.sub(V::splat(ROUND));
+        let clamped = k.smallest.max(x);
+        let shifted = clamped.mul_add(k.four_log2_e, k.round);
+        let n = shifted.sub(k.round);
         // x = n·ln2/4 + r with |r| ≤ ln2/8 (n·LN2_HI is exact).
-        let r = n.mul_add(V::splat(-LN2_LO / 4.0), n.mul_add(V::splat(-LN2_HI / 4.0), clamped));
-        // exp(r) - 1 = r + r²·Σ r^k/(k+2)!, its Taylor series to degree 9
-        // (error below 1e-17).
-        const TAYLOR: [f64; 8] = [
-            0.5,
-            1.0 / 6.0,
-            1.0 / 24.0,
-            1.0 / 120.0,
-            1.0 / 720.0,
-            1.0 / 5_040.0,
-            1.0 / 40_320.0,
-            1.0 / 362_880.0,
-        ];
-        let p = polynomial_8(r, TAYLOR);
+        let r = n.mul_add(k.minus_ln2_lo_quarter, n.mul_add(k.minus_ln2_hi_quarter, clamped));
+        let p = polynomial_8(r, &k.taylor);
         let expm1 = r.mul(r).mul_add(p, r);
         // 2^(n/4) · (1 + expm1) with one rounding; n ≥ -4088 thanks to the clamp.
         let scale = V::pow2_quarter(shifted);
         let value = expm1.mul_add(scale, scale);
-        V::select(x.lt(V::splat(SMALLEST)), V::splat(0.0), value)
+        V::select(x.lt(k.smallest), V::splat(0.0), value)
     }
 }
 
@@ -98,27 +147,12 @@ unsafe fn exp<V: Real>(x: V) -> V {
 #[cfg(test)]
 fn exp_nonpositive(x: f64) -> f64 {
     // SAFETY: scalar arithmetic only.
-    unsafe { exp(x) }
+    unsafe { exp(x, &Constants::new()) }
 }
 
 /// ln(1 + e) for 0 ≤ e ≤ 1 (and NaN), within about two ulps.
 #[inline(always)]
-unsafe fn ln_1p_unit<V: Real>(e: V) -> V {
-    /// 1/3, 1/5, …, 1/23: the series of atanh, to z^10 (error below 2e-17
-    /// for the |s| ≤ 1/5 met here).
-    const ATANH: [f64; 11] = [
-        1.0 / 3.0,
-        1.0 / 5.0,
-        1.0 / 7.0,
-        1.0 / 9.0,
-        1.0 / 11.0,
-        1.0 / 13.0,
-        1.0 / 15.0,
-        1.0 / 17.0,
-        1.0 / 19.0,
-        1.0 / 21.0,
-        1.0 / 23.0,
-    ];
+unsafe fn ln_1p_unit<V: Real>(e: V, k: &Constants<V>) -> V {
     // SAFETY: the caller runs where V's instructions exist.
     unsafe {
         // For e ≥ 1/2, 1 + e = 2·(1 + f) with f = (e - 1)/2, which is exact.
@@ -127,7 +161,7 @@ unsafe fn ln_1p_unit<V: Real>(e: V) -> V {
         // ln(1 + f) = 2·atanh(s) = 2s·(1 + z/3 + z²/5 + …), s = f/(2 + f), z = s².
         let s = f.div(V::splat(2.0).add(f));
         let z = s.mul(s);
-        let series = polynomial_11(z, ATANH);
+        let series = polynomial_11(z, &k.atanh);
         let two_s = s.add(s);
         let zero = V::splat(0.0);
         let tail = two_s.mul(z).mul_add(series, V::select(big, V::splat(LN2_LO), zero));
@@ -142,13 +176,13 @@ unsafe fn ln_1p_unit<V: Real>(e: V) -> V {
 /// `-log σ(-x) = ln(1 + e) + max(x, 0)`, sums of two terms that are never
 /// negative; so does `1 - σ(x)`, which is `σ(-x)` itself.
 #[inline(always)]
-unsafe fn logistic<V: Real>(x: V) -> (V, V, V) {
+unsafe fn logistic<V: Real>(x: V, k: &Constants<V>) -> (V, V, V) {
     // SAFETY: the caller runs where V's instructions exist.
     unsafe {
         let zero = V::splat(0.0);
         let one = V::splat(1.0);
-        let e = exp(zero.sub(x.abs()));
-        let log1p = ln_1p_unit(e);
+        let e = exp(zero.sub(x.abs()), k);
+        let log1p = ln_1p_unit(e, k);
         let positive = x.ge(zero);
         let denominator = one.add(e);
         let p = V::select(positive, one, e).div(denominator);
@@ -408,13 +442,14 @@ impl<R: Row> Kernel for SumExp<R> {
         unsafe {
             let shift = V::splat(self.shift);
             let mut acc = V::splat(0.0);
+            let k = Constants::new();
             let full = whole_vectors(self.row.len());
             for at in (0..full).step_by(LANES) {
-                acc = acc.add(exp(self.row.lanes::<V>(at).sub(shift)));
+                acc = acc.add(exp(self.row.lanes::<V>(at).sub(shift), &k));
             }
             // exp(-inf) is exactly 0: padding leaves the other lanes as they are.
             if let Some(tail) = padded_tail(self.row, f64::NEG_INFINITY) {
-                acc = acc.add(exp(V::load(&tail).sub(shift)));
+                acc = acc.add(exp(V::load(&tail).sub(shift), &k));
             }
             combine(acc.to_array())
         }
@@ -440,13 +475,21 @@ impl<R: Row> Kernel for ExpInto<'_, R> {
     unsafe fn run<V: Lanes>(self) -> f64 {
         let ExpInto { row, shift, out } = self;
         // SAFETY: the caller runs where V's instructions exist.
-        unsafe { exp_row_into(row, shift, out, tail_lanes::<V, R>(row, f64::NEG_INFINITY)) }
+        unsafe {
+            exp_row_into(row, shift, out, tail_lanes::<V, R>(row, f64::NEG_INFINITY), &Constants::new())
+        }
     }
 }
 
 /// [`ExpInto`] with the row's partial last vector given, padded with -inf.
 #[inline(always)]
-unsafe fn exp_row_into<V: Lanes, R: Row>(row: R, shift: f64, out: &mut [f64], tail: Option<V>) -> f64 {
+unsafe fn exp_row_into<V: Lanes, R: Row>(
+    row: R,
+    shift: f64,
+    out: &mut [f64],
+    tail: Option<V>,
+    k: &Constants<V>,
+) -> f64 {
     assert!(out.len() >= row.len());
     let full = whole_vectors(row.len());
     // SAFETY: the caller runs where V's instructions exist; each whole
@@ -456,12 +499,12 @@ unsafe fn exp_row_into<V: Lanes, R: Row>(row: R, shift: f64, out: &mut [f64], ta
         let shift = V::splat(shift);
         let mut acc = V::splat(0.0);
         for at in (0..full).step_by(LANES) {
-            let e = exp(row.lanes::<V>(at).sub(shift));
+            let e = exp(row.lanes::<V>(at).sub(shift), k);
             e.store(&mut out[at..]);
             acc = acc.add(e);
         }
         if let Some(tail) = tail {
-            let e = exp(tail.sub(shift));
+            let e = exp(tail.sub(shift), k);
             if out.len() >= full + LANES {
                 // A padded buffer takes the whole vector: the padding's
                 // terms are exp(-inf) = 0.
@@ -514,11 +557,11 @@ struct SigmoidPartsKernel<'a> {
 /// BCE with two products and a sum (no fused multiply-add), as the formula
 /// is written.
 #[inline(always)]
-unsafe fn sigmoid_parts<V: Real>(x: V, t: V) -> [V; 5] {
+unsafe fn sigmoid_parts<V: Real>(x: V, t: V, k: &Constants<V>) -> [V; 5] {
     // SAFETY: the caller runs where V's instructions exist.
     unsafe {
         let zero = V::splat(0.0);
-        let (l, p, q) = logistic(x);
+        let (l, p, q) = logistic(x, k);
         let minus_x = zero.sub(x);
         // softplus: the positive part of the argument, never hiding a NaN in l.
         let minus_log_p = l.add(V::select(zero.lt(minus_x), minus_x, zero));
@@ -541,8 +584,9 @@ impl Kernel for SigmoidPartsKernel<'_> {
         // SAFETY: the caller runs where V's instructions exist; every slice
         // is as long as `x`, and each whole vector lies within it.
         unsafe {
+            let k = Constants::new();
             for at in (0..full).step_by(LANES) {
-                let parts = sigmoid_parts(V::load(&x[at..]), V::load(&t[at..]));
+                let parts = sigmoid_parts(V::load(&x[at..]), V::load(&t[at..]), &k);
                 for (part, to) in
                     parts.into_iter().zip([&mut *p, &mut *q, &mut *minus_log_p, &mut *minus_log_q, &mut *bce])
                 {
@@ -550,7 +594,7 @@ impl Kernel for SigmoidPartsKernel<'_> {
                 }
             }
             if let (Some(xs), Some(ts)) = (padded_tail(x, 0.0), padded_tail(t, 0.0)) {
-                let parts = sigmoid_parts(V::load(&xs), V::load(&ts));
+                let parts = sigmoid_parts(V::load(&xs), V::load(&ts), &k);
                 let rest = x.len() - full;
                 for (part, to) in parts.into_iter().zip([p, q, minus_log_p, minus_log_q, bce]) {
                     to[full..].copy_from_slice(&part.to_array()[..rest]);
@@ -731,6 +775,7 @@ impl<T: Float> Kernel for SoftmaxRows<'_, T> {
             // The lanes of a row's partial last vector that belong to the row.
             let lane: [f64; LANES] = std::array::from_fn(|k| k as f64);
             let in_row = V::load(&lane).lt(V::splat((width - full) as f64));
+            let k = Constants::new();
             for (first, (row, summary)) in (0..).step_by(width).zip(values.chunks_exact(width).zip(out)) {
                 // The partial last vector is read whole while eight values
                 // go on from it (the lanes past the row, the next row's, are
@@ -748,7 +793,7 @@ impl<T: Float> Kernel for SoftmaxRows<'_, T> {
                 }
                 let (max, finite) = scan.finish_with(has_tail.then_some(padded(tail, in_row, row.at(0))));
                 let exp_tail = has_tail.then_some(padded(tail, in_row, f64::NEG_INFINITY));
-                let exp_sum = exp_row_into(row, max, &mut *terms, exp_tail);
+                let exp_sum = exp_row_into(row, max, &mut *terms, exp_tail, &k);
                 // As ln_sum_exp_into: with the sum below 2 the maximum's term
                 // is the only one not below 1, and the rest is summed alone
                 // (the padding's terms are 0, as a padded tail's would be).
@@ -1159,19 +1204,17 @@ mod logistic_tests {
 
     #[test]
     fn ln_1p_is_within_two_ulps_of_the_libm_one() {
+        // SAFETY: scalar arithmetic only.
+        let ln_1p = |e: f64| unsafe { ln_1p_unit(e, &Constants::new()) };
         let mut worst = 0;
         for k in 0..=200_000 {
             for e in [k as f64 / 200_000.0, (k as f64 * 1e-3).exp() * 1e-300, 0.5 - k as f64 * 1e-17] {
-                // SAFETY: scalar arithmetic only.
-                worst = worst.max(ulps(unsafe { ln_1p_unit(e) }, e.ln_1p()));
+                worst = worst.max(ulps(ln_1p(e), e.ln_1p()));
             }
         }
         assert!(worst <= 2, "worst error {worst} ulps");
-        // SAFETY: as above.
-        unsafe {
-            assert_eq!(ln_1p_unit(0.0), 0.0);
-            assert!(ln_1p_unit(f64::NAN).is_nan());
-        }
+        assert_eq!(ln_1p(0.0), 0.0);
+        assert!(ln_1p(f64::NAN).is_nan());
     }
 
     #[test]

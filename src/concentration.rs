@@ -9,9 +9,10 @@
 //! the order of addition, so histograms of any split of the input merge to
 //! the same bits. A loss is counted in one 8-byte word per bin, its count
 //! and the sum of the mantissas' low 16 bits (the rest is the bin's own),
-//! moved into the wide count and sum long before the word could overflow. A level whose cut falls inside a bin takes that bin's
-//! mean for the examples it needs from it: the share is then within 2^-7
-//! of that bin's part of it, and exact when the cut falls between bins.
+//! moved into the wide count and sum long before the word could overflow.
+//! A level whose cut falls inside a bin takes that bin's mean for the
+//! examples it needs from it: the share is then within 2^-7 of that bin's
+//! part of it, and exact when the cut falls between bins.
 
 use serde::{Deserialize, Serialize};
 
@@ -212,9 +213,9 @@ impl PartialEq for Histogram {
 impl Eq for Histogram {}
 
 /// A recent word of `bin` as the count and Σ significands it stands for:
-/// each of its losses has the bin's exponent and top seven mantissa bits
-/// (and the implicit bit, but for the subnormals of bin 0 and the
-/// significand-less non-finite bin).
+/// each of its losses has the bin's top seven mantissa bits and, but in
+/// the subnormal bins (exponent field 0, bins below 128), the implicit bit;
+/// the non-finite bin counts no significand.
 fn unpack(bin: usize, word: u64) -> [u64; 2] {
     let count = word >> 40;
     let implicit = if bin >> 7 > 0 { 1 << MANTISSA_BITS } else { 0 };

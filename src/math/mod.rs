@@ -81,17 +81,19 @@ const ATANH: [f64; 11] = [
     1.0 / 23.0,
 ];
 
-/// The constants of [`exp`] and [`ln_1p_unit`] in every lane, made once per
-/// kernel call and read from memory by the operations that use them.
+/// The constants of [`exp`] and [`ln_1p_unit`] in every lane.
 ///
-/// Written as `V::splat(c)` at each use, a constant is a broadcast from the
-/// program's constants: these functions need more of them than a machine of
-/// sixteen vector registers holds, so the compiler broadcast most of them
-/// again before every use (22 broadcasts and two spills per eight lanes of
-/// the exponential, a fifth of its loop). Made opaque to the optimiser, the
-/// splatted values are kept in memory once and taken as memory operands of
-/// the multiply-adds, at no instruction of their own. The values, and so
-/// the bits of every result, are the same.
+/// Written as `V::splat(c)` at each use ([`Constants::literal`]), a constant
+/// is a broadcast from the program's constants: these functions need more of
+/// them than a machine of sixteen vector registers holds, so the compiler
+/// broadcasts most of them again before every use (22 broadcasts and two
+/// spills per eight lanes of the exponential, a fifth of its loop). Made
+/// opaque to the optimiser ([`Constants::kept`]), the splatted values are
+/// kept in memory once per kernel call and taken as memory operands of the
+/// multiply-adds, at no instruction of their own; making them costs about
+/// as much as 100 exponentials save, so a kernel called once per short row
+/// takes them literal. The values, and so the bits of every result, are the
+/// same either way.
 #[derive(Clone, Copy)]
 struct Constants<V> {
     smallest: V,
@@ -104,20 +106,55 @@ struct Constants<V> {
 }
 
 impl<V: Real> Constants<V> {
+    /// The constants as splats the compiler sees, folded in where they are
+    /// used.
+    ///
+    /// # Safety
     /// The caller runs where V's instructions exist.
     #[inline(always)]
-    unsafe fn new() -> Self {
+    unsafe fn literal() -> Self {
         // SAFETY: the caller runs where V's instructions exist.
-        let splat = |c: f64| unsafe { V::splat(c) };
-        std::hint::black_box(Constants {
-            smallest: splat(SMALLEST),
-            four_log2_e: splat(4.0 * LOG2_E),
-            round: splat(ROUND),
-            minus_ln2_hi_quarter: splat(-LN2_HI / 4.0),
-            minus_ln2_lo_quarter: splat(-LN2_LO / 4.0),
-            taylor: TAYLOR.map(splat),
-            atanh: ATANH.map(splat),
-        })
+        unsafe {
+            Constants {
+                smallest: V::splat(SMALLEST),
+                four_log2_e: V::splat(4.0 * LOG2_E),
+                round: V::splat(ROUND),
+                minus_ln2_hi_quarter: V::splat(-LN2_HI / 4.0),
+                minus_ln2_lo_quarter: V::splat(-LN2_LO / 4.0),
+                taylor: splat_each(&TAYLOR),
+                atanh: splat_each(&ATANH),
+            }
+        }
+    }
+
+    /// The constants kept in memory, for a kernel whose loop runs long
+    /// enough to repay making them.
+    ///
+    /// # Safety
+    /// The caller runs where V's instructions exist.
+    #[inline(always)]
+    unsafe fn kept() -> Self {
+        // SAFETY: the caller runs where V's instructions exist.
+        std::hint::black_box(unsafe { Self::literal() })
+    }
+}
+
+/// The row length from which a one-row kernel keeps [`Constants`] in memory.
+const KEEP_CONSTANTS_FROM: usize = 256;
+
+/// Each value splatted, in a plain loop: a closure (`map`) would be built
+/// apart from the kernel, without its vector instructions.
+#[inline(always)]
+unsafe fn splat_each<V: Real, const N: usize>(values: &[f64; N]) -> [V; N] {
+    // SAFETY: the caller runs where V's instructions exist.
+    unsafe {
+        let mut out = [V::splat(0.0); N];
+        let mut k = 0;
+        while k < N {
+            out[k] = V::splat(values[k]);
+            k += 1;
+        }
+        out
     }
 }
 
@@ -147,7 +184,7 @@ unsafe fn exp<V: Real>(x: V, k: &Constants<V>) -> V {
 #[cfg(test)]
 fn exp_nonpositive(x: f64) -> f64 {
     // SAFETY: scalar arithmetic only.
-    unsafe { exp(x, &Constants::new()) }
+    unsafe { exp(x, &Constants::literal()) }
 }
 
 /// ln(1 + e) for 0 ≤ e ≤ 1 (and NaN), within about two ulps.
@@ -437,22 +474,34 @@ impl<R: Row> Kernel for SumExp<R> {
 
     #[inline(always)]
     unsafe fn run<V: Lanes>(self) -> f64 {
-        // SAFETY: the caller runs where V's instructions exist; each read
-        // starts a whole vector before the row's end, or is the padded tail.
+        // SAFETY: the caller runs where V's instructions exist.
         unsafe {
-            let shift = V::splat(self.shift);
-            let mut acc = V::splat(0.0);
-            let k = Constants::new();
-            let full = whole_vectors(self.row.len());
-            for at in (0..full).step_by(LANES) {
-                acc = acc.add(exp(self.row.lanes::<V>(at).sub(shift), &k));
+            if self.row.len() >= KEEP_CONSTANTS_FROM {
+                sum_exp_lanes(self.row, self.shift, &Constants::<V>::kept())
+            } else {
+                sum_exp_lanes(self.row, self.shift, &Constants::<V>::literal())
             }
-            // exp(-inf) is exactly 0: padding leaves the other lanes as they are.
-            if let Some(tail) = padded_tail(self.row, f64::NEG_INFINITY) {
-                acc = acc.add(exp(V::load(&tail).sub(shift), &k));
-            }
-            combine(acc.to_array())
         }
+    }
+}
+
+/// [`SumExp`] with the given constants.
+#[inline(always)]
+unsafe fn sum_exp_lanes<V: Lanes, R: Row>(row: R, shift: f64, k: &Constants<V>) -> f64 {
+    // SAFETY: the caller runs where V's instructions exist; each read starts
+    // a whole vector before the row's end, or is the padded tail.
+    unsafe {
+        let shift = V::splat(shift);
+        let mut acc = V::splat(0.0);
+        let full = whole_vectors(row.len());
+        for at in (0..full).step_by(LANES) {
+            acc = acc.add(exp(row.lanes::<V>(at).sub(shift), k));
+        }
+        // exp(-inf) is exactly 0: padding leaves the other lanes as they are.
+        if let Some(tail) = padded_tail(row, f64::NEG_INFINITY) {
+            acc = acc.add(exp(V::load(&tail).sub(shift), k));
+        }
+        combine(acc.to_array())
     }
 }
 
@@ -476,7 +525,12 @@ impl<R: Row> Kernel for ExpInto<'_, R> {
         let ExpInto { row, shift, out } = self;
         // SAFETY: the caller runs where V's instructions exist.
         unsafe {
-            exp_row_into(row, shift, out, tail_lanes::<V, R>(row, f64::NEG_INFINITY), &Constants::new())
+            let tail = tail_lanes::<V, R>(row, f64::NEG_INFINITY);
+            if row.len() >= KEEP_CONSTANTS_FROM {
+                exp_row_into(row, shift, out, tail, &Constants::kept())
+            } else {
+                exp_row_into(row, shift, out, tail, &Constants::literal())
+            }
         }
     }
 }
@@ -584,7 +638,7 @@ impl Kernel for SigmoidPartsKernel<'_> {
         // SAFETY: the caller runs where V's instructions exist; every slice
         // is as long as `x`, and each whole vector lies within it.
         unsafe {
-            let k = Constants::new();
+            let k = Constants::kept();
             for at in (0..full).step_by(LANES) {
                 let parts = sigmoid_parts(V::load(&x[at..]), V::load(&t[at..]), &k);
                 for (part, to) in
@@ -775,7 +829,7 @@ impl<T: Float> Kernel for SoftmaxRows<'_, T> {
             // The lanes of a row's partial last vector that belong to the row.
             let lane: [f64; LANES] = std::array::from_fn(|k| k as f64);
             let in_row = V::load(&lane).lt(V::splat((width - full) as f64));
-            let k = Constants::new();
+            let k = Constants::kept();
             for (first, (row, summary)) in (0..).step_by(width).zip(values.chunks_exact(width).zip(out)) {
                 // The partial last vector is read whole while eight values
                 // go on from it (the lanes past the row, the next row's, are
@@ -1205,7 +1259,7 @@ mod logistic_tests {
     #[test]
     fn ln_1p_is_within_two_ulps_of_the_libm_one() {
         // SAFETY: scalar arithmetic only.
-        let ln_1p = |e: f64| unsafe { ln_1p_unit(e, &Constants::new()) };
+        let ln_1p = |e: f64| unsafe { ln_1p_unit(e, &Constants::literal()) };
         let mut worst = 0;
         for k in 0..=200_000 {
             for e in [k as f64 / 200_000.0, (k as f64 * 1e-3).exp() * 1e-300, 0.5 - k as f64 * 1e-17] {

@@ -46,10 +46,10 @@ const FINITE_BINS: usize = 0x7F80;
 const NON_FINITE: usize = FINITE_BINS;
 const MANTISSA_BITS: u32 = 23;
 
-/// In a bin's recent word: one more loss (the count sits above bit 40).
+/// In a bin's recent word: one more loss (the count runs from bit 40 up).
 const ONE_MORE: u64 = 1 << 40;
 /// The low 40 bits of a recent word: the sum of the low 16 mantissa bits,
-/// below 2^40 for any count under 2^24.
+/// below 2^39 while the count stays under 2^23.
 const LOW_SUM: u64 = ONE_MORE - 1;
 /// A recent word whose count reaches 2^23 is moved into the wide bins.
 const FULL: u64 = 1 << 63;
@@ -60,10 +60,11 @@ const FULL: u64 = 1 << 63;
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(into = "StoredBins", try_from = "StoredBins")]
 pub struct Histogram {
-    /// Per bin, the count and Σ of the float32 significands (implicit bit
-    /// included) moved out of `recent`.
+    /// Per bin, the count and Σ of the float32 significands (with the
+    /// implicit bit of normal values) moved out of `recent`.
     bins: Vec<[u64; 2]>,
-    /// Per bin, the losses counted since: their count times [`ONE_MORE`]
+    /// Per bin, the losses counted since its word was last moved into
+    /// `bins`: their count times [`ONE_MORE`]
     /// plus the sum of their significands' low 16 bits. Half the size of
     /// `bins`, so that more of a pass's busy bins stay in the L1 cache, and
     /// one addition per loss.
@@ -237,6 +238,9 @@ impl TryFrom<StoredBins> for Histogram {
         for (bin, count, sum) in stored.bins {
             let slot =
                 histogram.bins.get_mut(bin as usize).ok_or(format!("histogram bin {bin} is out of range"))?;
+            if count == 0 && sum != 0 {
+                return Err(format!("histogram bin {bin} holds a sum but no losses"));
+            }
             *slot = [count, sum];
         }
         Ok(histogram)
@@ -339,6 +343,8 @@ mod tests {
         let back: Histogram = serde_json::from_value(stored).unwrap();
         assert_eq!(back, h);
         assert_eq!(back.hardest(), h.hardest());
+        let sum_without_losses = serde_json::json!({ "counting": true, "bins": [[7, 0, 5]] });
+        assert!(serde_json::from_value::<Histogram>(sum_without_losses).is_err());
     }
 
     #[test]

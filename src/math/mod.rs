@@ -498,8 +498,8 @@ unsafe fn sum_exp_lanes<V: Lanes, R: Row>(row: R, shift: f64, k: &Constants<V>) 
             acc = acc.add(exp(row.lanes::<V>(at).sub(shift), k));
         }
         // exp(-inf) is exactly 0: padding leaves the other lanes as they are.
-        if let Some(tail) = padded_tail(row, f64::NEG_INFINITY) {
-            acc = acc.add(exp(V::load(&tail).sub(shift), k));
+        if let Some(tail) = tail_lanes::<V, R>(row, f64::NEG_INFINITY) {
+            acc = acc.add(exp(tail.sub(shift), k));
         }
         combine(acc.to_array())
     }
@@ -839,7 +839,7 @@ impl<T: Float> Kernel for SoftmaxRows<'_, T> {
                 let tail_at = first + full;
                 let tail = match values.get(tail_at..tail_at + LANES) {
                     Some(lanes) => T::widen_lanes::<V>(lanes),
-                    None => V::load(&padded_tail(row, 0.0).unwrap_or([0.0; LANES])),
+                    None => tail_lanes(row, 0.0).unwrap_or(V::splat(0.0)),
                 };
                 let mut scan = RowScan::<V>::new();
                 for at in (0..full).step_by(LANES) {

@@ -138,9 +138,10 @@ struct BlockPass<'a> {
 
 impl BlockPass<'_> {
     /// Eight elements from `at` on, of which `valid` exist, in classes
-    /// `class..class + 8`.
+    /// `class..class + 8`. `FULL` says all eight exist, so the lane mask
+    /// folds away.
     #[inline(always)]
-    unsafe fn lanes<V: Lanes>(&mut self, at: usize, valid: usize, class: usize) {
+    unsafe fn lanes<V: Lanes, const FULL: bool>(&mut self, at: usize, valid: usize, class: usize) {
         let e = self.elements;
         // SAFETY: the caller runs where V's instructions exist, and `at +
         // valid` and `class + valid` are within the block and its classes:
@@ -149,13 +150,18 @@ impl BlockPass<'_> {
         // are functions, not closures: a closure does not take the vector
         // instructions of the function it is written in, and may not inline them.)
         unsafe {
+            let valid = if FULL { LANES } else { valid };
             let x: V = read_lanes(e.x, at, valid);
             let t: V = read_lanes(e.t, at, valid);
             let p: V = read_lanes(e.p, at, valid);
             let loss: V = read_lanes(e.loss, at, valid);
             let baseline: V = read_lanes(e.baseline, at, valid);
-            let lane_exists: [f64; LANES] = std::array::from_fn(|k| if k < valid { 1.0 } else { 0.0 });
-            let exists = V::load(&lane_exists);
+            let exists = if FULL {
+                V::splat(1.0)
+            } else {
+                let lane_exists: [f64; LANES] = std::array::from_fn(|k| if k < valid { 1.0 } else { 0.0 });
+                V::load(&lane_exists)
+            };
             let (zero, one) = (V::splat(0.0), V::splat(1.0));
             let positive = V::splat(0.5).lt(t);
             let p_t = p.mul(t).add(one.sub(p).mul(one.sub(t)));
@@ -166,24 +172,15 @@ impl BlockPass<'_> {
             let correct = exists.sub(said_positive.sub(is_positive).abs());
 
             let s = &mut *self.sums;
-            let (sum, error) = neumaier(V::load(&s.loss[class..]), V::load(&s.loss_error[class..]), loss);
-            sum.store(&mut s.loss[class..]);
-            error.store(&mut s.loss_error[class..]);
-            let (sum, error) =
-                neumaier(V::load(&s.baseline[class..]), V::load(&s.baseline_error[class..]), baseline);
-            sum.store(&mut s.baseline[class..]);
-            error.store(&mut s.baseline_error[class..]);
-            V::load(&s.count[class..]).add(exists).store(&mut s.count[class..]);
-            V::load(&s.p_t[class..]).add(p_t.mul(exists)).store(&mut s.p_t[class..]);
-            V::load(&s.confidence[class..]).add(p.mul(exists)).store(&mut s.confidence[class..]);
-            V::load(&s.correct[class..]).add(correct).store(&mut s.correct[class..]);
-            V::load(&s.positives[class..]).add(is_positive).store(&mut s.positives[class..]);
-            V::load(&s.positive_loss[class..])
-                .add(V::select(positive, loss, zero))
-                .store(&mut s.positive_loss[class..]);
-            V::load(&s.positive_baseline[class..])
-                .add(V::select(positive, baseline, zero))
-                .store(&mut s.positive_baseline[class..]);
+            add_compensated(&mut s.loss, &mut s.loss_error, class, loss);
+            add_compensated(&mut s.baseline, &mut s.baseline_error, class, baseline);
+            add_into(&mut s.count, class, exists);
+            add_into(&mut s.p_t, class, p_t.mul(exists));
+            add_into(&mut s.confidence, class, p.mul(exists));
+            add_into(&mut s.correct, class, correct);
+            add_into(&mut s.positives, class, is_positive);
+            add_into(&mut s.positive_loss, class, V::select(positive, loss, zero));
+            add_into(&mut s.positive_baseline, class, V::select(positive, baseline, zero));
 
             let easy = V::select(V::splat(self.threshold).lt(p_t), one, zero);
             let cell = bin_lanes(p_t, self.bins)
@@ -206,6 +203,31 @@ impl BlockPass<'_> {
                 }
             }
         }
+    }
+}
+
+/// Adds `v` to the eight class sums from `class` on. The caller runs where
+/// V's instructions exist and `class + LANES` is within `sums` (checked once
+/// per block, not per vector).
+#[inline(always)]
+unsafe fn add_into<V: Lanes>(sums: &mut [f64], class: usize, v: V) {
+    // SAFETY: as above.
+    unsafe {
+        let slots = sums.get_unchecked_mut(class..class + LANES);
+        V::load(slots).add(v).store(slots);
+    }
+}
+
+/// [`add_into`], compensated: `error` holds each sum's lost low part.
+#[inline(always)]
+unsafe fn add_compensated<V: Lanes>(sums: &mut [f64], errors: &mut [f64], class: usize, v: V) {
+    // SAFETY: as for `add_into`.
+    unsafe {
+        let sum = sums.get_unchecked_mut(class..class + LANES);
+        let error = errors.get_unchecked_mut(class..class + LANES);
+        let (new_sum, new_error) = neumaier(V::load(sum), V::load(error), v);
+        new_sum.store(sum);
+        new_error.store(error);
     }
 }
 
@@ -274,10 +296,14 @@ impl Kernel for BlockPass<'_> {
         if e.one_class {
             // Lane k sums into slot k; `ClassSums::settle_lanes` adds the
             // slots up into the one class.
-            for at in (0..n).step_by(LANES) {
-                // SAFETY: `dispatch` runs this where V's instructions exist;
-                // the lengths are checked above.
-                unsafe { self.lanes::<V>(at, (n - at).min(LANES), 0) };
+            let whole = n - n % LANES;
+            // SAFETY (both calls): `dispatch` runs this where V's
+            // instructions exist; the lengths are checked above.
+            for at in (0..whole).step_by(LANES) {
+                unsafe { self.lanes::<V, true>(at, LANES, 0) };
+            }
+            if whole < n {
+                unsafe { self.lanes::<V, false>(whole, n - whole, 0) };
             }
             return;
         }
@@ -286,12 +312,14 @@ impl Kernel for BlockPass<'_> {
         while at < n {
             let segment = (self.classes - class).min(n - at);
             let mut done = 0;
-            while done < segment {
-                let valid = (segment - done).min(LANES);
-                // SAFETY: `dispatch` runs this where V's instructions exist;
-                // the lengths are checked above.
-                unsafe { self.lanes::<V>(at + done, valid, class + done) };
-                done += valid;
+            // SAFETY (both loops): `dispatch` runs this where V's
+            // instructions exist; the lengths are checked above.
+            while segment - done >= LANES {
+                unsafe { self.lanes::<V, true>(at + done, LANES, class + done) };
+                done += LANES;
+            }
+            if done < segment {
+                unsafe { self.lanes::<V, false>(at + done, segment - done, class + done) };
             }
             at += segment;
             class = 0;

@@ -44,6 +44,8 @@ pub struct Level {
 const FINITE_BINS: usize = 0x7F80;
 /// The last bin holds infinite and NaN losses.
 const NON_FINITE: usize = FINITE_BINS;
+// `Histogram::add` counts NaN as +inf: its bits must fall in this bin.
+const _: () = assert!(NON_FINITE == (f32::INFINITY.to_bits() >> 16) as usize);
 const MANTISSA_BITS: u32 = 23;
 
 /// In a bin's recent word: one more loss (the count runs from bit 40 up).
@@ -80,15 +82,15 @@ impl Histogram {
     /// give them) count as 0: they are the easiest examples.
     #[inline(always)]
     pub fn add(&mut self, loss: f64) {
-        let bits = (loss as f32).to_bits();
-        let (bin, low) = if loss.is_nan() || (0x7F80_0000..0x8000_0000).contains(&bits) {
-            (NON_FINITE, 0)
-        } else if bits >= 0x8000_0000 {
-            (0, 0)
-        } else {
-            ((bits >> 16) as usize, (bits & 0xFFFF) as u64)
-        };
-        let word = self.recent[bin] + (ONE_MORE | low);
+        // Selects, not branches: a negative loss (or -0) is counted as +0,
+        // whose bits are all zero, and NaN as +inf, whose bits are the
+        // non-finite bin's with nothing below; a float32 overflow rounds to
+        // +inf and lands there too.
+        let counted = if loss > 0.0 { loss } else { 0.0 };
+        let counted = if loss.is_nan() { f64::INFINITY } else { counted };
+        let bits = (counted as f32).to_bits();
+        let bin = (bits >> 16) as usize;
+        let word = self.recent[bin] + (ONE_MORE | (bits & 0xFFFF) as u64);
         if word >= FULL {
             self.move_out(bin, word);
         } else {
@@ -345,6 +347,52 @@ mod tests {
         assert_eq!(back.hardest(), h.hardest());
         let sum_without_losses = serde_json::json!({ "counting": true, "bins": [[7, 0, 5]] });
         assert!(serde_json::from_value::<Histogram>(sum_without_losses).is_err());
+    }
+
+    #[test]
+    fn every_kind_of_loss_lands_in_the_bin_of_its_float32_bits() {
+        // The bin and low bits by the definition: NaN and anything whose
+        // float32 is +inf in the non-finite bin, anything negative in bin 0.
+        let by_definition = |loss: f64| {
+            let bits = (loss as f32).to_bits();
+            if loss.is_nan() || (0x7F80_0000..0x8000_0000).contains(&bits) {
+                (NON_FINITE, 0)
+            } else if bits >= 0x8000_0000 {
+                (0, 0)
+            } else {
+                ((bits >> 16) as usize, (bits & 0xFFFF) as u64)
+            }
+        };
+        // Halfway between float32's largest value and 2^128: rounds to +inf.
+        let halfway_to_overflow = f64::from(f32::MAX) + 2f64.powi(103);
+        let losses = [
+            f64::NEG_INFINITY,
+            -1.0,
+            -1e-300,
+            -0.0,
+            0.0,
+            1e-300,
+            1e-45,
+            f64::from(f32::MIN_POSITIVE),
+            0.123_456_789,
+            1.0,
+            f64::from(f32::MAX),
+            halfway_to_overflow.next_down(),
+            halfway_to_overflow,
+            1e39,
+            f64::MAX,
+            f64::INFINITY,
+            f64::NAN,
+            -f64::NAN,
+        ];
+        for loss in losses {
+            let mut h = Histogram::new();
+            h.add(loss);
+            let (bin, low) = by_definition(loss);
+            let occupied: Vec<usize> = (0..h.recent.len()).filter(|&b| h.recent[b] != 0).collect();
+            assert_eq!(occupied, [bin], "{loss:e}");
+            assert_eq!(h.recent[bin], ONE_MORE | low, "{loss:e}");
+        }
     }
 
     #[test]

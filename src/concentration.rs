@@ -56,6 +56,44 @@ const LOW_SUM: u64 = ONE_MORE - 1;
 /// A recent word whose count reaches 2^23 is moved into the wide bins.
 const FULL: u64 = 1 << 63;
 
+/// A histogram's tables, borrowed to count losses into: see
+/// [`Histogram::counter`].
+pub struct Counter<'h> {
+    bins: &'h mut [[u64; 2]],
+    recent: &'h mut [u64],
+}
+
+impl Counter<'_> {
+    /// Counts one loss, as [`Histogram::add`].
+    #[inline(always)]
+    pub fn add(&mut self, loss: f64) {
+        // Selects, not branches: a negative loss (or -0) is counted as +0,
+        // whose bits are all zero, and NaN as +inf, whose bits are the
+        // non-finite bin's with nothing below; a float32 overflow rounds to
+        // +inf and lands there too.
+        let counted = if loss > 0.0 { loss } else { 0.0 };
+        let counted = if loss.is_nan() { f64::INFINITY } else { counted };
+        let bits = (counted as f32).to_bits();
+        let bin = (bits >> 16) as usize;
+        let word = self.recent[bin] + (ONE_MORE | (bits & 0xFFFF) as u64);
+        if word >= FULL {
+            move_out(self.bins, self.recent, bin, word);
+        } else {
+            self.recent[bin] = word;
+        }
+    }
+}
+
+/// Moves a bin's recent word into its wide count and sum.
+#[cold]
+#[inline(never)]
+fn move_out(bins: &mut [[u64; 2]], recent: &mut [u64], bin: usize, word: u64) {
+    let [count, sum] = unpack(bin, word);
+    bins[bin][0] += count;
+    bins[bin][1] += sum;
+    recent[bin] = 0;
+}
+
 /// The histogram of one group of examples. `Default` gives an empty
 /// placeholder that holds no bins; [`Histogram::new`] one to count in.
 /// Stored as its non-empty bins, and rebuilt from them when read back.
@@ -82,30 +120,15 @@ impl Histogram {
     /// give them) count as 0: they are the easiest examples.
     #[inline(always)]
     pub fn add(&mut self, loss: f64) {
-        // Selects, not branches: a negative loss (or -0) is counted as +0,
-        // whose bits are all zero, and NaN as +inf, whose bits are the
-        // non-finite bin's with nothing below; a float32 overflow rounds to
-        // +inf and lands there too.
-        let counted = if loss > 0.0 { loss } else { 0.0 };
-        let counted = if loss.is_nan() { f64::INFINITY } else { counted };
-        let bits = (counted as f32).to_bits();
-        let bin = (bits >> 16) as usize;
-        let word = self.recent[bin] + (ONE_MORE | (bits & 0xFFFF) as u64);
-        if word >= FULL {
-            self.move_out(bin, word);
-        } else {
-            self.recent[bin] = word;
-        }
+        self.counter().add(loss)
     }
 
-    /// Moves a bin's recent word into its wide count and sum.
-    #[cold]
-    #[inline(never)]
-    fn move_out(&mut self, bin: usize, word: u64) {
-        let [count, sum] = unpack(bin, word);
-        self.bins[bin][0] += count;
-        self.bins[bin][1] += sum;
-        self.recent[bin] = 0;
+    /// The table borrowed for a run of [`Counter::add`]: a loop over a
+    /// block keeps its bounds in registers instead of reloading them from
+    /// the histogram after every loss.
+    #[inline(always)]
+    pub fn counter(&mut self) -> Counter<'_> {
+        Counter { bins: &mut self.bins, recent: &mut self.recent }
     }
 
     /// The bins that hold losses, in bin order, each with its count and Σ

@@ -371,15 +371,18 @@ impl Tally {
             }
         }
         // The scattered updates, one table at a time: each loop is short
-        // enough to keep its pointers in registers.
+        // enough to keep its pointers in registers, and each table is
+        // borrowed as a slice so that its bounds stay there too.
+        let table = &mut self.cells[..];
         for (k, ((&cell, &loss), &baseline)) in
             cells.iter().zip(elements.loss).zip(elements.baseline).enumerate()
         {
             // SAFETY: cells are whole numbers below the table's length.
             let index = unsafe { cell.to_int_unchecked::<u32>() } as usize + k % WAYS;
-            self.cells[index].add(loss, baseline);
+            table[index].add(loss, baseline);
         }
         let [negatives, positives] = &mut self.concentration;
+        let (mut negatives, mut positives) = (negatives.counter(), positives.counter());
         if self.settings.grouping == Grouping::PositivesNegatives {
             for (&loss, &t) in elements.loss.iter().zip(elements.t) {
                 if t > 0.5 { positives.add(loss) } else { negatives.add(loss) }

@@ -138,16 +138,18 @@ struct BlockPass<'a> {
 
 impl BlockPass<'_> {
     /// Eight elements from `at` on, of which `valid` exist, in classes
-    /// `class..class + 8`. `FULL` says all eight exist, so the lane mask
-    /// folds away.
+    /// `class..class + 8` (or all in slot 0 up for one class). `FULL` says
+    /// all eight exist, so the lane mask folds away.
     #[inline(always)]
     unsafe fn lanes<V: Lanes, const FULL: bool>(&mut self, at: usize, valid: usize, class: usize) {
+        debug_assert!(!FULL || valid == LANES);
         let e = self.elements;
-        // SAFETY: the caller runs where V's instructions exist, and `at +
-        // valid` and `class + valid` are within the block and its classes:
-        // whole vectors are read and written only when `valid` is eight, and
-        // the class sums are padded by a vector past the last class. (Helpers
-        // are functions, not closures: a closure does not take the vector
+        // SAFETY: the caller runs where V's instructions exist; `at + valid`
+        // is within the block, and whole vectors are read and written only
+        // when `valid` is eight; `class + LANES` is within every class-sum
+        // array, which `run` asserts are a vector longer than the classes
+        // (`class` is below the classes, or 0 for one class). (Helpers are
+        // functions, not closures: a closure does not take the vector
         // instructions of the function it is written in, and may not inline them.)
         unsafe {
             let valid = if FULL { LANES } else { valid };
@@ -286,11 +288,12 @@ impl Kernel for BlockPass<'_> {
     unsafe fn run<V: Lanes>(mut self) {
         let e = self.elements;
         let n = e.x.len();
+        let padded = self.classes.checked_add(LANES).expect("a class count far below usize::MAX");
         assert!(
             [e.t, e.p, e.loss, e.baseline].iter().all(|a| a.len() == n)
                 && self.cells.len() >= n
                 && (self.calibration_bins == 0 || self.slots.len() >= n)
-                && self.sums.arrays().iter().all(|a| a.len() >= self.classes + LANES)
+                && self.sums.arrays().iter().all(|a| a.len() >= padded)
                 && (e.one_class || e.first_class < self.classes)
         );
         if e.one_class {

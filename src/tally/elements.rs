@@ -137,6 +137,26 @@ struct BlockPass<'a> {
 }
 
 impl BlockPass<'_> {
+    /// `len` elements from `at` on, whole vectors first: of consecutive
+    /// classes from `first_class`, or of one class (every vector into
+    /// slots 0 up) for `None`. The caller runs where V's instructions exist
+    /// and `run`'s checks hold for the span.
+    #[inline(always)]
+    unsafe fn span<V: Lanes>(&mut self, at: usize, len: usize, first_class: Option<usize>) {
+        let class = |done: usize| first_class.map_or(0, |c| c + done);
+        let mut done = 0;
+        // SAFETY: as above.
+        unsafe {
+            while len - done >= LANES {
+                self.lanes::<V, true>(at + done, LANES, class(done));
+                done += LANES;
+            }
+            if done < len {
+                self.lanes::<V, false>(at + done, len - done, class(done));
+            }
+        }
+    }
+
     /// Eight elements from `at` on, of which `valid` exist, in classes
     /// `class..class + 8` (or all in slot 0 up for one class). `FULL` says
     /// all eight exist, so the lane mask folds away.
@@ -296,34 +316,19 @@ impl Kernel for BlockPass<'_> {
                 && self.sums.arrays().iter().all(|a| a.len() >= padded)
                 && (e.one_class || e.first_class < self.classes)
         );
+        // SAFETY (every call below): `dispatch` runs this where V's
+        // instructions exist; the lengths are checked above.
         if e.one_class {
             // Lane k sums into slot k; `ClassSums::settle_lanes` adds the
             // slots up into the one class.
-            let whole = n - n % LANES;
-            // SAFETY (both calls): `dispatch` runs this where V's
-            // instructions exist; the lengths are checked above.
-            for at in (0..whole).step_by(LANES) {
-                unsafe { self.lanes::<V, true>(at, LANES, 0) };
-            }
-            if whole < n {
-                unsafe { self.lanes::<V, false>(whole, n - whole, 0) };
-            }
+            unsafe { self.span::<V>(0, n, None) };
             return;
         }
         let mut at = 0;
         let mut class = e.first_class;
         while at < n {
             let segment = (self.classes - class).min(n - at);
-            let mut done = 0;
-            // SAFETY (both loops): `dispatch` runs this where V's
-            // instructions exist; the lengths are checked above.
-            while segment - done >= LANES {
-                unsafe { self.lanes::<V, true>(at + done, LANES, class + done) };
-                done += LANES;
-            }
-            if done < segment {
-                unsafe { self.lanes::<V, false>(at + done, segment - done, class + done) };
-            }
+            unsafe { self.span::<V>(at, segment, Some(class)) };
             at += segment;
             class = 0;
         }

@@ -67,13 +67,13 @@ impl Counter<'_> {
     /// Counts one loss, as [`Histogram::add`].
     #[inline(always)]
     pub fn add(&mut self, loss: f64) {
-        // Selects, not branches: a negative loss (or -0) is counted as +0,
-        // whose bits are all zero, and NaN as +inf, whose bits are the
-        // non-finite bin's with nothing below; a float32 overflow rounds to
-        // +inf and lands there too.
-        let counted = if loss > 0.0 { loss } else { 0.0 };
-        let counted = if loss.is_nan() { f64::INFINITY } else { counted };
-        let bits = (counted as f32).to_bits();
+        self.add_bits(counted_bits(loss));
+    }
+
+    /// Counts one loss given as [`counted_bits`] of it: a vector pass
+    /// computes those for a block of losses at once.
+    #[inline(always)]
+    pub fn add_bits(&mut self, bits: u32) {
         let bin = (bits >> 16) as usize;
         let word = self.recent[bin] + (ONE_MORE | (bits & 0xFFFF) as u64);
         if word >= FULL {
@@ -82,6 +82,17 @@ impl Counter<'_> {
             self.recent[bin] = word;
         }
     }
+}
+
+/// The float32 bits a loss is counted by. Selects, not branches: a
+/// negative loss (or -0) is counted as +0, whose bits are all zero, and NaN
+/// as +inf, whose bits are the non-finite bin's with nothing below; a
+/// float32 overflow rounds to +inf and lands there too.
+#[inline(always)]
+pub fn counted_bits(loss: f64) -> u32 {
+    let counted = if loss > 0.0 { loss } else { 0.0 };
+    let counted = if loss.is_nan() { f64::INFINITY } else { counted };
+    (counted as f32).to_bits()
 }
 
 /// Moves a bin's recent word into its wide count and sum.

@@ -84,6 +84,12 @@ pub trait Lanes: Real {
     unsafe fn load_bf16(from: &[bf16]) -> Self;
     /// Writes the eight lanes to the start of `to`.
     unsafe fn store(self, to: &mut [f64]);
+    /// Writes the bits of the eight lanes rounded to float32 (to nearest,
+    /// as `as f32` rounds) to the start of `to`.
+    unsafe fn store_f32_bits(self, to: &mut [u32]);
+    /// Writes the eight lanes, whole numbers within the range of i32, as
+    /// i32 to the start of `to`.
+    unsafe fn store_whole(self, to: &mut [i32]);
     fn to_array(self) -> [f64; 8];
     /// The mask as bits, bit k for lane k.
     unsafe fn bits(mask: Self::Mask) -> u32;
@@ -256,6 +262,18 @@ impl Lanes for Portable {
         to[..8].copy_from_slice(&self.0);
     }
     #[inline(always)]
+    unsafe fn store_f32_bits(self, to: &mut [u32]) {
+        for (to, x) in to[..8].iter_mut().zip(self.0) {
+            *to = (x as f32).to_bits();
+        }
+    }
+    #[inline(always)]
+    unsafe fn store_whole(self, to: &mut [i32]) {
+        for (to, x) in to[..8].iter_mut().zip(self.0) {
+            *to = x as i32;
+        }
+    }
+    #[inline(always)]
     fn to_array(self) -> [f64; 8] {
         self.0
     }
@@ -371,6 +389,18 @@ impl Lanes for Avx512 {
         debug_assert!(to.len() >= 8);
         // SAFETY: as above.
         unsafe { _mm512_storeu_pd(to.as_mut_ptr(), self.0) }
+    }
+    #[inline(always)]
+    unsafe fn store_f32_bits(self, to: &mut [u32]) {
+        debug_assert!(to.len() >= 8);
+        // SAFETY: as above; the conversion rounds by the default mode, to nearest.
+        unsafe { _mm256_storeu_ps(to.as_mut_ptr().cast(), _mm512_cvtpd_ps(self.0)) }
+    }
+    #[inline(always)]
+    unsafe fn store_whole(self, to: &mut [i32]) {
+        debug_assert!(to.len() >= 8);
+        // SAFETY: as above; whole numbers convert exactly.
+        unsafe { _mm256_storeu_si256(to.as_mut_ptr().cast(), _mm512_cvttpd_epi32(self.0)) }
     }
     #[inline(always)]
     fn to_array(self) -> [f64; 8] {
@@ -532,6 +562,24 @@ impl Lanes for Avx2 {
         unsafe {
             _mm256_storeu_pd(to.as_mut_ptr(), self.0);
             _mm256_storeu_pd(to.as_mut_ptr().add(4), self.1);
+        }
+    }
+    #[inline(always)]
+    unsafe fn store_f32_bits(self, to: &mut [u32]) {
+        debug_assert!(to.len() >= 8);
+        // SAFETY: as above; the conversion rounds by the default mode, to nearest.
+        unsafe {
+            _mm_storeu_ps(to.as_mut_ptr().cast(), _mm256_cvtpd_ps(self.0));
+            _mm_storeu_ps(to.as_mut_ptr().add(4).cast(), _mm256_cvtpd_ps(self.1));
+        }
+    }
+    #[inline(always)]
+    unsafe fn store_whole(self, to: &mut [i32]) {
+        debug_assert!(to.len() >= 8);
+        // SAFETY: as above; whole numbers convert exactly.
+        unsafe {
+            _mm_storeu_si128(to.as_mut_ptr().cast(), _mm256_cvttpd_epi32(self.0));
+            _mm_storeu_si128(to.as_mut_ptr().add(4).cast(), _mm256_cvttpd_epi32(self.1));
         }
     }
     #[inline(always)]

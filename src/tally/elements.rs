@@ -2,8 +2,9 @@
 //! the last axis, eight elements at a time: a block of consecutive elements
 //! is a run of row segments, and the classes of a segment are consecutive,
 //! so the per-class sums are vector additions into per-class arrays. Each
-//! element's difficulty-table cell and calibration bucket are computed in
-//! the same vector pass; the scattered updates (table cells, concentration,
+//! element's difficulty-table cell, calibration bucket and concentration
+//! bits are computed in the same vector pass, as the integers the tables
+//! are indexed by; the scattered updates (table cells, concentration,
 //! calibration) follow, one short loop per table.
 
 use crate::math::{Kernel, LANES, Lanes, Level, Real, dispatch, padded_tail};
@@ -27,12 +28,14 @@ pub struct Elements<'a> {
 }
 
 /// What [`Tally::add_elements`] works in, kept from block to block: the
-/// per-class sums, and each element's difficulty cell and calibration slot.
+/// per-class sums, and each element's difficulty cell, calibration slot
+/// and concentration bits.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Scratch {
     sums: ClassSums,
-    cells: Vec<f64>,
-    slots: Vec<f64>,
+    cells: Vec<i32>,
+    slots: Vec<i32>,
+    bits: Vec<u32>,
 }
 
 /// Per-class sums of one block, one array per figure, each padded by a
@@ -128,13 +131,33 @@ struct BlockPass<'a> {
     bins: usize,
     threshold: f64,
     sums: &'a mut ClassSums,
-    /// Out: each element's difficulty-table cell, before the way is added.
-    cells: &'a mut [f64],
+    /// Out: each element's copy of its difficulty-table cell (see
+    /// [`Tally::cell_index`]).
+    cells: &'a mut [i32],
     /// The calibration bins, 0 for none.
     calibration_bins: usize,
     /// Out: each element's calibration slot (see `Calibration::add_slots`).
-    slots: &'a mut [f64],
+    slots: &'a mut [i32],
+    /// Out: each loss's [`counted_bits`](crate::concentration::counted_bits), its concentration bin and low bits.
+    bits: &'a mut [u32],
 }
+
+/// Element k of a block goes to copy k mod [`WAYS`] of its table entry:
+/// the copy of each lane of a vector whose first element is k, per k mod
+/// [`WAYS`].
+const WAY_OF_LANE: [[f64; LANES]; WAYS] = {
+    let mut ways = [[0.0; LANES]; WAYS];
+    let mut first = 0;
+    while first < WAYS {
+        let mut lane = 0;
+        while lane < LANES {
+            ways[first][lane] = ((first + lane) % WAYS) as f64;
+            lane += 1;
+        }
+        first += 1;
+    }
+    ways
+};
 
 impl BlockPass<'_> {
     /// `len` elements from `at` on, whole vectors first: of consecutive
@@ -204,27 +227,54 @@ impl BlockPass<'_> {
             add_into(&mut s.positive_loss, class, V::select(positive, loss, zero));
             add_into(&mut s.positive_baseline, class, V::select(positive, baseline, zero));
 
+            let way = V::load(&WAY_OF_LANE[at % WAYS]);
             let easy = V::select(V::splat(self.threshold).lt(p_t), one, zero);
             let cell = bin_lanes(p_t, self.bins)
                 .mul(V::splat(GRADIENT_BINS as f64))
                 .add(bin_lanes(grad_norm, GRADIENT_BINS))
                 .mul(V::splat(2.0))
                 .add(easy)
-                .mul(V::splat(WAYS as f64));
-            if valid == LANES {
-                cell.store(&mut self.cells[at..]);
-            } else {
-                self.cells[at..at + valid].copy_from_slice(&cell.to_array()[..valid]);
-            }
+                .mul_add(V::splat(WAYS as f64), way);
+            store_whole(cell, &mut self.cells[at..at + valid]);
             if self.calibration_bins > 0 {
-                let slot = calibration_slot(p, self.calibration_bins);
-                if valid == LANES {
-                    slot.store(&mut self.slots[at..]);
-                } else {
-                    self.slots[at..at + valid].copy_from_slice(&slot.to_array()[..valid]);
+                store_whole(calibration_slot(p, way, self.calibration_bins), &mut self.slots[at..at + valid]);
+            }
+            let counted = counted_lanes(loss);
+            if valid == LANES {
+                counted.store_f32_bits(&mut self.bits[at..]);
+            } else {
+                for (to, counted) in self.bits[at..at + valid].iter_mut().zip(counted.to_array()) {
+                    *to = (counted as f32).to_bits();
                 }
             }
         }
+    }
+}
+
+/// Writes the first `to.len()` (at most eight) lanes of `v`, whole numbers
+/// within the range of i32, to `to`. The caller runs where V's instructions
+/// exist.
+#[inline(always)]
+unsafe fn store_whole<V: Lanes>(v: V, to: &mut [i32]) {
+    if to.len() == LANES {
+        // SAFETY: as above, with eight values there.
+        unsafe { v.store_whole(to) }
+    } else {
+        for (to, v) in to.iter_mut().zip(v.to_array()) {
+            *to = v as i32;
+        }
+    }
+}
+
+/// Each loss as [`counted_bits`](crate::concentration::counted_bits) counts it, before the rounding to float32:
+/// negatives and -0 as +0, NaN as +inf.
+#[inline(always)]
+unsafe fn counted_lanes<V: Real>(loss: V) -> V {
+    // SAFETY: the caller runs where V's instructions exist.
+    unsafe {
+        let zero = V::splat(0.0);
+        let counted = V::select(zero.lt(loss), loss, zero);
+        V::select(loss.equal(loss), counted, V::splat(f64::INFINITY))
     }
 }
 
@@ -275,11 +325,12 @@ unsafe fn bin_lanes<V: Real>(v: V, bins: usize) -> V {
     unsafe { v.mul(V::splat(bins as f64)).max(V::splat(0.0)).floor().min(V::splat((bins - 1) as f64)) }
 }
 
-/// The calibration bucket of each confidence times [`WAYS`], or -1 for NaN
-/// and negatives: the bucket `Calibration::bucket_of` finds, with the edges
-/// of `linspace_edges(bins)` computed in place, by the same operations.
+/// The calibration bucket of each confidence times [`WAYS`] plus its `way`,
+/// or -1 for NaN and negatives: the bucket `Calibration::bucket_of` finds,
+/// with the edges of `linspace_edges(bins)` computed in place, by the same
+/// operations.
 #[inline(always)]
-unsafe fn calibration_slot<V: Real>(confidence: V, bins: usize) -> V {
+unsafe fn calibration_slot<V: Real>(confidence: V, way: V, bins: usize) -> V {
     // SAFETY: the caller runs where V's instructions exist.
     unsafe {
         let (zero, one) = (V::splat(0.0), V::splat(1.0));
@@ -297,7 +348,7 @@ unsafe fn calibration_slot<V: Real>(confidence: V, bins: usize) -> V {
             guess.sub(one),
             V::select(confidence.ge(edge_next), next, guess),
         );
-        V::select(confidence.ge(zero), bucket.mul(V::splat(WAYS as f64)), V::splat(-1.0))
+        V::select(confidence.ge(zero), bucket.mul_add(V::splat(WAYS as f64), way), V::splat(-1.0))
     }
 }
 
@@ -313,6 +364,7 @@ impl Kernel for BlockPass<'_> {
             [e.t, e.p, e.loss, e.baseline].iter().all(|a| a.len() == n)
                 && self.cells.len() >= n
                 && (self.calibration_bins == 0 || self.slots.len() >= n)
+                && self.bits.len() >= n
                 && self.sums.arrays().iter().all(|a| a.len() >= padded)
                 && (e.one_class || e.first_class < self.classes)
         );
@@ -353,10 +405,12 @@ impl Tally {
             self.add_all((0..elements.x.len()).map(|k| elements.example_of(k, classes)));
             return;
         }
-        let Scratch { mut sums, mut cells, mut slots } = std::mem::take(&mut self.blocks);
+        let Scratch { mut sums, mut cells, mut slots, mut bits } = std::mem::take(&mut self.blocks);
         sums.ready(classes);
-        cells.resize(elements.x.len(), 0.0);
-        slots.resize(elements.x.len(), 0.0);
+        let n = elements.x.len();
+        cells.resize(n, 0);
+        slots.resize(n, 0);
+        bits.resize(n, 0);
         let calibration_bins = self.settings.findings.calibration_edges.len().saturating_sub(1);
         let pass = BlockPass {
             elements,
@@ -367,9 +421,9 @@ impl Tally {
             cells: &mut cells,
             calibration_bins,
             slots: &mut slots,
+            bits: &mut bits,
         };
         dispatch(Level::detect(), pass);
-        let n = elements.x.len();
         if elements.one_class {
             sums.settle_lanes(self.row(elements.first_class));
         } else {
@@ -382,22 +436,18 @@ impl Tally {
         // enough to keep its pointers in registers, and each table is
         // borrowed as a slice so that its bounds stay there too.
         let table = &mut self.cells[..];
-        for (k, ((&cell, &loss), &baseline)) in
-            cells.iter().zip(elements.loss).zip(elements.baseline).enumerate()
-        {
-            // SAFETY: cells are whole numbers below the table's length.
-            let index = unsafe { cell.to_int_unchecked::<u32>() } as usize + k % WAYS;
-            table[index].add(loss, baseline);
+        for ((&cell, &loss), &baseline) in cells[..n].iter().zip(elements.loss).zip(elements.baseline) {
+            table[cell as usize].add(loss, baseline);
         }
         let [negatives, positives] = &mut self.concentration;
         let (mut negatives, mut positives) = (negatives.counter(), positives.counter());
         if self.settings.grouping == Grouping::PositivesNegatives {
-            for (&loss, &t) in elements.loss.iter().zip(elements.t) {
-                if t > 0.5 { positives.add(loss) } else { negatives.add(loss) }
+            for (&bits, &t) in bits[..n].iter().zip(elements.t) {
+                if t > 0.5 { positives.add_bits(bits) } else { negatives.add_bits(bits) }
             }
         } else {
-            for &loss in elements.loss {
-                negatives.add(loss);
+            for &bits in &bits[..n] {
+                negatives.add_bits(bits);
             }
         }
         self.findings.note_elements(elements, classes, &slots[..n]);
@@ -406,7 +456,7 @@ impl Tally {
                 sink.write((elements.first_index + k) as u64, loss);
             }
         }
-        self.blocks = Scratch { sums, cells, slots };
+        self.blocks = Scratch { sums, cells, slots, bits };
     }
 }
 
@@ -578,8 +628,9 @@ mod tests {
         let run = |level| {
             let mut sums = ClassSums::default();
             sums.ready(13);
-            let mut cells = vec![0.0; 1000];
-            let mut slots = vec![0.0; 1000];
+            let mut cells = vec![0; 1000];
+            let mut slots = vec![0; 1000];
+            let mut bits = vec![0; 1000];
             let pass = BlockPass {
                 elements: &elements,
                 classes: 13,
@@ -589,13 +640,69 @@ mod tests {
                 cells: &mut cells,
                 calibration_bins: 15,
                 slots: &mut slots,
+                bits: &mut bits,
             };
             dispatch(level, pass);
-            (sums.loss.iter().chain(&sums.loss_error).map(|v| v.to_bits()).collect::<Vec<_>>(), cells, slots)
+            let sums = sums.loss.iter().chain(&sums.loss_error).map(|v| v.to_bits()).collect::<Vec<_>>();
+            (sums, cells, slots, bits)
         };
         let portable = run(Level::Portable);
         assert_eq!(run(Level::detect()), portable);
         assert_eq!(run(Level::Avx2), portable);
+    }
+
+    #[test]
+    fn every_build_counts_each_kind_of_loss_by_its_scalar_bits() {
+        use crate::concentration::counted_bits;
+        let halfway_to_overflow = f64::from(f32::MAX) + 2f64.powi(103);
+        let mut losses = vec![
+            f64::NEG_INFINITY,
+            -1.0,
+            -0.0,
+            0.0,
+            1e-300,
+            1e-45,
+            0.123_456_789,
+            1.0,
+            halfway_to_overflow.next_down(),
+            halfway_to_overflow,
+            f64::MAX,
+            f64::INFINITY,
+            f64::NAN,
+            -f64::NAN,
+        ];
+        losses.extend((0..99).map(|i| (i as f64 * 0.618_033_988_749_895).exp2() - 1.0));
+        let expected: Vec<u32> = losses.iter().map(|&l| counted_bits(l)).collect();
+        let zeros = vec![0.0; losses.len()];
+        let elements = Elements {
+            first_class: 0,
+            one_class: true,
+            first_index: 0,
+            x: &zeros,
+            t: &zeros,
+            p: &zeros,
+            loss: &losses,
+            baseline: &zeros,
+        };
+        for level in [Level::Portable, Level::Avx2, Level::detect()] {
+            let n = losses.len();
+            let mut sums = ClassSums::default();
+            sums.ready(1);
+            let (mut cells, mut slots, mut bits) = (vec![0; n], vec![0; n], vec![0; n]);
+            let pass = BlockPass {
+                elements: &elements,
+                classes: 1,
+                bins: 10,
+                threshold: 0.5,
+                sums: &mut sums,
+                cells: &mut cells,
+                calibration_bins: 0,
+                slots: &mut slots,
+                bits: &mut bits,
+            };
+            dispatch(level, pass);
+            assert_eq!(bits, expected, "{level:?}");
+        }
     }
 
     #[test]
@@ -623,7 +730,7 @@ mod tests {
                             let lanes: [f64; LANES] =
                                 std::array::from_fn(|k| chunk.get(k).copied().unwrap_or(0.0));
                             // SAFETY: `dispatch` runs this where V's instructions exist.
-                            let slots = unsafe { calibration_slot(V::load(&lanes), self.1) };
+                            let slots = unsafe { calibration_slot(V::load(&lanes), V::splat(0.0), self.1) };
                             out.extend(&slots.to_array()[..chunk.len()]);
                         }
                         out

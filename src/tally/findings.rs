@@ -415,15 +415,14 @@ impl Calibration {
     }
 
     /// Adds a block of elements: element k goes to slot `slots[k]` of
-    /// `copies` (its bucket times [`WAYS`], negative for none) plus k mod
-    /// [`WAYS`]. Consecutive elements mostly share a bucket, and with one
-    /// copy each addition would wait for the one before.
+    /// `copies` (its bucket times [`WAYS`] plus k mod [`WAYS`], negative for
+    /// none). Consecutive elements mostly share a bucket, and with one copy
+    /// each addition would wait for the one before.
     #[inline(always)]
-    fn add_slots(&mut self, copies: &mut [Bucket], slots: &[f64], confidence: &[f64], accuracy: &[f64]) {
-        for (k, ((&slot, &confidence), &accuracy)) in slots.iter().zip(confidence).zip(accuracy).enumerate() {
-            if slot >= 0.0 {
-                // SAFETY: a slot that is not negative is a whole number below `copies.len()`.
-                let bucket = &mut copies[unsafe { slot.to_int_unchecked::<u32>() } as usize + k % WAYS];
+    fn add_slots(&mut self, copies: &mut [Bucket], slots: &[i32], confidence: &[f64], accuracy: &[f64]) {
+        for ((&slot, &confidence), &accuracy) in slots.iter().zip(confidence).zip(accuracy) {
+            if slot >= 0 {
+                let bucket = &mut copies[slot as usize];
                 bucket.count += 1;
                 bucket.confidence.add(confidence);
                 bucket.accuracy.add(accuracy);
@@ -517,7 +516,7 @@ impl Findings {
     /// takes them. An element is made an example only when it is among the
     /// hardest so far.
     #[inline(always)]
-    pub fn note_elements(&mut self, elements: &Elements, classes: usize, slots: &[f64]) {
+    pub fn note_elements(&mut self, elements: &Elements, classes: usize, slots: &[i32]) {
         // One test for the block, which the compiler turns into vector
         // compares: once the heap is full, most blocks hold nothing that enters.
         let floor = self.hardest.floor;

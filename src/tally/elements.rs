@@ -138,13 +138,14 @@ struct BlockPass<'a> {
     calibration_bins: usize,
     /// Out: each element's calibration slot (see `Calibration::add_slots`).
     slots: &'a mut [i32],
-    /// Out: each loss's [`counted_bits`](crate::concentration::counted_bits), its concentration bin and low bits.
+    /// Out: each loss's concentration bin and low bits, as
+    /// [`counted_bits`](crate::concentration::counted_bits) gives them.
     bits: &'a mut [u32],
 }
 
 /// Element k of a block goes to copy k mod [`WAYS`] of its table entry:
-/// the copy of each lane of a vector whose first element is k, per k mod
-/// [`WAYS`].
+/// row r holds the copies of the eight lanes of a vector whose first
+/// element k has k mod [`WAYS`] = r.
 const WAY_OF_LANE: [[f64; LANES]; WAYS] = {
     let mut ways = [[0.0; LANES]; WAYS];
     let mut first = 0;
@@ -252,8 +253,9 @@ impl BlockPass<'_> {
 }
 
 /// Writes the first `to.len()` (at most eight) lanes of `v`, whole numbers
-/// within the range of i32, to `to`. The caller runs where V's instructions
-/// exist.
+/// within the range of i32, to `to` (table indexes stay below 1000 bins ×
+/// 10 × 2 × 8, the settings' limits). The caller runs where V's
+/// instructions exist.
 #[inline(always)]
 unsafe fn store_whole<V: Lanes>(v: V, to: &mut [i32]) {
     if to.len() == LANES {
@@ -266,8 +268,9 @@ unsafe fn store_whole<V: Lanes>(v: V, to: &mut [i32]) {
     }
 }
 
-/// Each loss as [`counted_bits`](crate::concentration::counted_bits) counts it, before the rounding to float32:
-/// negatives and -0 as +0, NaN as +inf.
+/// Each loss as [`counted_bits`](crate::concentration::counted_bits)
+/// counts it, before the rounding to float32: negatives and -0 as +0, NaN
+/// as +inf.
 #[inline(always)]
 unsafe fn counted_lanes<V: Real>(loss: V) -> V {
     // SAFETY: the caller runs where V's instructions exist.

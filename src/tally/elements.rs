@@ -29,7 +29,8 @@ pub struct Elements<'a> {
 
 /// What [`Tally::add_elements`] works in, kept from block to block: the
 /// per-class sums, and each element's difficulty cell, calibration slot
-/// and concentration bits.
+/// and concentration bits, each buffer a vector longer than the block so
+/// that every vector of the pass is stored whole.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Scratch {
     sums: ClassSums,
@@ -132,7 +133,9 @@ struct BlockPass<'a> {
     threshold: f64,
     sums: &'a mut ClassSums,
     /// Out: each element's copy of its difficulty-table cell (see
-    /// [`Tally::cell_index`]).
+    /// [`Tally::cell_index`]). Each out buffer is a vector longer than the
+    /// block: a partial vector is stored whole, its lanes past the segment
+    /// overwritten by the next one or left in the padding.
     cells: &'a mut [i32],
     /// The calibration bins, 0 for none.
     calibration_bins: usize,
@@ -143,21 +146,17 @@ struct BlockPass<'a> {
     bits: &'a mut [u32],
 }
 
-/// Element k of a block goes to copy k mod [`WAYS`] of its table entry:
-/// row r holds the copies of the eight lanes of a vector whose first
-/// element k has k mod [`WAYS`] = r.
-const WAY_OF_LANE: [[f64; LANES]; WAYS] = {
-    let mut ways = [[0.0; LANES]; WAYS];
-    let mut first = 0;
-    while first < WAYS {
-        let mut lane = 0;
-        while lane < LANES {
-            ways[first][lane] = ((first + lane) % WAYS) as f64;
-            lane += 1;
-        }
-        first += 1;
+/// Element k of a block goes to copy k mod [`WAYS`] of its table entry: the
+/// copies of a vector's lanes from its first element k on are
+/// `COPIES[k mod WAYS..]`.
+const COPIES: [f64; LANES + WAYS] = {
+    let mut copies = [0.0; LANES + WAYS];
+    let mut k = 0;
+    while k < copies.len() {
+        copies[k] = (k % WAYS) as f64;
+        k += 1;
     }
-    ways
+    copies
 };
 
 impl BlockPass<'_> {
@@ -189,12 +188,14 @@ impl BlockPass<'_> {
         debug_assert!(!FULL || valid == LANES);
         let e = self.elements;
         // SAFETY: the caller runs where V's instructions exist; `at + valid`
-        // is within the block, and whole vectors are read and written only
-        // when `valid` is eight; `class + LANES` is within every class-sum
-        // array, which `run` asserts are a vector longer than the classes
-        // (`class` is below the classes, or 0 for one class). (Helpers are
-        // functions, not closures: a closure does not take the vector
-        // instructions of the function it is written in, and may not inline them.)
+        // is within the block, whose values are read as whole vectors only
+        // when `valid` is eight; the out buffers, which `run` asserts are a
+        // vector longer than the block, take every vector whole; `class +
+        // LANES` is within every class-sum array, which `run` asserts are a
+        // vector longer than the classes (`class` is below the classes, or 0
+        // for one class). (Helpers are functions, not closures: a closure
+        // does not take the vector instructions of the function it is
+        // written in, and may not inline them.)
         unsafe {
             let valid = if FULL { LANES } else { valid };
             let x: V = read_lanes(e.x, at, valid);
@@ -228,7 +229,7 @@ impl BlockPass<'_> {
             add_into(&mut s.positive_loss, class, V::select(positive, loss, zero));
             add_into(&mut s.positive_baseline, class, V::select(positive, baseline, zero));
 
-            let way = V::load(&WAY_OF_LANE[at % WAYS]);
+            let way = V::load(&COPIES[at % WAYS..]);
             let easy = V::select(V::splat(self.threshold).lt(p_t), one, zero);
             let cell = bin_lanes(p_t, self.bins)
                 .mul(V::splat(GRADIENT_BINS as f64))
@@ -236,34 +237,13 @@ impl BlockPass<'_> {
                 .mul(V::splat(2.0))
                 .add(easy)
                 .mul_add(V::splat(WAYS as f64), way);
-            store_whole(cell, &mut self.cells[at..at + valid]);
+            // Whole numbers within i32: table indexes stay below 1000 bins
+            // × 10 × 2 × 8, the settings' limits.
+            cell.store_whole(&mut self.cells[at..]);
             if self.calibration_bins > 0 {
-                store_whole(calibration_slot(p, way, self.calibration_bins), &mut self.slots[at..at + valid]);
+                calibration_slot(p, way, self.calibration_bins).store_whole(&mut self.slots[at..]);
             }
-            let counted = counted_lanes(loss);
-            if valid == LANES {
-                counted.store_f32_bits(&mut self.bits[at..]);
-            } else {
-                for (to, counted) in self.bits[at..at + valid].iter_mut().zip(counted.to_array()) {
-                    *to = (counted as f32).to_bits();
-                }
-            }
-        }
-    }
-}
-
-/// Writes the first `to.len()` (at most eight) lanes of `v`, whole numbers
-/// within the range of i32, to `to` (table indexes stay below 1000 bins ×
-/// 10 × 2 × 8, the settings' limits). The caller runs where V's
-/// instructions exist.
-#[inline(always)]
-unsafe fn store_whole<V: Lanes>(v: V, to: &mut [i32]) {
-    if to.len() == LANES {
-        // SAFETY: as above, with eight values there.
-        unsafe { v.store_whole(to) }
-    } else {
-        for (to, v) in to.iter_mut().zip(v.to_array()) {
-            *to = v as i32;
+            counted_lanes(loss).store_f32_bits(&mut self.bits[at..]);
         }
     }
 }
@@ -365,9 +345,9 @@ impl Kernel for BlockPass<'_> {
         let padded = self.classes.checked_add(LANES).expect("a class count far below usize::MAX");
         assert!(
             [e.t, e.p, e.loss, e.baseline].iter().all(|a| a.len() == n)
-                && self.cells.len() >= n
-                && (self.calibration_bins == 0 || self.slots.len() >= n)
-                && self.bits.len() >= n
+                && self.cells.len() >= n + LANES
+                && (self.calibration_bins == 0 || self.slots.len() >= n + LANES)
+                && self.bits.len() >= n + LANES
                 && self.sums.arrays().iter().all(|a| a.len() >= padded)
                 && (e.one_class || e.first_class < self.classes)
         );
@@ -411,9 +391,9 @@ impl Tally {
         let Scratch { mut sums, mut cells, mut slots, mut bits } = std::mem::take(&mut self.blocks);
         sums.ready(classes);
         let n = elements.x.len();
-        cells.resize(n, 0);
-        slots.resize(n, 0);
-        bits.resize(n, 0);
+        cells.resize(n + LANES, 0);
+        slots.resize(n + LANES, 0);
+        bits.resize(n + LANES, 0);
         let calibration_bins = self.settings.findings.calibration_edges.len().saturating_sub(1);
         let pass = BlockPass {
             elements,
@@ -631,9 +611,9 @@ mod tests {
         let run = |level| {
             let mut sums = ClassSums::default();
             sums.ready(13);
-            let mut cells = vec![0; 1000];
-            let mut slots = vec![0; 1000];
-            let mut bits = vec![0; 1000];
+            let mut cells = vec![0; 1000 + LANES];
+            let mut slots = vec![0; 1000 + LANES];
+            let mut bits = vec![0; 1000 + LANES];
             let pass = BlockPass {
                 elements: &elements,
                 classes: 13,
@@ -691,7 +671,8 @@ mod tests {
             let n = losses.len();
             let mut sums = ClassSums::default();
             sums.ready(1);
-            let (mut cells, mut slots, mut bits) = (vec![0; n], vec![0; n], vec![0; n]);
+            let (mut cells, mut slots, mut bits) =
+                (vec![0; n + LANES], vec![0; n + LANES], vec![0; n + LANES]);
             let pass = BlockPass {
                 elements: &elements,
                 classes: 1,
@@ -704,7 +685,7 @@ mod tests {
                 bits: &mut bits,
             };
             dispatch(level, pass);
-            assert_eq!(bits, expected, "{level:?}");
+            assert_eq!(bits[..n], expected, "{level:?}");
         }
     }
 

@@ -526,6 +526,13 @@ impl NotClasses<'_> {
         NotClasses { ignore: Some(ignore), ..NotClasses::default() }
     }
 
+    /// Whether no class in [0, `classes`) means anything but itself: no
+    /// ignore index or background label among them.
+    fn classes_mean_themselves(&self, classes: usize) -> bool {
+        let is_class = |label: &i64| (0..classes as i64).contains(label);
+        !self.ignore.as_ref().is_some_and(is_class) && !self.background.iter().any(is_class)
+    }
+
     fn meaning(&self, label: i64, classes: usize) -> Option<u32> {
         if self.ignore == Some(label) || (self.ignore_negative && label < 0) {
             Some(Labels::IGNORED)
@@ -600,17 +607,14 @@ pub fn class_labels(targets: &Tensor, classes: usize, allowed: &NotClasses) -> R
         )
     })?;
     let listed = allowed.listed();
-    for i in 0..count {
+    // Label i, the whole way: its meaning, then the classes, else the error.
+    let one = |i: usize| -> Result<u32> {
         let index = values.index_at(i);
         if let Some(meaning) = index.as_ref().ok().and_then(|&label| allowed.meaning(label, classes)) {
-            labels.push(meaning);
-            continue;
+            return Ok(meaning);
         }
         let problem = match index {
-            Ok(label) if (0..classes as i64).contains(&label) => {
-                labels.push(label as u32);
-                continue;
-            }
+            Ok(label) if (0..classes as i64).contains(&label) => return Ok(label as u32),
             Err(NotAnIndex::TooLarge) if !targets.dtype.is_float() => {
                 format!("is out of range for {classes} classes")
             }
@@ -618,10 +622,36 @@ pub fn class_labels(targets: &Tensor, classes: usize, allowed: &NotClasses) -> R
             Ok(_) if listed.is_empty() => format!("is out of range for {classes} classes"),
             Ok(_) => format!("is neither one of the {classes} classes nor {}", listed.join(" nor ")),
         };
-        return Err(Error::input(
+        Err(Error::input(
             &targets.origin,
             format!("label {} at index {} {problem}", values.display(i), index_in(&targets.shape, i)),
-        ));
+        ))
+    };
+    // Integer labels that are classes (when no class means anything else)
+    // take one comparison each; the rest go the whole way.
+    macro_rules! integers {
+        ($slice:expr) => {
+            for (i, &value) in $slice.iter().enumerate() {
+                let value = i128::from(value);
+                labels.push(if (0..classes as i128).contains(&value) { value as u32 } else { one(i)? });
+            }
+        };
+    }
+    let plain = allowed.classes_mean_themselves(classes);
+    match values {
+        Values::I8(s) if plain => integers!(s),
+        Values::I16(s) if plain => integers!(s),
+        Values::I32(s) if plain => integers!(s),
+        Values::I64(s) if plain => integers!(s),
+        Values::U8(s) if plain => integers!(s),
+        Values::U16(s) if plain => integers!(s),
+        Values::U32(s) if plain => integers!(s),
+        Values::U64(s) if plain => integers!(s),
+        _ => {
+            for i in 0..count {
+                labels.push(one(i)?);
+            }
+        }
     }
     Ok(Labels(labels))
 }
@@ -673,5 +703,52 @@ mod tests {
                 assert_eq!(prediction(&row[..], &softmax, label), first, "label {label} of {row:?}");
             }
         }
+    }
+
+    #[test]
+    fn integer_labels_mean_what_float_labels_of_the_same_values_mean() {
+        // Float labels go the whole way for every label; integer labels that
+        // are classes take the short way unless a class means something else.
+        use crate::input::Column;
+        let values: [i64; 8] = [0, 4, -100, 3, 2, -1, 1, 4];
+        let tensor =
+            |column| Tensor::from_column(Origin::new("targets", "t"), vec![values.len()], column).unwrap();
+        let floats = tensor(Column::F64(values.iter().map(|&v| v as f64).collect()));
+        let integers = [
+            tensor(Column::I8(values.iter().map(|&v| v as i8).collect())),
+            tensor(Column::I16(values.iter().map(|&v| v as i16).collect())),
+            tensor(Column::I32(values.iter().map(|&v| v as i32).collect())),
+            tensor(Column::I64(values.to_vec())),
+        ];
+        let background = [4, -1];
+        let allowed = [
+            NotClasses { ignore: Some(-100), ignore_negative: true, ..NotClasses::default() },
+            NotClasses { ignore: Some(3), ignore_negative: true, ..NotClasses::default() },
+            NotClasses {
+                ignore: Some(-100),
+                background: &background,
+                background_outside: true,
+                ..NotClasses::default()
+            },
+            NotClasses { ignore_negative: true, background: &background, ..NotClasses::default() },
+        ];
+        for allowed in &allowed {
+            let expected = class_labels(&floats, 5, allowed).unwrap().0;
+            assert!(expected.iter().any(|&l| l >= Labels::IGNORED));
+            for integers in &integers {
+                assert_eq!(
+                    class_labels(integers, 5, allowed).unwrap().0,
+                    expected,
+                    "{allowed:?}, {:?}",
+                    integers.dtype
+                );
+            }
+        }
+        // An error names the same label either way.
+        let strict = NotClasses::ignoring(-100);
+        let error = |t: &Tensor| class_labels(t, 5, &strict).err().unwrap().to_string();
+        assert_eq!(error(&integers[3]), error(&floats).replace("-1.0", "-1"));
+        let unsigned = tensor(Column::U64(vec![0, 1, u64::MAX, 2, 3, 4, 0, 1]));
+        assert!(error(&unsigned).contains("at index [2]"));
     }
 }

@@ -628,14 +628,24 @@ pub fn class_labels(targets: &Tensor, classes: usize, allowed: &NotClasses) -> R
         ))
     };
     // Integer labels that are classes (when no class means anything else)
-    // take one comparison each; the rest go the whole way.
+    // are copied a run at a time once a branch-free count finds none other
+    // in the run; the rest go the whole way. A signed label is compared as
+    // its two's-complement bits, so a negative one is never below `classes`.
     macro_rules! integers {
-        ($slice:expr) => {
-            for (i, &value) in $slice.iter().enumerate() {
-                let value = i128::from(value);
-                labels.push(if (0..classes as i128).contains(&value) { value as u32 } else { one(i)? });
+        ($slice:expr) => {{
+            const RUN: usize = 4096;
+            let is_class = |value: u64| value < classes as u64;
+            for (r, run) in $slice.chunks(RUN).enumerate() {
+                let others = run.iter().fold(0u32, |n, &v| n + !is_class(v as u64) as u32);
+                if others == 0 {
+                    labels.extend(run.iter().map(|&v| v as u32));
+                    continue;
+                }
+                for (k, &v) in run.iter().enumerate() {
+                    labels.push(if is_class(v as u64) { v as u32 } else { one(r * RUN + k)? });
+                }
             }
-        };
+        }};
     }
     let plain = allowed.classes_mean_themselves(classes);
     match values {

@@ -228,7 +228,11 @@ fn tally_pass(
         (Some(path), None) => Some(ArrayFile::create(path, &pass.example_shape())?),
         _ => None,
     };
-    let tally = run_pass(pass, settings, per_example.as_mut().map(ArrayFile::sink))?;
+    // With nothing reading the inputs after the pass, each chunk lets go of
+    // the operands' pages it has read.
+    let read_once = !settings.label_issues && own_layout.is_none();
+    let released = if read_once { read_in_turn(pass, operands) } else { Vec::new() };
+    let tally = run_pass(pass, settings, per_example.as_mut().map(ArrayFile::sink), &released)?;
     for (operand, tensor) in operands.into_iter().enumerate() {
         let NonFinite { count, first } = tally.nonfinite[operand];
         let Some(first) = first else { continue };
@@ -298,7 +302,25 @@ fn find_label_issues(
     Ok(())
 }
 
-fn run_pass(pass: &dyn PerExample, settings: &Analysis, per_example: Option<Sink>) -> Result<Tally> {
+/// The operands whose elements split evenly among the pass's units, each
+/// with its elements per unit: unit u reads (mostly) elements
+/// `[u·n, (u+1)·n)` of each, as every loss whose units follow the arrays'
+/// order does. Where a unit reads others too, letting go of a chunk's
+/// share only makes a later read map a page again.
+fn read_in_turn<'a>(pass: &dyn PerExample, operands: [&'a Tensor; 2]) -> Vec<(&'a Tensor, usize)> {
+    let units = pass.units();
+    let in_turn = |t: &&Tensor| t.mapped && units > 0 && t.numel() > 0 && t.numel().is_multiple_of(units);
+    operands.into_iter().filter(in_turn).map(|t| (t, t.numel() / units)).collect()
+}
+
+/// Runs the pass; after each chunk, lets go of its share of `released`
+/// (tensors with their elements per unit).
+fn run_pass(
+    pass: &dyn PerExample,
+    settings: &Analysis,
+    per_example: Option<Sink>,
+    released: &[(&Tensor, usize)],
+) -> Result<Tally> {
     let kind = pass.example_kind();
     let tally_settings = TallySettings {
         classes: pass.classes(),
@@ -317,7 +339,10 @@ fn run_pass(pass: &dyn PerExample, settings: &Analysis, per_example: Option<Sink
     let progress = Progress::new(pass.units() as u64, pass.unit_cost() as u64, settings.quiet);
     let work = || {
         tally::run(pass.units(), pass.unit_cost(), &tally_settings, &|n| progress.advance(n), |range, t| {
-            pass.eval(range, t)
+            pass.eval(range.clone(), t);
+            for &(tensor, per_unit) in released {
+                tensor.release(range.start * per_unit..range.end * per_unit);
+            }
         })
     };
     let tally = in_pool(settings.threads, work)?;

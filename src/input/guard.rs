@@ -111,6 +111,35 @@ impl std::ops::Deref for GuardedMap {
     }
 }
 
+impl GuardedMap {
+    /// Takes the pages wholly inside `bytes` (offsets into the map) out of
+    /// the process's page tables. The map is a read-only shared map of a
+    /// file, so a page taken out holds the same bytes when next touched: it
+    /// is mapped again from the page cache. A pass lets go of what it has
+    /// read this way, in its workers, so that the pages are not all unmapped
+    /// at exit by one thread.
+    pub(crate) fn release(&self, bytes: std::ops::Range<usize>) {
+        let page = page_size();
+        let start = bytes.start.next_multiple_of(page);
+        let end = bytes.end.min(self.map.len()) / page * page;
+        if start < end {
+            // SAFETY: MADV_DONTNEED on a read-only shared file map changes no
+            // byte the program reads (see above); a failure leaves the pages
+            // mapped, which is only slower.
+            let _ = unsafe {
+                self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+            };
+        }
+    }
+}
+
+/// The size of a memory page, asked once.
+fn page_size() -> usize {
+    static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    // SAFETY: sysconf has no preconditions.
+    *PAGE.get_or_init(|| usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096).max(1))
+}
+
 /// Maps `file`, which held `len` bytes when it was opened, as the input
 /// `origin`. The error is the message part only.
 pub(crate) fn map(file: &std::fs::File, len: u64, origin: &Origin) -> Result<GuardedMap, String> {

@@ -377,6 +377,18 @@ impl Tensor {
         with_slice!(self.values(), s => s.iter().map(|v| v.to_f64()).collect())
     }
 
+    /// Lets go of the pages holding only elements `elements` of a mapped
+    /// tensor (see `GuardedMap::release`); nothing for one in memory. The
+    /// values read afterwards are the same.
+    pub fn release(&self, elements: std::ops::Range<usize>) {
+        if let Storage::Mapped { map, offset, len } = &self.storage {
+            let size = self.dtype.size();
+            let end = (elements.end.saturating_mul(size)).min(*len);
+            let start = elements.start.saturating_mul(size).min(end);
+            map.release(offset + start..offset + end);
+        }
+    }
+
     /// The shape as NumPy prints it, `[4, 3]`.
     pub fn shape_text(&self) -> String {
         shape_text(&self.shape)
@@ -466,5 +478,35 @@ mod tests {
                 "bits {bits:#06x}"
             );
         }
+    }
+
+    #[test]
+    fn a_released_range_of_a_mapped_file_reads_the_same_values_again() {
+        // A float32 .npy of 300,000 values, about 290 pages.
+        let values: Vec<f32> = (0..300_000).map(|i| (i as f32).sin()).collect();
+        let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (300000,), }";
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        let padded = format!("{header:<117}\n");
+        bytes.extend((padded.len() as u16).to_le_bytes());
+        bytes.extend(padded.as_bytes());
+        bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        let path = std::env::temp_dir().join(format!("losscope-release-{}.npy", std::process::id()));
+        std::fs::write(&path, &bytes).unwrap();
+        let sources = crate::input::Sources::new(None).unwrap();
+        let tensor = sources.required(&[path.to_string_lossy().into_owned()], "logits").unwrap();
+        assert!(tensor.mapped);
+        let read =
+            |t: &Tensor| with_slice!(t.values(), s => s.iter().map(|v| v.to_f64()).collect::<Vec<f64>>());
+        let before = read(&tensor);
+        assert_eq!(before, values.iter().map(|&v| v as f64).collect::<Vec<_>>());
+        for range in [1_000..5_000, 70_001..150_003, 0..300_000, 299_999..400_000, 5..5] {
+            tensor.release(range.clone());
+            assert_eq!(read(&tensor), before, "after releasing {range:?}");
+        }
+        std::fs::remove_file(&path).unwrap();
+        // A tensor in memory is left as it is.
+        let owned = Tensor::from_list(Origin::new("weight", "w"), vec![1.5; 10_000]);
+        owned.release(0..10_000);
+        assert_eq!(read(&owned), vec![1.5; 10_000]);
     }
 }
